@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both run the setup first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup demo test lint unit integration e2e bench format clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/runnerctl demo
+
+lint: setup
+	$(BIN)/ruff format --check provisioner tests benchmarks
+	$(BIN)/ruff check provisioner tests benchmarks
+	$(BIN)/mypy
+	@if [ -d playbooks ]; then \
+		$(BIN)/yamllint -s playbooks && (cd playbooks && ../$(BIN)/ansible-lint --offline -q); \
+	fi
+
+test: lint
+	$(BIN)/pytest tests
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+format: setup
+	$(BIN)/ruff format provisioner tests benchmarks
+	$(BIN)/ruff check --fix provisioner tests benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

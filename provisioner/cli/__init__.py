@@ -1,0 +1,1 @@
+"""The runnerctl command line: thin Typer commands over the domain packages."""
