@@ -29,7 +29,8 @@ _GITLAB_PREFIXES = (
     "glagent",  # agent for Kubernetes
 )
 _TOKEN_RE = re.compile(
-    r"\b(?P<prefix>(?:" + "|".join(_GITLAB_PREFIXES) + r")-)[0-9A-Za-z_.\-]{8,}"
+    r"\b(?P<prefix>(?:" + "|".join(_GITLAB_PREFIXES) + r")-)"
+    r"[0-9A-Za-z_\-]{8,}(?:\.[0-9A-Za-z_\-]+)*"  # routable tokens carry dot-separated parts
 )
 # Legacy runner registration tokens: GR1348941 followed by the secret part.
 _REGISTRATION_RE = re.compile(r"\bGR1348941[0-9A-Za-z_\-]{8,}")

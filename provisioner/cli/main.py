@@ -60,7 +60,7 @@ def main_callback(
     debug: Annotated[
         bool, typer.Option("--debug", help="Debug logs and tracebacks (secrets stay masked).")
     ] = False,
-    version: Annotated[
+    version: Annotated[  # noqa: ARG001 (handled by its eager callback)
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
