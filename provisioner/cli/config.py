@@ -2,6 +2,290 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Inspect and check gitlab-runner's config.toml.")
+from provisioner.cli.context import get_app
+from provisioner.runner_config import (
+    ConfigDiff,
+    Finding,
+    RunnerConfig,
+    Severity,
+    ValidationReport,
+    at_or_above,
+    build_model,
+    diff_documents,
+    lint_document,
+    load_config,
+    read_config_text,
+    to_jsonable,
+    validate_text,
+)
+from provisioner.secrets import MASK
+from provisioner.settings import default_config_path
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Inspect and check gitlab-runner's config.toml.",
+)
+
+INVALID_EXIT = 3
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="config.toml to read [default: $CONFIG_FILE, else gitlab-runner's own default path].",
+        show_default=False,
+        dir_okay=False,
+    ),
+]
+
+
+class FailOn(StrEnum):
+    """The lowest finding severity that makes ``config lint`` fail."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    NEVER = "never"
+
+
+def _path(config: Path | None) -> Path:
+    return config if config is not None else default_config_path()
+
+
+@app.command("show")
+def show(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Show the global settings and the runners of config.toml (tokens masked)."""
+    out = get_app(ctx)
+    path = _path(config)
+    model = build_model(load_config(path).plain())
+    if out.json:
+        out.emit_json({"path": str(path), **to_jsonable(model)})
+        return
+    out.echo(_render_show(path, model))
+
+
+@app.command("validate")
+def validate(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Unknown keys are errors, as in `gitlab-runner lint`.")
+    ] = False,
+) -> None:
+    """Check config.toml the way gitlab-runner reads it: syntax, types, durations, enums.
+
+    Exits 0 when the file is valid and 3 when it is not; each problem is listed with its line
+    and column. Unknown keys are warnings (gitlab-runner ignores them) unless --strict.
+    """
+    out = get_app(ctx)
+    path = _path(config)
+    report = validate_text(read_config_text(path), source=str(path), strict=strict)
+    if out.json:
+        out.emit_json(_report_json(report))
+    else:
+        out.echo(_render_report(report))
+    if not report.valid:
+        raise typer.Exit(code=INVALID_EXIT)
+
+
+@app.command("lint")
+def lint(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(
+            "--fail-on",
+            help="Exit 3 when a finding has this severity or worse (never: always exit 0).",
+        ),
+    ] = FailOn.HIGH,
+) -> None:
+    """Report security risks in config.toml, each with its severity and fix.
+
+    Rules: privileged containers, a mounted Docker socket, risky pull policies on shared
+    runners, no allowed_images, Docker over tcp:// without TLS, a config file readable by
+    others, secrets in a runner's environment. Exits 3 when a finding is at or above
+    --fail-on (default: high).
+    """
+    out = get_app(ctx)
+    path = _path(config)
+    findings = lint_document(load_config(path), path=path)
+    failing: tuple[Finding, ...] = ()
+    if fail_on is not FailOn.NEVER:
+        failing = at_or_above(findings, Severity(fail_on.value))
+    if out.json:
+        out.emit_json(
+            {
+                "path": str(path),
+                "fail_on": fail_on.value,
+                "failed": bool(failing),
+                "findings": [to_jsonable(f) for f in findings],
+            }
+        )
+    else:
+        out.echo(_render_findings(path, findings, fail_on, failing))
+    if failing:
+        raise typer.Exit(code=INVALID_EXIT)
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    other: Annotated[Path, typer.Argument(help="The config.toml to compare with.", dir_okay=False)],
+    config: ConfigOption = None,
+) -> None:
+    """Compare config.toml with OTHER: runners added, removed, and keys changed (tokens masked)."""
+    out = get_app(ctx)
+    path = _path(config)
+    result = diff_documents(load_config(path), load_config(other))
+    if out.json:
+        out.emit_json({"a": str(path), "b": str(other), **to_jsonable(result)})
+        return
+    out.echo(_render_diff(path, other, result))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return str(value)
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+def _render_show(path: Path, model: RunnerConfig) -> str:
+    s = model.settings
+    lines = [
+        f"config: {path}",
+        f"concurrent: {_cell(s.concurrent)}  check_interval: {_cell(s.check_interval)}  "
+        f"shutdown_timeout: {_cell(s.shutdown_timeout)}  log_level: {_cell(s.log_level)}  "
+        f"log_format: {_cell(s.log_format)}",
+    ]
+    if s.listen_address:
+        lines.append(f"listen_address: {s.listen_address}")
+    if s.session_server and s.session_server.listen_address:
+        lines.append(f"session_server: {s.session_server.listen_address}")
+    lines.append(f"runners: {len(model.runners)}")
+    if model.runners:
+        rows = [["NAME", "ID", "EXECUTOR", "URL", "IMAGE", "TOKEN"]]
+        for r in model.runners:
+            image = (r.docker.image if r.docker else None) or (
+                r.kubernetes.image if r.kubernetes else None
+            )
+            rows.append(
+                [
+                    _cell(r.name),
+                    _cell(r.id),
+                    _cell(r.executor),
+                    _cell(r.url),
+                    _cell(image),
+                    MASK if r.token else "(none)",
+                ]
+            )
+        lines.extend(_table(rows))
+    return "\n".join(lines)
+
+
+def _report_json(report: ValidationReport) -> dict[str, Any]:
+    def issue(i: Any) -> dict[str, Any]:
+        loc = i.location
+        return {
+            "code": i.code,
+            "path": i.path,
+            "message": i.message,
+            "line": loc.line if loc else None,
+            "column": loc.column if loc else None,
+        }
+
+    return {
+        "path": report.source,
+        "valid": report.valid,
+        "strict": report.strict,
+        "errors": [issue(i) for i in report.errors],
+        "warnings": [issue(i) for i in report.warnings],
+    }
+
+
+def _render_report(report: ValidationReport) -> str:
+    lines = [i.render(report.source) for i in report.issues]
+    errors, warnings = len(report.errors), len(report.warnings)
+    if report.valid:
+        extra = f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else ""
+        lines.append(f"valid: {report.source}{extra}")
+    else:
+        lines.append(
+            f"invalid: {report.source}: {errors} error{'s' if errors != 1 else ''}, "
+            f"{warnings} warning{'s' if warnings != 1 else ''}"
+        )
+    return "\n".join(lines)
+
+
+def _render_findings(
+    path: Path, findings: tuple[Finding, ...], fail_on: FailOn, failing: tuple[Finding, ...]
+) -> str:
+    lines: list[str] = []
+    for f in findings:
+        runner = f" [{f.runner}]" if f.runner else ""
+        lines.append(f"{f.severity.value.upper():<6} {f.rule}{runner} {f.message}")
+        lines.append(f"       fix: {f.fix}")
+    if not findings:
+        lines.append(f"no findings: {path}")
+    else:
+        counts = ", ".join(
+            f"{sum(1 for f in findings if f.severity is s)} {s.value}"
+            for s in reversed(Severity)
+            if any(f.severity is s for f in findings)
+        )
+        verdict = (
+            f"failed (--fail-on {fail_on.value})"
+            if failing
+            else f"passed (--fail-on {fail_on.value})"
+        )
+        lines.append(
+            f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({counts}): {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def _show_value(value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _render_diff(a: Path, b: Path, result: ConfigDiff) -> str:
+    lines = [f"--- {a}", f"+++ {b}"]
+    if result.empty:
+        lines.append("no semantic differences")
+        return "\n".join(lines)
+    for change in result.global_changes:
+        lines.append(f"~ {change.key}: {_show_value(change.old)} -> {_show_value(change.new)}")
+    lines.extend(f"+ runner {name}" for name in result.added)
+    lines.extend(f"- runner {name}" for name in result.removed)
+    for runner in result.changed:
+        lines.append(f"~ runner {runner.runner}")
+        for change in runner.changes:
+            lines.append(
+                f"    {change.key}: {_show_value(change.old)} -> {_show_value(change.new)}"
+            )
+    return "\n".join(lines)

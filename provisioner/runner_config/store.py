@@ -1,0 +1,299 @@
+"""Safe reads and writes of config.toml.
+
+Guarantees of :class:`ConfigStore`:
+
+* **Atomic.** A write goes to a temp file in the same directory, is fsynced, then renamed over
+  config.toml (and the directory is fsynced). Readers, gitlab-runner included, see the old file
+  or the new one, never a mix; a writer killed at any point leaves the old file intact.
+* **Private.** The file is written with mode 0600 (kept with its owner when runnerctl runs as
+  root); a directory that has to be created gets 0700, as gitlab-runner does.
+* **Backed up.** The previous file is kept as ``config.toml.bak.<UTC timestamp>`` (mode 0600);
+  only the newest ``keep_backups`` (default 5) are kept.
+* **Serialised.** Every change is a read-modify-write transaction under an exclusive
+  ``fcntl.flock`` on the sibling file ``config.toml.lock``: :meth:`ConfigStore.update` loads
+  the file *after* taking the lock and hands the fresh document to the caller's function, so two
+  concurrent writers never lose each other's runners.
+* **Never stale for what gitlab-runner owns.** ``token``, ``token_obtained_at`` and
+  ``token_expires_at`` are rewritten by gitlab-runner itself when it rotates a token. When a
+  change would replace them, the caller's values are written only if the caller's
+  ``token_obtained_at`` is strictly newer than the one on disk (or the disk has none);
+  otherwise the disk's three values are kept (``UpdateResult.kept_from_disk`` names those
+  runners). Runners are paired by ``id`` when it is non-zero, else by ``name`` and ``url``.
+  ``.runner_system_id`` (gitlab-runner's system id, next to config.toml) is never written,
+  renamed or removed.
+* **Unchanged on bad input.** A file that does not parse is never overwritten: the update
+  raises :class:`~provisioner.errors.ConfigError` and nothing on disk changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tomlkit.items import Table
+
+from provisioner.errors import ConfigError
+from provisioner.runner_config.document import RUNNER_OWNED_KEYS, ConfigDocument, set_key
+
+MISSING_HINT = (
+    "runnerctl reads --config PATH, else $CONFIG_FILE, else /etc/gitlab-runner/config.toml "
+    "when run as root and ~/.gitlab-runner/config.toml otherwise. Pass --config or set "
+    "CONFIG_FILE."
+)
+
+# Called with a stage name and the temp file path: "temp-partial" (half of the new text is
+# written), "before-rename" (temp complete and fsynced). Fault-injection tests use it.
+StageHook = Callable[[str, Path], None]
+Mutator = Callable[[ConfigDocument], ConfigDocument | None]
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What a transaction did."""
+
+    path: Path
+    changed: bool
+    backup: Path | None = None
+    kept_from_disk: tuple[str, ...] = ()
+
+
+def read_config_text(path: Path) -> str:
+    """The text of config.toml, or a :class:`ConfigError` that says what is wrong and what to do."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}", hint=MISSING_HINT) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a directory, not a config file",
+            hint="Point --config at the config.toml file itself.",
+        ) from None
+    except PermissionError:
+        raise ConfigError(
+            f"cannot read {path}: permission denied",
+            hint="Run as the user that owns it (gitlab-runner's config is usually root's: "
+            "use sudo), or pass --config with a readable copy.",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start})",
+            hint="config.toml must be UTF-8; re-save it with a UTF-8 encoding.",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_config(path: Path) -> ConfigDocument:
+    """Read and parse config.toml (errors carry the location of the problem and a hint)."""
+    return ConfigDocument.parse(read_config_text(path), source=str(path))
+
+
+class ConfigStore:
+    """config.toml on disk, changed only through locked, atomic transactions."""
+
+    def __init__(self, path: Path, *, keep_backups: int = 5, hook: StageHook | None = None):
+        self.path = Path(path)
+        self.keep_backups = keep_backups
+        self._hook = hook
+
+    @property
+    def lock_path(self) -> Path:
+        """The sibling file that is flock'ed during a transaction."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    def load(self) -> ConfigDocument:
+        """The current document (no lock needed: writes are atomic renames)."""
+        return load_config(self.path)
+
+    def backups(self) -> list[Path]:
+        """The backups of this file, oldest first."""
+        return sorted(self.path.parent.glob(self.path.name + ".bak.*"))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the exclusive lock (blocking until other writers are done)."""
+        self._ensure_dir()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def update(self, fn: Mutator, *, create: bool = False) -> UpdateResult:
+        """Run ``fn`` on the freshly loaded document under the lock and write the result.
+
+        ``fn`` edits the document it receives (or returns a replacement). With ``create`` a
+        missing file starts from gitlab-runner's defaults; otherwise it is an error.
+        """
+        with self.locked():
+            self._remove_stale_temps()
+            if self.path.exists():
+                old_text: str | None = read_config_text(self.path)
+                document = ConfigDocument.parse(old_text or "", source=str(self.path))
+            elif create:
+                old_text = None
+                document = ConfigDocument.empty()
+            else:
+                read_config_text(self.path)  # raises the not-found error
+                raise AssertionError("unreachable")  # pragma: no cover
+            before = ConfigDocument.parse(old_text, source=str(self.path)) if old_text else None
+            result = fn(document)
+            if result is not None:
+                document = result
+            kept = _keep_newer_disk_tokens(before, document) if before else ()
+            new_text = document.dumps()
+            if new_text == old_text:
+                return UpdateResult(self.path, changed=False, kept_from_disk=kept)
+            ConfigDocument.parse(new_text, source=str(self.path))  # never write what won't load
+            backup = self._write(new_text, had_old=old_text is not None)
+            return UpdateResult(self.path, changed=True, backup=backup, kept_from_disk=kept)
+
+    def save(self, document: ConfigDocument, *, create: bool = True) -> UpdateResult:
+        """Replace the file with ``document`` (token fields: the disk wins when newer)."""
+        return self.update(lambda _fresh: document, create=create)
+
+    # ---- internals
+
+    def _ensure_dir(self) -> None:
+        directory = self.path.parent
+        if not directory.exists():
+            try:
+                directory.mkdir(mode=0o700, parents=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create {directory}: {exc.strerror}",
+                    hint="Create the directory or pass --config with a writable location.",
+                ) from None
+
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_stale_temps(self) -> None:
+        # Only lock holders create temp files, so any left over belongs to a dead writer.
+        for stale in self.path.parent.glob(self._temp_prefix() + "*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _write(self, text: str, *, had_old: bool) -> Path | None:
+        directory = self.path.parent
+        temp = directory / f"{self._temp_prefix()}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        data = text.encode("utf-8")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write in {directory}: {exc.strerror}",
+                hint="Run as the user that owns the config directory (or with sudo).",
+            ) from None
+        try:
+            try:
+                half = len(data) // 2
+                os.write(fd, data[:half])
+                if self._hook:
+                    self._hook("temp-partial", temp)
+                os.write(fd, data[half:])
+                os.fsync(fd)
+                os.fchmod(fd, 0o600)
+                if had_old and os.geteuid() == 0:
+                    st = os.stat(self.path)
+                    os.fchown(fd, st.st_uid, st.st_gid)
+            finally:
+                os.close(fd)
+            if self._hook:
+                self._hook("before-rename", temp)
+            backup = self._backup() if had_old else None
+            os.replace(temp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        _fsync_dir(directory)
+        self._prune_backups()
+        return backup
+
+    def _backup(self) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.path.with_name(f"{self.path.name}.bak.{stamp}")
+        counter = 0
+        while True:
+            try:
+                # A hard link keeps the old bytes for free: the rename only moves the name.
+                os.link(self.path, target)
+                break
+            except FileExistsError:
+                counter += 1
+                target = self.path.with_name(f"{self.path.name}.bak.{stamp}-{counter}")
+            except OSError:
+                target.write_bytes(self.path.read_bytes())
+                break
+        os.chmod(target, 0o600)
+        return target
+
+    def _prune_backups(self) -> None:
+        backups = self.backups()
+        for old in backups[: max(0, len(backups) - self.keep_backups)]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _identity(table: Table) -> tuple[Any, ...]:
+    runner_id = table.get("id")
+    if isinstance(runner_id, int) and not isinstance(runner_id, bool) and runner_id:
+        return ("id", int(runner_id))
+    return ("name", str(table.get("name", "")), str(table.get("url", "")))
+
+
+def _obtained_at(table: Table) -> datetime | None:
+    value = table.get("token_obtained_at")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _owned(table: Table) -> tuple[Any, ...]:
+    return tuple(table.get(key) for key in RUNNER_OWNED_KEYS)
+
+
+def _keep_newer_disk_tokens(before: ConfigDocument, after: ConfigDocument) -> tuple[str, ...]:
+    """Restore gitlab-runner-owned fields where the disk's token is newer than the caller's."""
+    on_disk = {_identity(t): t for t in before.runner_tables()}
+    kept: list[str] = []
+    for table in after.runner_tables():
+        disk = on_disk.get(_identity(table))
+        if disk is None or _owned(disk) == _owned(table):
+            continue
+        disk_at = _obtained_at(disk)
+        caller_at = _obtained_at(table)
+        if disk_at is None or (caller_at is not None and caller_at > disk_at):
+            continue
+        for key in RUNNER_OWNED_KEYS:
+            if key in disk:
+                set_key(table, key, disk[key], path=["runners"])
+            elif key in table:
+                del table[key]
+        kept.append(str(table.get("name") or table.get("id") or table.get("url") or "?"))
+    return tuple(kept)
