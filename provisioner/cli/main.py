@@ -10,6 +10,7 @@ import typer
 
 from provisioner import __version__
 from provisioner.cli import config as config_cli
+from provisioner.cli import sandbox as sandbox_cli
 from provisioner.cli.context import AppContext, OutputFormat
 from provisioner.errors import ProvisionerError
 from provisioner.secrets import RedactingFilter, Redactor, redact
@@ -22,6 +23,7 @@ app = typer.Typer(
     help="Stand up self-hosted GitLab Runners, prove they work, and keep them healthy.",
 )
 app.add_typer(config_cli.app, name="config")
+app.add_typer(sandbox_cli.app, name="sandbox")
 
 
 def _version(value: bool) -> None:

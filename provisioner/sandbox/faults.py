@@ -1,0 +1,111 @@
+"""Fault injection: added latency and random 5xx/429 answers, bounded and counted."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from starlette.responses import Response
+
+FAULT_STATUSES = (500, 502, 503)
+
+
+@dataclass
+class Faults:
+    """``fault_rate`` of API requests fail, never more than ``max_consecutive`` in a row.
+
+    The bound is what makes fault mode usable: a client that retries (python-gitlab with
+    ``retry_transient_errors=True``, gitlab-runner, twine) always gets through.
+    """
+
+    latency_ms: int = 0
+    fault_rate: float = 0.0
+    max_consecutive: int = 2
+    retry_after: int = 1
+    seed: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    _streak: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        if self.seed is not None:
+            self._rng.seed(self.seed)
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault rate must be between 0 and 1")
+        if self.latency_ms < 0:
+            raise ValueError("latency must not be negative")
+
+    def configure(self, *, latency_ms: int | None = None, fault_rate: float | None = None) -> None:
+        with self._lock:
+            if latency_ms is not None:
+                if latency_ms < 0:
+                    raise ValueError("latency must not be negative")
+                self.latency_ms = latency_ms
+            if fault_rate is not None:
+                if not 0.0 <= fault_rate <= 1.0:
+                    raise ValueError("fault rate must be between 0 and 1")
+                self.fault_rate = fault_rate
+            self._streak = 0
+
+    def pick(self) -> int | None:
+        """The status to inject for this request, or ``None`` to serve it."""
+        with self._lock:
+            self.requests += 1
+            if self.fault_rate <= 0 or self._streak >= self.max_consecutive:
+                self._streak = 0
+                return None
+            if self._rng.random() >= self.fault_rate:
+                self._streak = 0
+                return None
+            self._streak += 1
+            status = 429 if self._rng.random() < 0.5 else self._rng.choice(FAULT_STATUSES)
+            self.counts[str(status)] = self.counts.get(str(status), 0) + 1
+            return status
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "latency_ms": self.latency_ms,
+                "fault_rate": self.fault_rate,
+                "max_consecutive": self.max_consecutive,
+                "requests": self.requests,
+                "injected": dict(self.counts),
+                "injected_total": sum(self.counts.values()),
+            }
+
+    def response(self, status: int) -> Response:
+        headers = {"X-Sandbox-Fault": "injected"}
+        if status == 429:
+            now = int(time.time())
+            reset = now + self.retry_after
+            headers.update(
+                {
+                    "Retry-After": str(self.retry_after),
+                    "RateLimit-Name": "throttle_authenticated_api",
+                    "RateLimit-Limit": "60",
+                    "RateLimit-Observed": "61",
+                    "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": str(reset),
+                    "RateLimit-ResetTime": formatdate(reset, usegmt=True),
+                }
+            )
+            return Response(
+                "Retry later\n", status_code=429, media_type="text/plain", headers=headers
+            )
+        messages = {
+            500: "500 Internal Server Error",
+            502: "502 Bad Gateway",
+            503: "503 Service Unavailable",
+        }
+        return Response(
+            f'{{"message":"{messages[status]}"}}',
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )

@@ -1,0 +1,282 @@
+"""The sandbox ASGI application and how it is started (foreground or background thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from provisioner.errors import SandboxError
+from provisioner.sandbox import api_core, api_runners
+from provisioner.sandbox.faults import Faults
+from provisioner.sandbox.state import Store
+from provisioner.sandbox.web import ApiError, Ctx, Router, UploadedFile, json_response
+
+log = logging.getLogger(__name__)
+
+GIT_PATH = re.compile(
+    r"^/(?P<project>.+?)\.git/(?P<rest>info/refs|git-upload-pack|"
+    r"git-receive-pack|HEAD|objects/.*)$"
+)
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """How to run the sandbox."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8929
+    latency_ms: int = 0
+    fault_rate: float = 0.0
+    external_url: str | None = None
+    seed: int | None = None
+
+
+class SandboxApp:
+    """The ASGI application: routes on the raw path, faults, then the route handler."""
+
+    def __init__(self, options: SandboxOptions) -> None:
+        self.options = options
+        self.store = Store(options.data_dir)
+        self.root_token = self.store.bootstrap()
+        self.external_url = options.external_url.rstrip("/") if options.external_url else None
+        self.faults = Faults(
+            latency_ms=options.latency_ms, fault_rate=options.fault_rate, seed=options.seed
+        )
+        self.router = Router()
+        self.router.extend(api_core.routes())
+        self.router.extend(api_runners.routes())
+        for module_name in ("api_pipelines", "runner_protocol", "api_packages", "control"):
+            module = _optional(f"provisioner.sandbox.{module_name}")
+            if module is not None:
+                self.router.extend(module.routes())
+        self.extras: dict[str, Any] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.handle(request)
+        except ApiError as exc:
+            response = exc.response()
+        except Exception:
+            log.exception("sandbox: unhandled error on %s %s", request.method, scope.get("path"))
+            response = json_response({"message": "500 Internal Server Error"}, 500)
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request) -> Response:
+        scope = request.scope
+        raw = scope.get("raw_path") or scope["path"].encode()
+        raw_path = raw.decode("latin-1").split("?", 1)[0]
+        if raw_path.startswith("/api/") and not raw_path.startswith("/api/v4/-/sandbox"):
+            if self.faults.latency_ms:
+                await asyncio.sleep(self.faults.latency_ms / 1000)
+            status = self.faults.pick()
+            if status is not None:
+                return self.faults.response(status)
+        git = GIT_PATH.match(raw_path)
+        if git is not None:
+            git_routes = _optional("provisioner.sandbox.git_routes")
+            if git_routes is not None:
+                served: Response = await git_routes.handle(
+                    self, request, git.group("project"), git.group("rest")
+                )
+                return served
+        if raw_path == "/api/graphql" and request.method == "POST":
+            graphql_source = _optional("provisioner.sandbox.graphql_source")
+            body = await request.body()
+            ctx = self._ctx(request, raw_path, body)
+            result: Response = await anyio.to_thread.run_sync(graphql_source.handle, ctx)
+            return result
+        route, params, other_method = self.router.match(request.method, raw_path)
+        if route is None:
+            if other_method:
+                return json_response({"error": "405 Not Allowed"}, 405)
+            if raw_path.startswith("/api/"):
+                return json_response({"error": "404 Not Found"}, 404)
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            ctx = self._ctx(request, raw_path, b"")
+            form = await request.form(max_files=100, max_fields=10_000, max_part_size=16 << 20)
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    ctx.form.setdefault(key, []).append(value)
+                else:
+                    ctx.files[key] = UploadedFile(
+                        value.filename or "", await value.read(), value.content_type or ""
+                    )
+            await form.close()
+        else:
+            ctx = self._ctx(request, raw_path, await request.body())
+        ctx.params = params
+        handler = route.handler
+        response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
+        return response
+
+    def _ctx(self, request: Request, raw_path: str, body: bytes) -> Ctx:
+        scope = request.scope
+        host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("", 0)))
+        return Ctx(
+            method=request.method,
+            raw_path=raw_path,
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            scheme=scope.get("scheme", "http"),
+            host=host,
+            app=self,
+        )
+
+
+def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
+    try:
+        return handler(ctx)
+    except ApiError as exc:
+        return exc.response()
+
+
+def _optional(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+# starting -----------------------------------------------------------------------------------
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SandboxError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="pick another --port, or stop whatever already listens there",
+        ) from exc
+    sock.listen(256)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_server(app: SandboxApp) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
+    )
+    return uvicorn.Server(config)
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox: ``url``, the root PAT, the app (for its store and faults), ``stop()``."""
+
+    url: str
+    root_token: str
+    app: SandboxApp
+    data_dir: Path
+    _server: Any
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self.app.store.close()
+
+    def __enter__(self) -> SandboxHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def start_background(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    latency_ms: int = 0,
+    fault_rate: float = 0.0,
+    external_url: str | None = None,
+    seed: int | None = None,
+) -> SandboxHandle:
+    """Start the sandbox in a daemon thread and return once it accepts connections."""
+    options = SandboxOptions(
+        data_dir=Path(data_dir),
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        external_url=external_url,
+        seed=seed,
+    )
+    app = SandboxApp(options)
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    server = _uvicorn_server(app)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="gitlab-sandbox"
+    )
+    thread.start()
+    for _ in range(1000):
+        if server.started:
+            break
+        if not thread.is_alive():
+            raise SandboxError("the sandbox server stopped while starting")
+        threading.Event().wait(0.01)
+    else:
+        raise SandboxError("the sandbox server did not start within 10 s")
+    return SandboxHandle(
+        url=external_url or _url(host, actual),
+        root_token=app.root_token,
+        app=app,
+        data_dir=Path(data_dir),
+        _server=server,
+        _thread=thread,
+    )
+
+
+def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], None]) -> None:
+    """Run in the foreground until interrupted; ``on_ready(url, root_token, token_file)``."""
+    app = SandboxApp(options)
+    sock = bind(options.host, options.port)
+    server = _uvicorn_server(app)
+    url = options.external_url or _url(options.host, sock.getsockname()[1])
+    on_ready(url, app.root_token, options.data_dir / "root_token")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.store.close()
