@@ -10,6 +10,8 @@ import typer
 
 from provisioner import __version__
 from provisioner.cli import config as config_cli
+from provisioner.cli import image as image_cli
+from provisioner.cli import register as register_cli
 from provisioner.cli import sandbox as sandbox_cli
 from provisioner.cli.context import AppContext, OutputFormat
 from provisioner.errors import ProvisionerError
@@ -23,6 +25,11 @@ app = typer.Typer(
     help="Stand up self-hosted GitLab Runners, prove they work, and keep them healthy.",
 )
 app.add_typer(config_cli.app, name="config")
+app.add_typer(image_cli.app, name="image")
+app.command("register")(register_cli.register)
+app.command("unregister")(register_cli.unregister)
+app.add_typer(register_cli.runners_app, name="runners")
+app.add_typer(register_cli.token_app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
 
 

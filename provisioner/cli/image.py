@@ -1,0 +1,318 @@
+"""``runnerctl image base | build | verify | push``: Python-ready job images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from provisioner.cli.context import AppContext, get_app
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from provisioner.docker_api import BuildEvent, DockerAPI
+    from provisioner.images import BuildResult, CheckResult, PushReport
+
+app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.",
+)
+
+
+def _docker() -> DockerAPI:
+    from provisioner.docker_api import DockerAPI
+
+    return DockerAPI.from_env()
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
+
+
+class _Reporter:
+    """Build/import/push events → a rich progress display (TTY) or plain lines on stderr."""
+
+    def __init__(self, app: AppContext, title: str) -> None:
+        self.app = app
+        self.title = title
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> _Reporter:
+        if self.app.interactive:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                console=self.app.err,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.title, total=None)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: BuildEvent) -> None:
+        from provisioner.docker_api import BuildEventKind
+
+        if self.progress is not None and self.task is not None:
+            if event.kind is BuildEventKind.STEP and event.step and event.total:
+                self.progress.update(
+                    self.task, completed=event.step - 1, total=event.total, description=event.text
+                )
+            elif event.kind is BuildEventKind.STATUS:
+                self.progress.update(self.task, description=event.text)
+                self.progress.console.print(f"  {event.text}", markup=False, highlight=False)
+            elif self.app.verbose:
+                self.progress.console.print(f"    {event.text}", markup=False, highlight=False)
+            return
+        if event.kind is BuildEventKind.OUTPUT and not self.app.verbose:
+            return
+        indent = "    " if event.kind is BuildEventKind.OUTPUT else "  "
+        self.app.note(f"{indent}{event.text}")
+
+
+@app.command("base")
+def base_cmd(
+    ctx: typer.Context,
+    suite: Annotated[str, typer.Option(help="Debian suite: bookworm (3.11) or trixie (3.13).")] = (
+        "bookworm"
+    ),
+    mirror: Annotated[
+        str, typer.Option(help="Debian mirror URL.")
+    ] = "http://deb.debian.org/debian",
+    tag: Annotated[str | None, typer.Option(help="Tag (default runnerctl/base:<suite>).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild even if the tag exists.")] = (
+        False
+    ),
+) -> None:
+    """Build a minimal Debian base image with debootstrap and docker import (no registry needed)."""
+    from provisioner.images import build_base
+
+    app_ctx = get_app(ctx)
+    with _Reporter(app_ctx, f"base {suite}") as report:
+        result = build_base(
+            suite, docker=_docker(), mirror=mirror, tag=tag, rebuild=rebuild, on_event=report
+        )
+    doc = {
+        "tag": result.tag,
+        "image_id": result.image_id,
+        "suite": result.suite,
+        "python": result.python,
+        "size": result.size,
+        "skipped": result.skipped,
+        "from_cache": result.from_cache,
+        "seconds": round(result.seconds, 1),
+    }
+    if app_ctx.json:
+        app_ctx.emit_json(doc)
+        return
+    state = "exists (skipped)" if result.skipped else f"built in {result.seconds:.0f} s"
+    app_ctx.echo(f"{result.tag}  {result.image_id}  {_mb(result.size)}  {state}")
+
+
+@app.command("build")
+def build_cmd(
+    ctx: typer.Context,
+    *,
+    python: Annotated[
+        list[str] | None, typer.Option("--python", help="Python version; repeat for a matrix.")
+    ] = None,
+    base: Annotated[
+        str, typer.Option(help="Base image, or auto: pull python:<v>-slim, else a local base.")
+    ] = "auto",
+    tag: Annotated[str | None, typer.Option(help="Tag (default runnerctl/python:<v>).")] = None,
+    requirement: Annotated[
+        list[Path] | None, typer.Option("--requirement", "-r", help="Add a requirements file.")
+    ] = None,
+    wheel: Annotated[
+        list[str] | None, typer.Option("--wheel", help="Add a requirement spec to the wheelhouse.")
+    ] = None,
+    cosign_source: Annotated[
+        str,
+        typer.Option(help="debian:<v>, url:<url>#sha256=<hex> or file:<path>#sha256=<hex>."),
+    ] = "debian:2.5.0-2+b4",
+    ca_bundle: Annotated[
+        Path | None, typer.Option(help="PEM bundle of extra CAs to trust inside the image.")
+    ] = None,
+    user: Annotated[str, typer.Option(help="Default user: root (like python images) or ci.")] = (
+        "root"
+    ),
+    push: Annotated[
+        str | None, typer.Option(help="Push to this registry (host:port) after the build.")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore docker's layer cache.")] = (
+        False
+    ),
+) -> None:
+    """Build the Python job image(s): wheelhouse, cosign and CA bundle baked in, built offline."""
+    from provisioner.errors import UsageError
+    from provisioner.images import BuildSpec, ImageUser, build_matrix, push_image
+
+    app_ctx = get_app(ctx)
+    try:
+        image_user = ImageUser(user)
+    except ValueError as exc:
+        raise UsageError(f"Unknown --user {user!r}", hint="use root or ci") from exc
+    versions = python or ["3.11"]
+    specs = [
+        BuildSpec(
+            python=v,
+            base=base,
+            tag=tag,
+            requirement_files=tuple(requirement or ()),
+            wheels=tuple(wheel or ()),
+            cosign_source=cosign_source,
+            ca_bundle=ca_bundle,
+            user=image_user,
+            nocache=no_cache,
+        )
+        for v in versions
+    ]
+    docker = _docker()
+    with _Reporter(app_ctx, "build") as report:
+        results = build_matrix(specs, docker=docker, on_event=report)
+        pushes = [push_image(r.tag, push, docker=docker, on_event=report) for r in results if push]
+    _render_builds(app_ctx, results, pushes)
+
+
+def _render_builds(
+    app_ctx: AppContext, results: list[BuildResult], pushes: list[PushReport]
+) -> None:
+    docs: list[dict[str, Any]] = []
+    for n, r in enumerate(results):
+        doc: dict[str, Any] = {
+            "tag": r.tag,
+            "tags": list(r.tags),
+            "image_id": r.image_id,
+            "size": r.size,
+            "base": r.base,
+            "size_over_base": r.size_over_base,
+            "python": r.python_version,
+            "cosign": r.cosign_version,
+            "wheels": r.wheels,
+            "seconds": round(r.seconds, 1),
+            "labels": r.labels,
+            "notes": list(r.notes),
+        }
+        if n < len(pushes):
+            doc["pushed"] = {"reference": pushes[n].reference, "digest": pushes[n].digest}
+        docs.append(doc)
+    if app_ctx.json:
+        app_ctx.emit_json(docs if len(docs) > 1 else docs[0])
+        return
+    for doc, r in zip(docs, results, strict=True):
+        app_ctx.echo(f"{r.tag}")
+        app_ctx.echo(f"  image id   {r.image_id}")
+        app_ctx.echo(f"  tags       {', '.join(r.tags)}")
+        app_ctx.echo(f"  size       {_mb(r.size)} ({_mb(r.size_over_base)} over {r.base})")
+        app_ctx.echo(
+            f"  contents   Python {r.python_version}, cosign {r.cosign_version}, {r.wheels} wheels"
+        )
+        app_ctx.echo(f"  built in   {r.seconds:.0f} s")
+        if "pushed" in doc:
+            app_ctx.echo(f"  pushed     {doc['pushed']['reference']}@{doc['pushed']['digest']}")
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="Image to test.")] = "runnerctl/python:3.11",
+) -> None:
+    """Run the image's self-tests in throwaway containers; exit 6 unless every check passes."""
+    from provisioner.errors import ImageError
+    from provisioner.images import verify_image
+
+    app_ctx = get_app(ctx)
+
+    def show(check: CheckResult) -> None:
+        if not app_ctx.json:
+            mark = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}[check.status.value]
+            app_ctx.echo(f"{mark}  {check.name}: {check.detail}")
+
+    report = verify_image(image, docker=_docker(), on_check=show)
+    if app_ctx.json:
+        app_ctx.emit_json(
+            {
+                "image": report.image,
+                "image_id": report.image_id,
+                "ok": report.ok,
+                "checks": [
+                    {
+                        "name": c.name,
+                        "status": c.status.value,
+                        "detail": c.detail,
+                        "seconds": round(c.seconds, 2),
+                    }
+                    for c in report.checks
+                ],
+            }
+        )
+    if not report.ok:
+        failed = [c.name for c in report.checks if not c.passed]
+        raise ImageError(
+            f"{image} failed {len(failed)} check(s): {', '.join(failed)}",
+            hint="rebuild the image (runnerctl image build --no-cache) and verify again",
+        )
+
+
+@app.command("push")
+def push_cmd(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="Local image (repo:tag).")],
+    registry: Annotated[str, typer.Argument(help="Registry address, host[:port].")],
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(help="cosign private key; its password comes from COSIGN_PASSWORD."),
+    ] = None,
+    cosign_source: Annotated[
+        str, typer.Option(help="cosign used for signing (same forms as image build).")
+    ] = "debian:2.5.0-2+b4",
+) -> None:
+    """Push an image to a registry; with --sign-key, sign it (offline, no tlog) and verify it."""
+    from provisioner.images import cosign as cosign_mod
+    from provisioner.images import push_image
+
+    app_ctx = get_app(ctx)
+    binary = None
+    if sign_key is not None:
+        binary = cosign_mod.resolve(cosign_mod.parse_source(cosign_source)).path
+    with _Reporter(app_ctx, "push") as report:
+        result = push_image(
+            image,
+            registry,
+            docker=_docker(),
+            cosign=binary,
+            sign_key=sign_key,
+            password=os.environ.get("COSIGN_PASSWORD"),
+            on_event=report,
+        )
+    doc = {
+        "image": result.image,
+        "reference": result.reference,
+        "digest": result.digest,
+        "signed": result.signed,
+        "verified": result.verified,
+    }
+    if app_ctx.json:
+        app_ctx.emit_json(doc)
+        return
+    app_ctx.echo(f"pushed     {result.pinned}")
+    if result.signed:
+        app_ctx.echo(f"signed     yes; cosign verify: {'ok' if result.verified else 'FAILED'}")
