@@ -1,0 +1,904 @@
+"""The GitLab REST adapter: the only module that imports python-gitlab.
+
+Everything above this module sees frozen dataclasses and :class:`~provisioner.errors.GitLabError`
+with a hint; nothing above it catches ``gitlab.exceptions.*`` or ``requests.*``.
+
+Retries are ours, not python-gitlab's, because python-gitlab would blindly re-send a
+``POST /user/runners`` after a 502 and create a second runner. Here:
+
+- 429 and 5xx answers and connection failures are retried with exponential backoff that obeys
+  ``Retry-After`` (integer seconds, as GitLab's Rack::Attack sends it);
+- a create whose answer got lost (5xx or a dropped connection) is retried only after looking
+  for the runner it may already have created, using a one-off marker in ``maintenance_note``;
+  a runner found that way gets a fresh token through ``reset_authentication_token``.
+
+Every HTTP request goes through one ``requests.Session`` whose response hook counts requests
+(``GitLabAPI.request_count``), for the request-budget benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from provisioner.errors import GitLabError, UsageError
+from provisioner.secrets import redact
+
+if TYPE_CHECKING:
+    import gitlab
+    import requests
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v4"
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+MARKER_PREFIX = "runnerctl create "
+
+ACCESS_HINT = (
+    "Pass a personal, group or project access token with the create_runner (or api) scope "
+    "in GITLAB_TOKEN, --token-file FILE or --gitlab-config-section NAME; never on the "
+    "command line."
+)
+NEW_WORKFLOW_HINT = (
+    "This GitLab has registration tokens disabled (the default since GitLab 17.0). Use the "
+    "new workflow instead: drop --legacy-registration-token-env and run `runnerctl register` "
+    "with an access token that has the create_runner scope (User settings > Access tokens, "
+    "or a group/project access token with the Owner/Maintainer role); runnerctl then creates "
+    "the runner with POST /user/runners and gets a glrt- token."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+class RunnerType(StrEnum):
+    """Where a runner is attached (GitLab's ``runner_type``)."""
+
+    INSTANCE = "instance_type"
+    GROUP = "group_type"
+    PROJECT = "project_type"
+
+
+class RunnerStatus(StrEnum):
+    """GitLab's REST ``status`` of a runner."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STALE = "stale"
+    NEVER_CONTACTED = "never_contacted"
+    PAUSED = "paused"
+    ACTIVE = "active"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, value: object) -> RunnerStatus:
+        """The status for ``value``; :attr:`UNKNOWN` for anything GitLab adds later."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN
+
+
+class AccessLevel(StrEnum):
+    """Which refs a runner may run jobs for."""
+
+    NOT_PROTECTED = "not_protected"
+    REF_PROTECTED = "ref_protected"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where GitLab is and how to authenticate. The token never shows in ``repr``."""
+
+    url: str
+    token: str = field(repr=False)
+    auth_source: str = "GITLAB_TOKEN"
+    ca_bundle: Path | None = None
+    insecure: bool = False
+    timeout: float = 30.0
+    max_retries: int = 4
+
+    @property
+    def api_url(self) -> str:
+        """The REST v4 base URL."""
+        return self.url.rstrip("/") + API_PREFIX
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A group or a project, resolved from its path or id."""
+
+    id: int
+    full_path: str
+    kind: str  # "group" or "project"
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """The server-side settings of a runner, as ``POST /user/runners`` takes them."""
+
+    runner_type: RunnerType
+    description: str
+    group_id: int | None = None
+    project_id: int | None = None
+    tag_list: tuple[str, ...] = ()
+    run_untagged: bool = False
+    locked: bool = False
+    paused: bool = False
+    access_level: AccessLevel = AccessLevel.NOT_PROTECTED
+    maximum_timeout: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the create call (without the marker)."""
+        data: dict[str, Any] = {
+            "runner_type": self.runner_type.value,
+            "description": self.description,
+            "tag_list": list(self.tag_list),
+            "run_untagged": self.run_untagged,
+            "locked": self.locked,
+            "paused": self.paused,
+            "access_level": self.access_level.value,
+        }
+        if self.group_id is not None:
+            data["group_id"] = self.group_id
+        if self.project_id is not None:
+            data["project_id"] = self.project_id
+        if self.maximum_timeout is not None:
+            data["maximum_timeout"] = self.maximum_timeout
+        return data
+
+
+@dataclass(frozen=True)
+class RunnerCredentials:
+    """A runner id and its authentication token, as create, register and reset return them."""
+
+    id: int
+    token: str = field(repr=False)
+    token_expires_at: datetime | None = None
+    recovered: bool = False  # True when found after a lost create answer (token was reset)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A runner as ``GET /runners/:id`` (or a list entry) describes it."""
+
+    id: int
+    description: str
+    runner_type: RunnerType
+    status: RunnerStatus
+    paused: bool
+    online: bool | None = None
+    tag_list: tuple[str, ...] = ()
+    run_untagged: bool | None = None
+    locked: bool | None = None
+    access_level: AccessLevel | None = None
+    maximum_timeout: int | None = None
+    contacted_at: datetime | None = None
+    maintenance_note: str | None = None
+    group_ids: tuple[int, ...] = ()
+    project_ids: tuple[int, ...] = ()
+    group_paths: tuple[str, ...] = ()
+    project_paths: tuple[str, ...] = ()
+    detailed: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of ``POST /runners/verify``: ``valid`` and the id GitLab reports."""
+
+    valid: bool
+    runner_id: int | None = None
+    token_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Filters of ``runners list``: scope (where to look), status and tags."""
+
+    runner_type: RunnerType | None = None
+    namespace_id: int | None = None
+    status: RunnerStatus | None = None
+    tags: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def resolve_connection(
+    *,
+    url: str | None = None,
+    token_file: Path | None = None,
+    config_section: str | None = None,
+    config_file: Path | None = None,
+    ca_bundle: Path | None = None,
+    insecure: bool = False,
+    env: Mapping[str, str] | None = None,
+    require_token: bool = True,
+) -> ConnectionSettings:
+    """Build connection settings from options, the environment and a python-gitlab config.
+
+    The URL comes from ``url``, then ``GITLAB_URL``, ``CI_SERVER_URL`` and the config section.
+    The token comes from ``--token-file``, then ``GITLAB_TOKEN``, then the config section; never
+    from argv.
+
+    Raises:
+        UsageError: when no URL or token can be found, or an option is contradictory.
+    """
+    env = os.environ if env is None else env
+    section_url: str | None = None
+    section_token: str | None = None
+    section_verify: bool | str = True
+    if config_section:
+        section_url, section_token, section_verify = _read_gitlab_config(
+            config_section, config_file
+        )
+    resolved_url = url or env.get("GITLAB_URL") or env.get("CI_SERVER_URL") or section_url
+    if not resolved_url:
+        raise UsageError(
+            "No GitLab URL given.",
+            hint="Pass --gitlab-url https://gitlab.example.com or set GITLAB_URL.",
+        )
+    parts = urlsplit(resolved_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"The GitLab URL {redact(resolved_url)!r} is not an http(s) URL.",
+            hint="Use the address you open in a browser, e.g. https://gitlab.example.com.",
+        )
+    if parts.username or parts.password:
+        raise UsageError(
+            "The GitLab URL must not carry credentials.",
+            hint=ACCESS_HINT,
+        )
+    try:
+        token, source = _resolve_token(token_file, env, config_section, section_token)
+    except UsageError:
+        if require_token or token_file is not None:
+            raise
+        token, source = "", "no access token"
+    if ca_bundle is not None and insecure:
+        raise UsageError(
+            "--ca-bundle and --insecure contradict each other.",
+            hint="Keep --ca-bundle: it verifies GitLab against your CA instead of not at all.",
+        )
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UsageError(
+            f"CA bundle {ca_bundle} does not exist.",
+            hint="Pass a PEM file with your GitLab's CA chain to --ca-bundle.",
+        )
+    if ca_bundle is None and not insecure and isinstance(section_verify, str):
+        ca_bundle = Path(section_verify)
+    if section_verify is False and ca_bundle is None:
+        insecure = True
+    return ConnectionSettings(
+        url=resolved_url.rstrip("/"),
+        token=token,
+        auth_source=source,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+    )
+
+
+def _resolve_token(
+    token_file: Path | None,
+    env: Mapping[str, str],
+    config_section: str | None,
+    section_token: str | None,
+) -> tuple[str, str]:
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot read the token file {token_file}: {exc.strerror}.",
+                hint="Point --token-file at a readable file (mode 0600) holding only the token.",
+            ) from None
+        if not token:
+            raise UsageError(f"The token file {token_file} is empty.", hint=ACCESS_HINT)
+        return token, f"token file {token_file}"
+    if env.get("GITLAB_TOKEN"):
+        return env["GITLAB_TOKEN"].strip(), "GITLAB_TOKEN"
+    if section_token:
+        return section_token, f"python-gitlab config section [{config_section}]"
+    raise UsageError("No GitLab access token found.", hint=ACCESS_HINT)
+
+
+def _read_gitlab_config(
+    section: str, config_file: Path | None
+) -> tuple[str | None, str | None, bool | str]:
+    import gitlab.config
+
+    files = [str(config_file)] if config_file is not None else None
+    try:
+        parser = gitlab.config.GitlabConfigParser(gitlab_id=section, config_files=files)
+    except gitlab.config.ConfigError as exc:
+        raise UsageError(
+            f"python-gitlab config section [{section}] is unusable: {redact(str(exc))}",
+            hint="Check ~/.python-gitlab.cfg (or PYTHON_GITLAB_CFG) for that section, "
+            "with url and private_token.",
+        ) from None
+    return parser.url, parser.private_token or parser.oauth_token, parser.ssl_verify
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter
+
+
+@dataclass
+class _Outcome:
+    """What one HTTP exchange ended in, as seen by the retry loop."""
+
+    status: int | None
+    message: str
+    retry_after: float | None = None
+
+
+class GitLabAPI:
+    """Typed access to the runner-related part of GitLab's REST API."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import gitlab as gitlab_module
+        import requests
+
+        self.settings = settings
+        self._sleep = sleep
+        self._session = session if session is not None else requests.Session()
+        self._session.hooks["response"].append(self._on_response)
+        self._requests = 0
+        self._last_headers: Mapping[str, str] = {}
+        verify: bool | str = True
+        if settings.insecure:
+            verify = False
+        elif settings.ca_bundle is not None:
+            verify = str(settings.ca_bundle)
+        self._gl: gitlab.Gitlab = gitlab_module.Gitlab(
+            settings.url,
+            private_token=settings.token or None,
+            ssl_verify=verify,
+            timeout=settings.timeout,
+            retry_transient_errors=False,
+            session=self._session,
+            user_agent=f"runnerctl (python-gitlab {gitlab_module.__version__})",
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ConnectionSettings) -> GitLabAPI:
+        """The real wiring: a fresh session, real sleeping."""
+        return cls(settings)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    @property
+    def authenticated(self) -> bool:
+        """True when an access token is configured (the legacy path can run without one)."""
+        return bool(self.settings.token)
+
+    @property
+    def request_count(self) -> int:
+        """How many HTTP requests this client has sent (retries included)."""
+        return self._requests
+
+    def _on_response(self, response: requests.Response, *_: Any, **__: Any) -> None:
+        self._requests += 1
+        self._last_headers = dict(response.headers)
+        request = response.request
+        path = urlsplit(request.url or "").path
+        log.debug(
+            "%s %s -> %s (%.0f ms)",
+            request.method,
+            path,
+            response.status_code,
+            response.elapsed.total_seconds() * 1000,
+        )
+
+    # -- low level -------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        verb: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> requests.Response | _Outcome:
+        """One HTTP exchange; failures come back as an :class:`_Outcome`, never raised."""
+        import gitlab.exceptions
+        import requests
+
+        self._last_headers = {}
+        try:
+            return self._gl.http_request(
+                verb,
+                path,
+                query_data=dict(query or {}),
+                post_data=dict(body) if body is not None else None,
+                obey_rate_limit=False,
+                retry_transient_errors=False,
+                max_retries=0,
+            )
+        except gitlab.exceptions.GitlabHttpError as exc:
+            return _Outcome(exc.response_code, _message(exc), _retry_after(self._last_headers))
+        except gitlab.exceptions.GitlabAuthenticationError as exc:
+            return _Outcome(exc.response_code or 401, _message(exc))
+        except requests.exceptions.SSLError as exc:
+            return _Outcome(None, f"TLS error: {_short(exc)}")
+        except requests.exceptions.RequestException as exc:
+            return _Outcome(None, _short(exc))
+        except gitlab.exceptions.RedirectError as exc:
+            return _Outcome(None, f"unexpected redirect: {exc}")
+
+    def _call(
+        self,
+        verb: str,
+        path: str,
+        *,
+        what: str,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        hints: Mapping[int, str] | None = None,
+        retry: bool = True,
+    ) -> requests.Response:
+        """Send with retries on 429/5xx/connection errors; raise :class:`GitLabError` at the end."""
+        attempt = 0
+        while True:
+            result = self._send(verb, path, query=query, body=body)
+            if not isinstance(result, _Outcome):
+                return result
+            if retry and self._should_retry(result, attempt):
+                self._sleep(self._backoff(result, attempt))
+                attempt += 1
+                continue
+            raise self._error(result, what=what, hints=hints, attempts=attempt + 1)
+
+    def _should_retry(self, outcome: _Outcome, attempt: int) -> bool:
+        if attempt >= self.settings.max_retries:
+            return False
+        if outcome.status is None:
+            return not outcome.message.startswith("TLS error")
+        return outcome.status in RETRYABLE_STATUS
+
+    @staticmethod
+    def _backoff(outcome: _Outcome, attempt: int) -> float:
+        if outcome.retry_after is not None:
+            return min(outcome.retry_after, MAX_RETRY_AFTER)
+        return float(min(0.25 * 2**attempt, 8.0))
+
+    def _error(
+        self,
+        outcome: _Outcome,
+        *,
+        what: str,
+        hints: Mapping[int, str] | None,
+        attempts: int,
+    ) -> GitLabError:
+        status = outcome.status
+        detail = redact(outcome.message)
+        if status is None:
+            hint: str = (
+                "Check --gitlab-url / GITLAB_URL, DNS, the proxy settings (HTTPS_PROXY, "
+                "NO_PROXY) and that GitLab is up."
+            )
+            if detail.startswith("TLS error"):
+                hint = (
+                    "GitLab's certificate is not trusted: pass its CA chain with --ca-bundle "
+                    "PEM (or --insecure for a throwaway test instance)."
+                )
+            return GitLabError(
+                f"Cannot reach GitLab at {self.settings.url} while {what} ({detail}).",
+                hint=hint,
+            )
+        specific = (hints or {}).get(status)
+        hint = (
+            specific if specific is not None else _default_hint(status, self.settings.auth_source)
+        )
+        suffix = f" after {attempts} attempts" if attempts > 1 else ""
+        return GitLabError(f"GitLab answered {status} while {what}{suffix}: {detail}", hint=hint)
+
+    def _json(self, response: requests.Response) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GitLabError(
+                f"GitLab sent a non-JSON answer to {response.request.method} "
+                f"{urlsplit(response.request.url or '').path}.",
+                hint="Check that --gitlab-url points at GitLab itself, not a proxy login page.",
+            ) from exc
+
+    def _paginate(
+        self, path: str, query: Mapping[str, Any], *, what: str, hints: Mapping[int, str]
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"per_page": 100, **query}
+        url: str | None = path
+        while url is not None:
+            response = self._call("get", url, what=what, query=params, hints=hints)
+            page = self._json(response)
+            if not isinstance(page, list):
+                raise GitLabError(f"GitLab sent no list while {what}.")
+            yield from (item for item in page if isinstance(item, dict))
+            nxt = response.links.get("next", {}).get("url")
+            # The next URL carries every query parameter already.
+            url, params = (nxt, {}) if nxt else (None, {})
+
+    # -- namespaces ------------------------------------------------------------------------------
+
+    def resolve_group(self, path_or_id: str) -> Namespace:
+        """``GET /groups/:id``: the group's numeric id and full path."""
+        data = self._json(
+            self._call(
+                "get",
+                f"/groups/{quote(path_or_id, safe='')}",
+                query={"with_projects": "false"},
+                what=f"looking up group {path_or_id!r}",
+                hints={
+                    404: f"No group {path_or_id!r} is visible to this token: check the full "
+                    "path (parent/child, case matters) or use group:ID.",
+                },
+            )
+        )
+        return Namespace(int(data["id"]), str(data.get("full_path", path_or_id)), "group")
+
+    def resolve_project(self, path_or_id: str) -> Namespace:
+        """``GET /projects/:id``: the project's numeric id and full path."""
+        data = self._json(
+            self._call(
+                "get",
+                f"/projects/{quote(path_or_id, safe='')}",
+                what=f"looking up project {path_or_id!r}",
+                hints={
+                    404: f"No project {path_or_id!r} is visible to this token: check the full "
+                    "path (group/project) or use project:ID.",
+                },
+            )
+        )
+        full = data.get("path_with_namespace", path_or_id)
+        return Namespace(int(data["id"]), str(full), "project")
+
+    # -- runners ---------------------------------------------------------------------------------
+
+    def create_runner(self, spec: RunnerSpec) -> RunnerCredentials:
+        """``POST /user/runners``: create a runner; its ``glrt-`` token comes back.
+
+        A lost answer (5xx, dropped connection) is not blindly re-posted: the runner carrying
+        this call's marker is looked up first and, if it exists, its token is reset instead.
+        """
+        marker = f"{MARKER_PREFIX}{uuid.uuid4().hex}"
+        body = {**spec.body(), "maintenance_note": marker}
+        what = f"creating runner {spec.description!r}"
+        hints = _create_hints(spec)
+        attempt = 0
+        while True:
+            result = self._send("post", "/user/runners", body=body)
+            if not isinstance(result, _Outcome):
+                return _credentials(self._json(result))
+            if not self._should_retry(result, attempt):
+                raise self._error(result, what=what, hints=hints, attempts=attempt + 1)
+            self._sleep(self._backoff(result, attempt))
+            attempt += 1
+            if result.status == 429:
+                continue  # throttled before GitLab did anything: safe to re-post
+            found = self._find_marked(spec, marker)
+            if found is not None:
+                log.info("runner %s was created before the answer got lost; reusing it", found)
+                fresh = self.reset_token(found)
+                return RunnerCredentials(found, fresh.token, fresh.token_expires_at, recovered=True)
+
+    def _find_marked(self, spec: RunnerSpec, marker: str) -> int | None:
+        if spec.runner_type is RunnerType.GROUP:
+            path = f"/groups/{spec.group_id}/runners"
+        elif spec.runner_type is RunnerType.PROJECT:
+            path = f"/projects/{spec.project_id}/runners"
+        else:
+            path = "/runners/all"
+        candidates = [
+            item
+            for item in self._paginate(
+                path,
+                {"type": spec.runner_type.value},
+                what="looking for a runner whose creation answer got lost",
+                hints={},
+            )
+            if item.get("description") == spec.description
+        ]
+        for item in candidates:
+            runner = self.get_runner(int(item["id"]))
+            if runner.maintenance_note == marker:
+                return runner.id
+        return None
+
+    def register_legacy(self, registration_token: str, spec: RunnerSpec) -> RunnerCredentials:
+        """``POST /runners`` with a registration token (deprecated; 410 when disabled)."""
+        body: dict[str, Any] = {
+            "token": registration_token,
+            "description": spec.description,
+            "tag_list": list(spec.tag_list),
+            "run_untagged": spec.run_untagged,
+            "locked": spec.locked,
+            "paused": spec.paused,
+            "access_level": spec.access_level.value,
+        }
+        if spec.maximum_timeout is not None:
+            body["maximum_timeout"] = spec.maximum_timeout
+        response = self._call(
+            "post",
+            "/runners",
+            body=body,
+            what="registering a runner with a registration token",
+            hints={
+                410: NEW_WORKFLOW_HINT,
+                403: "GitLab refused the registration token: copy the current one from the "
+                "group/project CI/CD settings, or better, use the new workflow without "
+                "--legacy-registration-token-env.",
+            },
+            retry=False,  # a retried legacy register could leave a duplicate runner
+        )
+        return _credentials(self._json(response))
+
+    def verify(self, token: str) -> VerifyResult:
+        """``POST /runners/verify``: does GitLab accept this runner token?"""
+        result = self._send("post", "/runners/verify", body={"token": token})
+        attempt = 0
+        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
+            self._sleep(self._backoff(result, attempt))
+            attempt += 1
+            result = self._send("post", "/runners/verify", body={"token": token})
+        if isinstance(result, _Outcome):
+            if result.status in (401, 403, 404, 422):
+                return VerifyResult(valid=False)
+            raise self._error(result, what="verifying a runner token", hints={}, attempts=1)
+        data = self._json(result)
+        if isinstance(data, dict) and data.get("id") is not None:
+            return VerifyResult(True, int(data["id"]), _parse_time(data.get("token_expires_at")))
+        return VerifyResult(valid=True)
+
+    def get_runner(self, runner_id: int) -> Runner:
+        """``GET /runners/:id``: the full details (tags, flags, last contact)."""
+        data = self._json(
+            self._call(
+                "get",
+                f"/runners/{runner_id}",
+                what=f"reading runner {runner_id}",
+                hints={404: f"Runner {runner_id} does not exist (any more) in GitLab."},
+            )
+        )
+        return _runner(data, detailed=True)
+
+    def find_runner(self, runner_id: int) -> Runner | None:
+        """Like :meth:`get_runner`, but ``None`` when GitLab has no such runner."""
+        result = self._send("get", f"/runners/{runner_id}")
+        attempt = 0
+        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
+            self._sleep(self._backoff(result, attempt))
+            attempt += 1
+            result = self._send("get", f"/runners/{runner_id}")
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return None
+            raise self._error(result, what=f"reading runner {runner_id}", hints={}, attempts=1)
+        return _runner(self._json(result), detailed=True)
+
+    def update_runner(self, runner_id: int, changes: Mapping[str, Any]) -> Runner:
+        """``PUT /runners/:id`` with only the changed server-side settings."""
+        data = self._json(
+            self._call(
+                "put",
+                f"/runners/{runner_id}",
+                body=dict(changes),
+                what=f"updating runner {runner_id}",
+                hints={
+                    403: "The token's user may not edit this runner: it needs Owner on the "
+                    "group, Maintainer on the project, or admin for instance runners.",
+                },
+            )
+        )
+        return _runner(data, detailed=True)
+
+    def delete_runner(self, runner_id: int) -> bool:
+        """``DELETE /runners/:id``; ``False`` when it was already gone."""
+        result = self._send("delete", f"/runners/{runner_id}")
+        attempt = 0
+        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
+            self._sleep(self._backoff(result, attempt))
+            attempt += 1
+            result = self._send("delete", f"/runners/{runner_id}")
+        if isinstance(result, _Outcome):
+            # After a retried delete a 404 means the first attempt went through.
+            if result.status == 404:
+                return False
+            raise self._error(
+                result,
+                what=f"deleting runner {runner_id}",
+                hints={
+                    403: "The token's user may not delete this runner (it may be shared with "
+                    "other projects, or need admin rights); use --keep-server to only drop "
+                    "the config entry."
+                },
+                attempts=attempt + 1,
+            )
+        return True
+
+    def reset_token(self, runner_id: int) -> RunnerCredentials:
+        """``POST /runners/:id/reset_authentication_token``: a new token, the old one dies."""
+        response = self._call(
+            "post",
+            f"/runners/{runner_id}/reset_authentication_token",
+            what=f"resetting the token of runner {runner_id}",
+            hints={404: f"Runner {runner_id} does not exist (any more) in GitLab."},
+        )
+        data = self._json(response)
+        return RunnerCredentials(
+            runner_id, str(data["token"]), _parse_time(data.get("token_expires_at"))
+        )
+
+    def list_runners(self, flt: ListFilter) -> tuple[Runner, ...]:
+        """Runners of an instance, group or project, filtered by status and tags."""
+        query: dict[str, Any] = {}
+        if flt.status is not None:
+            if flt.status is RunnerStatus.PAUSED:
+                query["paused"] = "true"
+            else:
+                query["status"] = flt.status.value
+        if flt.tags:
+            query["tag_list"] = ",".join(flt.tags)
+        if flt.runner_type is RunnerType.GROUP:
+            path = f"/groups/{flt.namespace_id}/runners"
+        elif flt.runner_type is RunnerType.PROJECT:
+            path = f"/projects/{flt.namespace_id}/runners"
+        elif flt.runner_type is RunnerType.INSTANCE:
+            path = "/runners/all"
+            query["type"] = RunnerType.INSTANCE.value
+        else:
+            path = "/runners"
+        items = self._paginate(
+            path,
+            query,
+            what="listing runners",
+            hints={403: "Listing every instance runner needs an administrator's token."},
+        )
+        return tuple(_runner(item, detailed=False) for item in items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _message(exc: Exception) -> str:
+    message = getattr(exc, "error_message", "") or str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return redact(str(message))[:300]
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    # urllib3 messages are long and repeat the pool; the reason is what helps.
+    if "Caused by" in text:
+        text = text.split("Caused by", 1)[1].strip(" ()'\"")
+    return redact(text)[:200]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _default_hint(status: int, auth_source: str) -> str:
+    if status == 401:
+        return (
+            f"The token from {auth_source} is invalid, expired or revoked. Create a new "
+            f"access token with the create_runner (or api) scope. {ACCESS_HINT}"
+        )
+    if status == 403:
+        return (
+            "The token lacks the create_runner (or api) scope, or its user is not an Owner of "
+            "the group / a Maintainer of the project (instance runners need an administrator)."
+        )
+    if status == 404:
+        return "Check the group or project path and that the token's user can see it."
+    if status == 410:
+        return NEW_WORKFLOW_HINT
+    if status == 429:
+        return "GitLab is rate limiting this token; wait a minute and retry."
+    if status >= 500:
+        return "GitLab had a server error; retry later or check its health (/-/readiness)."
+    return "Check the options against GitLab's runner API documentation."
+
+
+def _create_hints(spec: RunnerSpec) -> dict[int, str]:
+    where = {
+        RunnerType.INSTANCE: "an administrator's token for instance runners",
+        RunnerType.GROUP: "the Owner role on the group",
+        RunnerType.PROJECT: "the Maintainer role on the project",
+    }[spec.runner_type]
+    return {
+        403: "The token lacks the create_runner (or api) scope, or its user lacks "
+        f"{where}. Mint a token with create_runner scope as such a user.",
+        404: "The group or project was not found for this token's user.",
+    }
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _credentials(data: Any) -> RunnerCredentials:
+    if not isinstance(data, dict) or "id" not in data or not data.get("token"):
+        raise GitLabError(
+            "GitLab's answer to the runner creation lacks the id or token.",
+            hint="Check that the server is GitLab 16.0 or newer.",
+        )
+    return RunnerCredentials(
+        int(data["id"]), str(data["token"]), _parse_time(data.get("token_expires_at"))
+    )
+
+
+def _runner(data: Any, *, detailed: bool) -> Runner:
+    if not isinstance(data, dict) or "id" not in data:
+        raise GitLabError("GitLab sent a runner without an id.")
+    tags = data.get("tag_list")
+    if isinstance(tags, str):
+        tags = [t for t in tags.split(",") if t]
+    level = data.get("access_level")
+    groups = [g for g in data.get("groups") or () if isinstance(g, dict)]
+    projects = [p for p in data.get("projects") or () if isinstance(p, dict)]
+    paused = bool(data.get("paused", not data.get("active", True)))
+    try:
+        runner_type = RunnerType(str(data.get("runner_type")))
+    except ValueError:
+        runner_type = RunnerType.INSTANCE if data.get("is_shared") else RunnerType.PROJECT
+    return Runner(
+        id=int(data["id"]),
+        description=str(data.get("description") or ""),
+        runner_type=runner_type,
+        status=RunnerStatus.parse(data.get("status")),
+        paused=paused,
+        online=data.get("online"),
+        tag_list=tuple(sorted(str(t) for t in tags or ())),
+        run_untagged=data.get("run_untagged"),
+        locked=data.get("locked"),
+        access_level=AccessLevel(level) if level in ("not_protected", "ref_protected") else None,
+        maximum_timeout=data.get("maximum_timeout"),
+        contacted_at=_parse_time(data.get("contacted_at")),
+        maintenance_note=data.get("maintenance_note"),
+        group_ids=tuple(int(g["id"]) for g in groups if "id" in g),
+        project_ids=tuple(int(p["id"]) for p in projects if "id" in p),
+        # GitLab's runner details carry group web_urls (…/groups/<full path>), not paths.
+        group_paths=tuple(
+            str(g.get("web_url", "")).split("/groups/", 1)[-1]
+            for g in groups
+            if "/groups/" in str(g.get("web_url", ""))
+        ),
+        project_paths=tuple(
+            str(p["path_with_namespace"]) for p in projects if p.get("path_with_namespace")
+        ),
+        detailed=detailed,
+    )

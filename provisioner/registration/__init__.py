@@ -1,0 +1,31 @@
+"""Registration: create runners through GitLab's API and write them into config.toml.
+
+The package root stays light (the CLI imports the executor enums for ``--help``); the
+operations live in :mod:`provisioner.registration.service`: ``register``, ``unregister``,
+``rotate_token`` and ``list_runners``.
+"""
+
+from provisioner.registration.executors import (
+    DEFAULT_JOB_IMAGE,
+    DockerOptions,
+    Executor,
+    ExecutorConfig,
+    KubernetesOptions,
+    PullPolicy,
+    Shell,
+    ShellOptions,
+)
+from provisioner.registration.scope import Scope, parse_scope
+
+__all__ = [
+    "DEFAULT_JOB_IMAGE",
+    "DockerOptions",
+    "Executor",
+    "ExecutorConfig",
+    "KubernetesOptions",
+    "PullPolicy",
+    "Scope",
+    "Shell",
+    "ShellOptions",
+    "parse_scope",
+]
