@@ -202,7 +202,10 @@ def _toml_item(value: Any) -> Item:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         if value.utcoffset() == UTC.utcoffset(None):
-            text = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            v = value.astimezone(UTC) if value.year > 1 else value
+            text = (
+                f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+            )
             if value.microsecond:
                 text += f".{value.microsecond:06d}"
             parsed = tomlkit.parse(f"v = {text}Z").item("v")
@@ -268,6 +271,14 @@ def _take_trailing_trivia(table: Table | tomlkit.TOMLDocument) -> list[tuple[Any
     ):
         taken.insert(0, body.pop())
     return taken
+
+
+def _body_of_last(table: Table | tomlkit.TOMLDocument) -> list[tuple[Any, Any]]:
+    """The body list that ends ``table`` when rendered (its deepest last sub-table's)."""
+    body = table.value.body if isinstance(table, Table) else table.body
+    if body and body[-1][0] is not None and isinstance(body[-1][1], Table):
+        return _body_of_last(body[-1][1])
+    return body
 
 
 def _sibling_indent(table: Table, default: str) -> str:
@@ -454,7 +465,27 @@ class ConfigDocument:
         index = self._require(ref)
         aot = self._aot(create=False)
         assert aot is not None
+        tables = list(aot.body)
+        # Comments right above a [[runners]] header belong to that runner (in TOML they end the
+        # section before it): drop the removed runner's, keep the ones of the runner after it.
+        previous = tables[index - 1] if index > 0 else self._table_before_runners()
+        if previous is not None:
+            following = _take_trailing_trivia(tables[index])
+            leading = _take_trailing_trivia(previous)
+            kept = [(k, v) for k, v in leading if isinstance(v, tomlkit.items.Whitespace)]
+            _body_of_last(previous).extend(kept + following)
         del aot[index]
+
+    def _table_before_runners(self) -> Table | None:
+        """The table written right above the first ``[[runners]]`` (if it is a table)."""
+        body = self.document.body
+        for position, (key, _item) in enumerate(body):
+            if key is not None and key.key == "runners":
+                for prev_key, prev in reversed(body[:position]):
+                    if prev_key is not None:
+                        return prev if isinstance(prev, Table) else None
+                return None
+        return None
 
     def set_global(self, key: str, value: Any) -> None:
         """Set a key of the root table (``concurrent``, ``log_level``...)."""

@@ -30,8 +30,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,15 +147,20 @@ class ConfigStore:
             else:
                 read_config_text(self.path)  # raises the not-found error
                 raise AssertionError("unreachable")  # pragma: no cover
-            before = ConfigDocument.parse(old_text, source=str(self.path)) if old_text else None
+            before = _owned_snapshot(document)
             result = fn(document)
             if result is not None:
                 document = result
-            kept = _keep_newer_disk_tokens(before, document) if before else ()
+            kept = _keep_newer_disk_tokens(before, document)
             new_text = document.dumps()
             if new_text == old_text:
                 return UpdateResult(self.path, changed=False, kept_from_disk=kept)
-            ConfigDocument.parse(new_text, source=str(self.path))  # never write what won't load
+            try:  # never write a file that gitlab-runner could not load
+                tomllib.loads(new_text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(
+                    f"refusing to write {self.path}: the edit produced invalid TOML ({exc})"
+                ) from None
             backup = self._write(new_text, had_old=old_text is not None)
             return UpdateResult(self.path, changed=True, backup=backup, kept_from_disk=kept)
 
@@ -254,14 +260,27 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _direct_values(table: Table, keys: frozenset[str]) -> dict[str, Any]:
+    """Plain values of the direct ``keys`` of ``table`` in one pass (tomlkit lookups are slow)."""
+    out: dict[str, Any] = {}
+    for key, item in table.value.body:
+        if key is not None and key.key in keys:
+            out[key.key] = item.unwrap() if hasattr(item, "unwrap") else item
+    return out
+
+
+_IDENTITY_KEYS = frozenset({"id", "name", "url"})
+
+
 def _identity(table: Table) -> tuple[Any, ...]:
-    runner_id = table.get("id")
+    values = _direct_values(table, _IDENTITY_KEYS)
+    runner_id = values.get("id")
     if isinstance(runner_id, int) and not isinstance(runner_id, bool) and runner_id:
         return ("id", int(runner_id))
-    return ("name", str(table.get("name", "")), str(table.get("url", "")))
+    return ("name", str(values.get("name", "")), str(values.get("url", "")))
 
 
-def _obtained_at(table: Table) -> datetime | None:
+def _obtained_at(table: Mapping[str, Any]) -> datetime | None:
     value = table.get("token_obtained_at")
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -274,24 +293,34 @@ def _obtained_at(table: Table) -> datetime | None:
     return None
 
 
-def _owned(table: Table) -> tuple[Any, ...]:
-    return tuple(table.get(key) for key in RUNNER_OWNED_KEYS)
+_ABSENT = object()
 
 
-def _keep_newer_disk_tokens(before: ConfigDocument, after: ConfigDocument) -> tuple[str, ...]:
+def _owned(table: Table) -> dict[str, Any]:
+    values = _direct_values(table, frozenset(RUNNER_OWNED_KEYS))
+    return {key: values.get(key, _ABSENT) for key in RUNNER_OWNED_KEYS}
+
+
+def _owned_snapshot(document: ConfigDocument) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The gitlab-runner-owned values of every runner as loaded from disk (plain copies)."""
+    return {_identity(t): _owned(t) for t in document.runner_tables()}
+
+
+def _keep_newer_disk_tokens(
+    on_disk: dict[tuple[Any, ...], dict[str, Any]], after: ConfigDocument
+) -> tuple[str, ...]:
     """Restore gitlab-runner-owned fields where the disk's token is newer than the caller's."""
-    on_disk = {_identity(t): t for t in before.runner_tables()}
     kept: list[str] = []
     for table in after.runner_tables():
         disk = on_disk.get(_identity(table))
-        if disk is None or _owned(disk) == _owned(table):
+        if disk is None or disk == _owned(table):
             continue
         disk_at = _obtained_at(disk)
-        caller_at = _obtained_at(table)
+        caller_at = _obtained_at(_owned(table))
         if disk_at is None or (caller_at is not None and caller_at > disk_at):
             continue
         for key in RUNNER_OWNED_KEYS:
-            if key in disk:
+            if disk[key] is not _ABSENT:
                 set_key(table, key, disk[key], path=["runners"])
             elif key in table:
                 del table[key]
