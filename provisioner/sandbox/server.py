@@ -57,7 +57,16 @@ class SandboxApp:
         self.router = Router()
         self.router.extend(api_core.routes())
         self.router.extend(api_runners.routes())
-        for module_name in ("api_pipelines", "runner_protocol", "api_packages", "control"):
+        from provisioner.sandbox.idtokens import Signer
+
+        self.signer = Signer(options.data_dir)
+        for module_name in (
+            "api_pipelines",
+            "runner_protocol",
+            "api_packages",
+            "idtokens",
+            "control",
+        ):
             module = _optional(f"provisioner.sandbox.{module_name}")
             if module is not None:
                 self.router.extend(module.routes())
@@ -88,7 +97,7 @@ class SandboxApp:
         scope = request.scope
         raw = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
-        if raw_path.startswith("/api/") and not raw_path.startswith("/api/v4/-/sandbox"):
+        if raw_path.startswith("/api/"):
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
             status = self.faults.pick()

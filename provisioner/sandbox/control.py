@@ -1,0 +1,45 @@
+"""Sandbox-only endpoints (not GitLab's): observe and tune fault injection at run time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from provisioner.sandbox.auth import require_admin, require_user
+from provisioner.sandbox.web import ApiError, Ctx, Handler, json_response, to_int
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from provisioner.sandbox.faults import Faults
+
+
+def _faults(ctx: Ctx) -> Faults:
+    require_admin(require_user(ctx.app.store, ctx, write=False))
+    faults: Faults = ctx.app.faults
+    return faults
+
+
+def get_faults(ctx: Ctx) -> Response:
+    """``GET /-/sandbox/faults``: settings and how many faults were injected so far."""
+    return json_response(_faults(ctx).snapshot())
+
+
+def put_faults(ctx: Ctx) -> Response:
+    """``PUT /-/sandbox/faults`` with ``latency_ms`` and/or ``fault_rate`` (admin token)."""
+    faults = _faults(ctx)
+    rate = ctx.arg("fault_rate")
+    try:
+        faults.configure(
+            latency_ms=to_int(ctx.arg("latency_ms"), "latency_ms"),
+            fault_rate=None if rate is None else float(rate),
+        )
+    except ValueError as exc:
+        raise ApiError(400, f"400 Bad request - {exc}") from exc
+    return json_response(faults.snapshot())
+
+
+def routes() -> list[tuple[str, str, Handler]]:
+    return [
+        ("GET", "/-/sandbox/faults", get_faults),
+        ("PUT", "/-/sandbox/faults", put_faults),
+    ]
