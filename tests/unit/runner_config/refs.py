@@ -1,4 +1,4 @@
-"""Paths of the reference fixtures (``../shared/reference``, read by tests only, never the product)."""
+"""Paths of the reference fixtures in ``../shared/reference`` (read by tests, never the product)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ UPSTREAM_VERDICTS = {
 }
 VALID_UPSTREAM = sorted(UPSTREAM_LINT / n for n, (ok, _) in UPSTREAM_VERDICTS.items() if ok)
 # Every reference file that parses as TOML (invalid_syntax.toml does not).
-PARSEABLE = REGISTER_EMULATED + EXAMPLES + sorted(
-    p for p in UPSTREAM_LINT.glob("*.toml") if p.name != "invalid_syntax.toml"
+PARSEABLE = (
+    REGISTER_EMULATED
+    + EXAMPLES
+    + sorted(p for p in UPSTREAM_LINT.glob("*.toml") if p.name != "invalid_syntax.toml")
 )
 
 

@@ -35,7 +35,7 @@ def _ref(node: dict[str, Any]) -> str:
     return str(node["$ref"]).rsplit("/", 1)[-1]
 
 
-def _type_of(node: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _type_of(node: dict[str, Any]) -> tuple[str, dict[str, Any]]:  # noqa: PLR0912
     """Return (type spec, constraints) for one schema property."""
     cons: dict[str, Any] = {}
     if "$ref" in node:

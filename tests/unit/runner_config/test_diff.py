@@ -34,19 +34,19 @@ def test_formatting_and_comments_are_not_differences() -> None:
 
 
 def test_case_variant_keys_are_the_same_key() -> None:
-    assert diff(A, A.replace("executor = \"shell\"", "Executor = \"shell\"")).empty
+    assert diff(A, A.replace('executor = "shell"', 'Executor = "shell"')).empty
 
 
 def test_added_removed_and_changed_runners() -> None:
     b = A.replace('name = "two"', 'name = "three"').replace("id = 2", "id = 3")
-    b = b.replace('image = "alpine"', 'image = "debian"').replace("concurrent = 1", "concurrent = 2")
+    b = b.replace('image = "alpine"', 'image = "debian"').replace(
+        "concurrent = 1", "concurrent = 2"
+    )
     result = diff(A, b)
     assert result.global_changes == (KeyChange("concurrent", 1, 2),)
     assert result.added == ("three",)
     assert result.removed == ("two",)
-    assert result.changed == (
-        RunnerDiff("one", (KeyChange("docker.image", "alpine", "debian"),)),
-    )
+    assert result.changed == (RunnerDiff("one", (KeyChange("docker.image", "alpine", "debian"),)),)
 
 
 def test_tokens_are_masked_in_changes() -> None:
@@ -56,7 +56,7 @@ def test_tokens_are_masked_in_changes() -> None:
 
 
 def test_keys_added_and_removed_inside_a_runner() -> None:
-    b = A.replace('  executor = "shell"\n', '  limit = 4\n').replace(
+    b = A.replace('  executor = "shell"\n', "  limit = 4\n").replace(
         '    image = "alpine"\n', '    image = "alpine"\n    privileged = true\n'
     )
     result = diff(A, b)
@@ -69,5 +69,6 @@ def test_keys_added_and_removed_inside_a_runner() -> None:
 def test_runner_that_got_an_id_pairs_by_name() -> None:
     a = A.replace("  id = 2\n", "")
     result = diff(a, A)
-    assert result.added == () and result.removed == ()
+    assert result.added == ()
+    assert result.removed == ()
     assert result.changed == (RunnerDiff("two", (KeyChange("id", None, 2),)),)

@@ -86,9 +86,7 @@ def test_editing_one_runner_keeps_everything_else() -> None:
     document.update_runner(RunnerRef(name="beta"), {"docker": {"image": "debian:12"}, "limit": 2})
     after = document.dumps()
     expected = COMMENTED.replace('image = "alpine:3.20"  # pinned', 'image = "debian:12"  # pinned')
-    expected = expected.replace(
-        '  executor = "docker"\n', '  executor = "docker"\n  limit = 2\n'
-    )
+    expected = expected.replace('  executor = "docker"\n', '  executor = "docker"\n  limit = 2\n')
     assert after == expected
 
 
@@ -97,10 +95,13 @@ def test_new_sub_table_goes_before_the_comment_of_the_next_runner() -> None:
     document.update_runner(RunnerRef(id=1), {"docker": {"image": "alpine"}})
     after = document.dumps()
     assert (
-        '  [runners.cache]\n    MaxUploadedArchiveSize = 0\n  [runners.docker]\n    image = "alpine"\n'
+        "  [runners.cache]\n    MaxUploadedArchiveSize = 0\n"
+        '  [runners.docker]\n    image = "alpine"\n'
         "\n# the second runner\n[[runners]]\n"
     ) in after
-    assert after.startswith("# managed by hand: keep this comment\nconcurrent = 4  # two per core\n")
+    assert after.startswith(
+        "# managed by hand: keep this comment\nconcurrent = 4  # two per core\n"
+    )
     assert tomllib.loads(after)["runners"][0]["docker"] == {"image": "alpine"}
 
 
@@ -140,7 +141,9 @@ def test_add_runner_to_a_file_without_runners() -> None:
     document = ConfigDocument.empty()
     document.add_runner({"name": "a", "url": "https://h/", "token": "t", "executor": "shell"})
     data = tomllib.loads(document.dumps())
-    assert data["runners"] == [{"name": "a", "url": "https://h/", "token": "t", "executor": "shell"}]
+    assert data["runners"] == [
+        {"name": "a", "url": "https://h/", "token": "t", "executor": "shell"}
+    ]
     assert data["concurrent"] == 1
 
 

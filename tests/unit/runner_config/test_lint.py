@@ -23,7 +23,9 @@ SAFE_KUBE = (
 
 
 def rules(text: str, path: Path | None = None) -> list[tuple[str, Severity, str | None]]:
-    return [(f.rule, f.severity, f.runner) for f in lint_document(ConfigDocument.parse(text), path=path)]
+    return [
+        (f.rule, f.severity, f.runner) for f in lint_document(ConfigDocument.parse(text), path=path)
+    ]
 
 
 def only(text: str) -> Finding:
@@ -63,12 +65,15 @@ def test_rc001_case_insensitive_key_still_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    "volume", ["/var/run/docker.sock:/var/run/docker.sock", "/run/docker.sock:/var/run/docker.sock:ro"]
+    "volume",
+    ["/var/run/docker.sock:/var/run/docker.sock", "/run/docker.sock:/var/run/docker.sock:ro"],
 )
 def test_rc002_docker_socket_volume(volume: str) -> None:
     finding = only(SAFE_DOCKER + f'    volumes = ["/cache", "{volume}"]\n')
     assert (finding.rule, finding.severity) == ("RC002", Severity.HIGH)
-    assert finding.message.startswith(f"[runners.docker] volumes mounts {volume.split(':')[0]}")
+    assert finding.message.startswith(
+        f"[runners.docker] volumes mounts {volume.split(':', maxsplit=1)[0]}"
+    )
 
 
 def test_rc002_not_for_other_volumes() -> None:
@@ -91,7 +96,9 @@ def test_rc002_kubernetes_host_path() -> None:
     assert rules(safe) == []
 
 
-@pytest.mark.parametrize("policy", ['"if-not-present"', '["never"]', '["always", "if-not-present"]'])
+@pytest.mark.parametrize(
+    "policy", ['"if-not-present"', '["never"]', '["always", "if-not-present"]']
+)
 def test_rc003_risky_pull_policy_on_a_shared_runner(policy: str) -> None:
     finding = only(SAFE_DOCKER + f"    pull_policy = {policy}\n")
     assert (finding.rule, finding.severity) == ("RC003", Severity.MEDIUM)
@@ -137,7 +144,10 @@ def test_rc005_tcp_docker_host_without_tls() -> None:
     assert (finding.rule, finding.severity) == ("RC005", Severity.MEDIUM)
     assert only(SAFE_DOCKER + '    host = "tcp://10.0.0.5:2375"\n').rule == "RC005"
     assert rules(SAFE_DOCKER + '    host = "tcp://10.0.0.5:2376"\n    tls_verify = true\n') == []
-    assert rules(SAFE_DOCKER + '    host = "unix:///var/run/docker.sock"\n    tls_verify = false\n') == []
+    assert (
+        rules(SAFE_DOCKER + '    host = "unix:///var/run/docker.sock"\n    tls_verify = false\n')
+        == []
+    )
 
 
 def test_rc006_config_readable_by_others(tmp_path: Path) -> None:

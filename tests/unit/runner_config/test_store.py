@@ -62,7 +62,8 @@ def cfg(tmp_path: Path) -> Path:
 
 def test_create_makes_private_dir_and_file(cfg: Path) -> None:
     result = ConfigStore(cfg).update(adder(1), create=True)
-    assert result.changed and result.backup is None
+    assert result.changed
+    assert result.backup is None
     assert mode(cfg.parent) == 0o700
     assert mode(cfg) == 0o600
     assert mode(cfg.with_name("config.toml.lock")) == 0o600
@@ -123,7 +124,8 @@ def test_broken_file_is_never_overwritten(cfg: Path) -> None:
         store.update(adder(2))
     assert str(info.value).startswith(f"{cfg}:")
     assert cfg.read_text() == broken
-    assert store.backups() == [] and temps(cfg.parent) == []
+    assert store.backups() == []
+    assert temps(cfg.parent) == []
 
 
 def test_an_edit_that_fails_changes_nothing(cfg: Path) -> None:
@@ -136,13 +138,15 @@ def test_an_edit_that_fails_changes_nothing(cfg: Path) -> None:
     assert temps(cfg.parent) == []
 
 
-def _reader(path: Path, stop: threading.Event, seen: list[int], errors: list[BaseException]) -> None:
+def _reader(
+    path: Path, stop: threading.Event, seen: list[int], errors: list[BaseException]
+) -> None:
     while not stop.is_set():
         try:
             tomllib.loads(path.read_text(encoding="utf-8"))
             seen.append(1)
             time.sleep(0.002)  # leave the GIL to the writers
-        except BaseException as exc:  # noqa: BLE001 - the test reports whatever a reader hit
+        except BaseException as exc:
             errors.append(exc)
 
 
@@ -233,9 +237,7 @@ def test_writer_killed_mid_write_leaves_the_old_file(cfg: Path, stage: str) -> N
 
 
 def _rotate(document: ConfigDocument, i: int, token: str, at: datetime) -> None:
-    document.update_runner(
-        RunnerRef(id=1000 + i), {"token": token, "token_obtained_at": at}
-    )
+    document.update_runner(RunnerRef(id=1000 + i), {"token": token, "token_obtained_at": at})
 
 
 def test_disk_wins_when_it_holds_a_newer_token(cfg: Path) -> None:

@@ -97,18 +97,16 @@ def test_wrong_types_are_errors() -> None:
         "type",
         "runners[0].docker.privileged must be a boolean (true or false), not a string",
     )
-    assert _one(_runner('  executor = "docker"\n  [runners.docker]\n    volumes = "/cache"\n'))[2] == (
-        "runners[0].docker.volumes must be an array of strings, not a string"
-    )
+    assert _one(_runner('  executor = "docker"\n  [runners.docker]\n    volumes = "/cache"\n'))[
+        2
+    ] == ("runners[0].docker.volumes must be an array of strings, not a string")
     assert _one(_runner('  executor = "shell"\n  limit = 1.5\n'))[2] == (
         "runners[0].limit must be an integer, not a float (1.5)"
     )
 
 
 def test_integer_is_accepted_where_a_float_belongs() -> None:
-    text = _runner(
-        '  executor = "docker+machine"\n  [runners.machine]\n    IdleScaleFactor = 1\n'
-    )
+    text = _runner('  executor = "docker+machine"\n  [runners.machine]\n    IdleScaleFactor = 1\n')
     assert validate_text(text).issues == ()
 
 
@@ -133,7 +131,8 @@ def test_durations_are_go_duration_strings() -> None:
     assert _one('connection_max_age = "15 minutes"\n') == (
         IssueSeverity.ERROR,
         "duration",
-        "connection_max_age = '15 minutes' is not a Go duration (examples: \"90s\", \"15m\", \"1h30m\")",
+        "connection_max_age = '15 minutes' is not a Go duration "
+        '(examples: "90s", "15m", "1h30m")',
     )
 
 
@@ -141,8 +140,8 @@ def test_bare_integer_duration_is_flagged_as_nanoseconds() -> None:
     assert _one("connection_max_age = 900\n") == (
         IssueSeverity.WARNING,
         "duration-integer",
-        'connection_max_age = 900 is read as 900 nanoseconds; write a duration string such as "900s" '
-        "instead",
+        "connection_max_age = 900 is read as 900 nanoseconds; write a duration string "
+        'such as "900s" instead',
     )
     assert validate_text("connection_max_age = 0\n").issues == ()
 

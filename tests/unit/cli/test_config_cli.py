@@ -1,0 +1,307 @@
+"""`runnerctl config show|validate|lint|diff`: exit codes and exact output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from provisioner.cli import main as main_module
+from provisioner.runner_config.store import MISSING_HINT
+from provisioner.secrets import contains_secret
+from tests.unit.runner_config.refs import CONFIG_REF, UPSTREAM_LINT
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(main_module.app, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def docker_cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    shutil.copy(CONFIG_REF / "examples" / "docker.config.toml", path)
+    os.chmod(path, 0o600)
+    return path
+
+
+def copy_fixture(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    shutil.copy(UPSTREAM_LINT / name, path)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_show_text(docker_cfg: Path) -> None:
+    code, out, err = run("config", "show", "--config", str(docker_cfg))
+    assert code == 0, err
+    assert out == (
+        f"config: {docker_cfg}\n"
+        "concurrent: 1  check_interval: 0  shutdown_timeout: 0  log_level: -  log_format: -\n"
+        "runners: 1\n"
+        "NAME            ID    EXECUTOR  URL                          IMAGE          TOKEN\n"
+        "docker-host-01  1208  docker    https://gitlab.example.com/  alpine:latest  [MASKED]\n"
+    )
+
+
+def test_show_json_is_one_redacted_document(docker_cfg: Path) -> None:
+    code, out, _ = run("--output", "json", "config", "show", "--config", str(docker_cfg))
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["path"] == str(docker_cfg)
+    assert doc["settings"]["connection_max_age"] == "15m0s"
+    (runner_doc,) = doc["runners"]
+    assert runner_doc["token"] == "[MASKED]"
+    assert runner_doc["token_obtained_at"] == "2026-05-12T09:02:51Z"
+    assert runner_doc["docker"]["volumes"] == ["/cache"]
+    assert "glrt-t3_" not in out
+    assert not contains_secret(out)
+
+
+def test_config_file_env_is_the_default(docker_cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFIG_FILE", str(docker_cfg))
+    code, out, _ = run("config", "show")
+    assert code == 0
+    assert out.startswith(f"config: {docker_cfg}\n")
+
+
+def test_validate_valid_file(docker_cfg: Path) -> None:
+    assert run("config", "validate", "--config", str(docker_cfg)) == (
+        0,
+        f"valid: {docker_cfg}\n",
+        "",
+    )
+
+
+def test_validate_unknown_key_warns_and_strict_fails(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "misspelled_key.toml")
+    warning = (
+        "unknown key runners[0].buids_dir (did you mean 'builds_dir'?): gitlab-runner ignores it"
+    )
+    assert run("config", "validate", "-c", str(path)) == (
+        0,
+        f"{path}:9:3: warning: {warning}\nvalid: {path} (1 warning)\n",
+        "",
+    )
+    assert run("config", "validate", "--strict", "-c", str(path)) == (
+        3,
+        f"{path}:9:3: error: {warning}\ninvalid: {path}: 1 error, 0 warnings\n",
+        "",
+    )
+
+
+def test_validate_syntax_error_lists_line_and_column(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "invalid_syntax.toml")
+    before = path.read_bytes()
+    assert run("config", "validate", "-c", str(path)) == (
+        3,
+        f"{path}:4:10: error: Expected ']]' at the end of an array declaration\n"
+        f"invalid: {path}: 1 error, 0 warnings\n",
+        "",
+    )
+    assert path.read_bytes() == before
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "bad_shell.toml")
+    code, out, _ = run("-o", "json", "config", "validate", "-c", str(path))
+    assert code == 3
+    assert json.loads(out) == {
+        "path": str(path),
+        "valid": False,
+        "strict": False,
+        "errors": [
+            {
+                "code": "enum",
+                "path": "runners[0].shell",
+                "message": "runners[0].shell = 'fish' is not one of 'bash', 'sh', 'pwsh', "
+                "'powershell'",
+                "line": 9,
+                "column": 3,
+            }
+        ],
+        "warnings": [],
+    }
+
+
+RISKY = """\
+concurrent = 1
+[[runners]]
+  name = "dind"
+  url = "https://gitlab.example.com/"
+  token = "glrt-risky-runner-token-1"
+  executor = "docker"
+  [runners.docker]
+    image = "docker:27"
+    privileged = true
+    pull_policy = "if-not-present"
+    allowed_images = ["docker:*"]
+"""
+
+
+def test_lint_fails_on_high_by_default(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(RISKY)
+    os.chmod(path, 0o600)
+    code, out, _ = run("config", "lint", "-c", str(path))
+    assert code == 3
+    assert out == (
+        "HIGH   RC001 [dind] [runners.docker] privileged = true: any job can take root on the "
+        "host\n"
+        "       fix: Set privileged = false. If jobs need Docker-in-Docker, give them a dedicated "
+        "runner on an ephemeral VM and restrict allowed_privileged_images.\n"
+        "MEDIUM RC003 [dind] [runners.docker] allows pull_policy if-not-present: on a shared "
+        "runner one project can run another project's cached private image\n"
+        '       fix: Use pull_policy = ["always"] on shared runners; if this runner is locked to '
+        "one project, add the comment '# runnerctl: single-project' to its [[runners]] section.\n"
+        "2 findings (1 high, 1 medium): failed (--fail-on high)\n"
+    )
+    assert run("config", "lint", "--fail-on", "never", "-c", str(path))[0] == 0
+
+
+def test_lint_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(RISKY.replace("privileged = true", "privileged = false"))
+    os.chmod(path, 0o600)
+    code, out, _ = run("config", "lint", "-c", str(path))
+    assert code == 0
+    assert out.endswith("1 finding (1 medium): passed (--fail-on high)\n")
+    assert run("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 3
+
+
+def test_lint_clean_file_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    shutil.copy(CONFIG_REF / "examples" / "shell.config.toml", path)
+    os.chmod(path, 0o600)
+    assert run("config", "lint", "-c", str(path)) == (0, f"no findings: {path}\n", "")
+    os.chmod(path, 0o640)
+    code, out, _ = run("-o", "json", "config", "lint", "-c", str(path))
+    assert code == 3
+    doc = json.loads(out)
+    assert (doc["failed"], doc["fail_on"]) == (True, "high")
+    assert [(f["rule"], f["severity"]) for f in doc["findings"]] == [("RC006", "high")]
+
+
+def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(
+        docker_cfg.read_text()
+        .replace('image = "alpine:latest"', 'image = "alpine:3.20"')
+        .replace("glrt-t3_Hm7pQ2sW9eRt4yUi8oPa", "glrt-t3_rotatedrotatedrotated")
+        + '\n[[runners]]\n  name = "extra"\n  url = "https://gitlab.example.com/"\n'
+        '  token = "glrt-extra-token-000000"\n  executor = "shell"\n'
+    )
+    code, out, _ = run("config", "diff", str(other), "-c", str(docker_cfg))
+    assert code == 0
+    assert out == (
+        f"--- {docker_cfg}\n+++ {other}\n"
+        "+ runner extra\n"
+        "~ runner docker-host-01\n"
+        '    token: "[MASKED]" -> "[MASKED]"\n'
+        '    docker.image: "alpine:latest" -> "alpine:3.20"\n'
+    )
+    code, out, _ = run("-o", "json", "config", "diff", str(other), "-c", str(docker_cfg))
+    doc = json.loads(out)
+    assert doc["added"] == ["extra"]
+    assert doc["removed"] == []
+    assert not contains_secret(out)
+
+
+def test_diff_of_identical_files(docker_cfg: Path) -> None:
+    code, out, _ = run("config", "diff", str(docker_cfg), "-c", str(docker_cfg))
+    assert (code, out.splitlines()[-1]) == (0, "no semantic differences")
+
+
+# ---- the error boundary (main() turns ConfigError into message, hint, exit 3)
+
+
+def call_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["runnerctl", *args])
+    with pytest.raises(SystemExit) as info:
+        main_module.main()
+    return int(info.value.code or 0)
+
+
+def test_missing_file_names_the_default_path_logic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.toml"
+    assert call_main(monkeypatch, "config", "show", "--config", str(missing)) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"Error: config file not found: {missing}\nHint: {MISSING_HINT}\n"
+    assert "CONFIG_FILE" in MISSING_HINT
+    assert "~/.gitlab-runner/config.toml" in MISSING_HINT
+
+
+def test_missing_default_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "absent" / "config.toml"))
+    assert call_main(monkeypatch, "config", "lint") == 3
+    assert capsys.readouterr().err.startswith(
+        f"Error: config file not found: {tmp_path / 'absent' / 'config.toml'}\n"
+        "Hint: runnerctl reads"
+    )
+    assert not (tmp_path / "absent").exists()
+
+
+def test_malformed_file_gives_location_and_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = copy_fixture(tmp_path, "invalid_syntax.toml")
+    before = path.read_bytes()
+    assert call_main(monkeypatch, "config", "show", "--config", str(path)) == 3
+    assert capsys.readouterr().err == (
+        f"Error: {path}:4:10: TOML syntax error: Expected ']]' at the end of an array declaration\n"
+        "Hint: Fix the file at that position (gitlab-runner refuses to load it as well); nothing "
+        "was changed on disk.\n"
+    )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["invalid_syntax.toml"]
+
+
+def test_unreadable_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"concurrent = 1\n\xff\xfe\n")
+    assert call_main(monkeypatch, "config", "lint", "-c", str(binary)) == 3
+    assert capsys.readouterr().err == (
+        f"Error: {binary}: not UTF-8 text (byte 15)\n"
+        "Hint: config.toml must be UTF-8; re-save it with a UTF-8 encoding.\n"
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    ok = tmp_path / "ok.toml"
+    ok.write_text("concurrent = 1\n")
+    assert call_main(monkeypatch, "config", "diff", str(other), "-c", str(ok)) == 2  # a directory
+    capsys.readouterr()
+
+
+def test_installed_console_script_exit_code_and_stderr(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path, "invalid_syntax.toml")
+    script = Path(sys.executable).with_name("runnerctl")
+    assert script.exists(), f"{script} missing: run pip install -e ."
+    proc = subprocess.run(
+        [str(script), "config", "show", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert proc.stderr.startswith(f"Error: {path}:4:10: TOML syntax error: ")
+    assert "Hint: Fix the file at that position" in proc.stderr
