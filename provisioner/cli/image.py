@@ -137,7 +137,9 @@ def build_cmd(
     base: Annotated[
         str, typer.Option(help="Base image, or auto: pull python:<v>-slim, else a local base.")
     ] = "auto",
-    tag: Annotated[str | None, typer.Option(help="Tag (default runnerctl/python:<v>).")] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Tag (default runnerctl/python:<v>); {python} is filled in.")
+    ] = None,
     requirement: Annotated[
         list[Path] | None, typer.Option("--requirement", "-r", help="Add a requirements file.")
     ] = None,

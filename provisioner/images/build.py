@@ -64,8 +64,10 @@ class BuildSpec:
 
     @property
     def image_tag(self) -> str:
-        """The tag the image gets (``runnerctl/python:<python>`` unless ``--tag``)."""
-        return self.tag or default_tag(self.python)
+        """The tag: ``runnerctl/python:<python>``, or ``--tag`` with ``{python}`` filled in."""
+        if self.tag:
+            return self.tag.replace("{python}", self.python)
+        return default_tag(self.python)
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ def build_matrix(
     if len(set(tags)) != len(tags):
         raise ImageError(
             "Several --python values would share one tag",
-            hint="drop --tag for a matrix build (each Python gets runnerctl/python:<v>)",
+            hint="drop --tag, or put {python} in it (e.g. --tag my/python:{python})",
         )
     return [build_image(s, docker=docker, cache=cache, on_event=on_event) for s in specs]
 

@@ -215,7 +215,7 @@ def _scan(path: Path) -> tuple[Wheel, ...]:
         match = _WHEEL_NAME.match(file.name)
         if match:
             wheels.append(Wheel(normalize(match["name"]), match["version"], file.name))
-    return tuple(wheels)
+    return tuple(sorted(wheels, key=lambda w: (w.name, w.version)))
 
 
 def _load(
