@@ -100,7 +100,10 @@ class ConfigStore:
     """config.toml on disk, changed only through locked, atomic transactions."""
 
     def __init__(self, path: Path, *, keep_backups: int = 5, hook: StageHook | None = None):
-        self.path = Path(path)
+        path = Path(path)
+        # A symlinked config.toml (common with configuration management) stays a symlink: the
+        # file it points to is the one replaced.
+        self.path = path.resolve() if path.is_symlink() else path
         self.keep_backups = keep_backups
         self._hook = hook
 
@@ -219,9 +222,14 @@ class ConfigStore:
                 self._hook("before-rename", temp)
             backup = self._backup() if had_old else None
             os.replace(temp, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
+            if isinstance(exc, OSError):
+                raise ConfigError(
+                    f"cannot write {self.path}: {exc.strerror or exc}",
+                    hint="Free disk space or fix the permissions; the previous file is intact.",
+                ) from None
             raise
         _fsync_dir(directory)
         self._prune_backups()

@@ -298,3 +298,40 @@ def test_runner_system_id_is_never_touched(cfg: Path) -> None:
         before.st_mtime_ns,
         0o600,
     )
+
+
+def test_symlinked_config_stays_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "managed" / "config.toml"
+    ConfigStore(real).update(adder(1), create=True)
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    ConfigStore(link).update(adder(2))
+    assert link.is_symlink()
+    assert names(real) == ["runner-1", "runner-2"]
+
+
+def _size_limited_writer(path: str) -> None:
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+    try:
+        ConfigStore(Path(path)).update(adder(2))
+    except ConfigError as exc:
+        ok = exc.message.startswith(f"cannot write {path}: ") and exc.exit_code == 3
+        os._exit(10 if ok else 11)
+    os._exit(12)
+
+
+def test_failed_write_is_a_config_error_and_keeps_the_file(cfg: Path) -> None:
+    ConfigStore(cfg).update(adder(1), create=True)
+    before = cfg.read_bytes()
+    assert len(before) > 64
+    child = multiprocessing.get_context("fork").Process(
+        target=_size_limited_writer, args=(str(cfg),)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 10
+    assert cfg.read_bytes() == before
+    assert temps(cfg.parent) == []
