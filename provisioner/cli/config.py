@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from provisioner.cli.context import get_app
-from provisioner.runner_config import (
-    ConfigDiff,
-    Finding,
-    RunnerConfig,
-    Severity,
-    ValidationReport,
-    at_or_above,
-    build_model,
-    diff_documents,
-    lint_document,
-    load_config,
-    read_config_text,
-    to_jsonable,
-    validate_text,
-)
 from provisioner.secrets import MASK
 from provisioner.settings import default_config_path
+
+if TYPE_CHECKING:
+    from provisioner.runner_config import ConfigDiff, Finding, RunnerConfig, ValidationReport
+
+# provisioner.runner_config (tomlkit, the field table) is imported inside the commands so that
+# `runnerctl --help` stays fast.
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -64,6 +55,8 @@ def _path(config: Path | None) -> Path:
 @app.command("show")
 def show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Show the global settings and the runners of config.toml (tokens masked)."""
+    from provisioner.runner_config import build_model, load_config, to_jsonable
+
     out = get_app(ctx)
     path = _path(config)
     model = build_model(load_config(path).plain())
@@ -86,6 +79,8 @@ def validate(
     Exits 0 when the file is valid and 3 when it is not; each problem is listed with its line
     and column. Unknown keys are warnings (gitlab-runner ignores them) unless --strict.
     """
+    from provisioner.runner_config import read_config_text, validate_text
+
     out = get_app(ctx)
     path = _path(config)
     report = validate_text(read_config_text(path), source=str(path), strict=strict)
@@ -116,6 +111,14 @@ def lint(
     others, secrets in a runner's environment. Exits 3 when a finding is at or above
     --fail-on (default: high).
     """
+    from provisioner.runner_config import (
+        Severity,
+        at_or_above,
+        lint_document,
+        load_config,
+        to_jsonable,
+    )
+
     out = get_app(ctx)
     path = _path(config)
     findings = lint_document(load_config(path), path=path)
@@ -144,6 +147,8 @@ def diff(
     config: ConfigOption = None,
 ) -> None:
     """Compare config.toml with OTHER: runners added, removed, and keys changed (tokens masked)."""
+    from provisioner.runner_config import diff_documents, load_config, to_jsonable
+
     out = get_app(ctx)
     path = _path(config)
     result = diff_documents(load_config(path), load_config(other))
@@ -239,6 +244,8 @@ def _render_report(report: ValidationReport) -> str:
 def _render_findings(
     path: Path, findings: tuple[Finding, ...], fail_on: FailOn, failing: tuple[Finding, ...]
 ) -> str:
+    from provisioner.runner_config import Severity
+
     lines: list[str] = []
     for f in findings:
         runner = f" [{f.runner}]" if f.runner else ""
