@@ -296,9 +296,10 @@ def set_key(table: Table | tomlkit.TOMLDocument, key: str, value: Any, *, path: 
     """Set ``table[key]`` keeping the file's layout.
 
     An existing key is replaced where it stands. A new plain key goes after the last plain key,
-    indented like its siblings; a mapping becomes a sub-table written in gitlab-runner's layout.
-    A mapping given for an existing sub-table is merged key by key; ``None`` removes a key.
-    ``path`` is the table's own key path (``["runners"]`` for a runner entry).
+    indented like its siblings; a mapping becomes a sub-table and a list of mappings an array of
+    tables, written in gitlab-runner's layout. A mapping given for an existing (inline) table is
+    merged key by key; ``None`` removes a key. ``path`` is the table's own key path
+    (``["runners"]`` for a runner entry).
     """
     depth = len(path)
     existing = table.get(key)
@@ -310,17 +311,45 @@ def set_key(table: Table | tomlkit.TOMLDocument, key: str, value: Any, *, path: 
         for sub_key, sub_value in value.items():
             set_key(existing, sub_key, sub_value, path=[*path, key])
         return
-    if _is_table_value(value):
-        full = [*path, key]
-        parsed = tomlkit.parse(_render_table(full, value, depth, aot=False))
-        node: Any = parsed
-        for part in full:
-            node = node[part]
-        node.trivia.indent = "  " * depth
-        trailing = _take_trailing_trivia(table)
-        table.add(key, node)
-        node.value.body.extend(trailing)
+    if _is_table_value(value) and isinstance(existing, tomlkit.items.InlineTable):
+        for sub_key, sub_value in value.items():
+            if sub_value is None:
+                existing.pop(sub_key, None)
+            else:
+                existing[sub_key] = sub_value
         return
+    if _is_table_value(value) or _is_aot_value(value):
+        _add_tables(table, key, value, path=path)
+        return
+    _set_plain(table, key, value, depth=depth)
+
+
+def _add_tables(
+    table: Table | tomlkit.TOMLDocument, key: str, value: Any, *, path: list[str]
+) -> None:
+    """Add (or replace) ``key`` as a sub-table or an array of tables in gitlab-runner's layout."""
+    depth = len(path)
+    full = [*path, key]
+    if _is_table_value(value):
+        text = _render_table(full, value, depth, aot=False)
+    else:
+        text = "".join(_render_table(full, element, depth, aot=True) for element in value)
+    node: Any = tomlkit.parse(text)
+    for part in full:
+        node = node[part]
+    if isinstance(node, Table):
+        node.trivia.indent = "  " * depth
+    if key in table:
+        del table[key]
+    trailing = _take_trailing_trivia(table)
+    table.add(key, node)
+    last = node.body[-1] if isinstance(node, AoT) else node
+    last.value.body.extend(trailing)
+
+
+def _set_plain(table: Table | tomlkit.TOMLDocument, key: str, value: Any, *, depth: int) -> None:
+    """Set a plain (non-table) value, in place if the key exists, else after the plain keys."""
+    existing = table.get(key)
     item = _toml_item(value)
     if existing is not None:
         item.trivia.indent = existing.trivia.indent

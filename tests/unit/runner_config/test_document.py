@@ -229,3 +229,33 @@ def test_locate_keys_tracks_arrays_of_tables() -> None:
     assert where[("runners", 0, "mystery")] == Location(16, 3)
     assert where[("runners", 1, "docker", "image")] == Location(28, 5)
     assert where[("runners", 1)] == Location(21, 1)
+
+
+def test_update_merges_into_an_inline_table_and_replaces_arrays() -> None:
+    document = ConfigDocument.parse(
+        '[[runners]]\n  name = "a"\n  url = "u"\n  token = "t"\n'
+        '  feature_flags = { FF_A = true }\n  environment = ["A=1"]\n'
+    )
+    document.update_runner(
+        RunnerRef(name="a"), {"feature_flags": {"FF_B": False}, "environment": ["A=2", "B=3"]}
+    )
+    runner = tomllib.loads(document.dumps())["runners"][0]
+    assert runner["feature_flags"] == {"FF_A": True, "FF_B": False}
+    assert runner["environment"] == ["A=2", "B=3"]
+
+
+def test_services_are_written_and_replaced_as_arrays_of_tables() -> None:
+    document = ConfigDocument.empty()
+    services = [{"name": "postgres:16", "alias": "db"}, {"name": "redis:7"}]
+    document.add_runner(
+        {"name": "b", "url": "u", "token": "t", "docker": {"image": "x", "services": services}}
+    )
+    text = document.dumps()
+    assert (
+        '  [runners.docker]\n    image = "x"\n    [[runners.docker.services]]\n'
+        '      name = "postgres:16"\n      alias = "db"\n    [[runners.docker.services]]\n'
+        '      name = "redis:7"\n'
+    ) in text
+    document.update_runner(RunnerRef(name="b"), {"docker": {"services": [{"name": "mysql:8"}]}})
+    docker = tomllib.loads(document.dumps())["runners"][0]["docker"]
+    assert docker == {"image": "x", "services": [{"name": "mysql:8"}]}
