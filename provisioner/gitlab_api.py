@@ -764,9 +764,11 @@ class GitLabAPI:
             path = f"/projects/{flt.namespace_id}/runners"
         elif flt.runner_type is RunnerType.INSTANCE:
             path = "/runners/all"
-            query["type"] = RunnerType.INSTANCE.value
         else:
             path = "/runners"
+        if flt.runner_type is not None:
+            # Group and project lists include inherited and instance runners; keep this level.
+            query["type"] = flt.runner_type.value
         items = self._paginate(
             path,
             query,

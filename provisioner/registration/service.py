@@ -370,7 +370,7 @@ def register(
         state["diff"] = _diff(before, after, store.path)
 
     try:
-        update = store.update(transaction, create=True)
+        update = _update(store, transaction, create=True)
     except BaseException as exc:
         for creds in created:
             _rollback(gitlab, creds.id, exc)
@@ -399,7 +399,8 @@ def _finish(
     rbac = _write_rbac(request)
     creds_final: RunnerCredentials | None = state.get("creds")
     token = creds_final.token if creds_final else (decision.entry or {}).get("token")
-    warnings.extend(_lint_warnings(store, request.name))
+    if update.changed:
+        warnings.extend(_lint_warnings(store, request.name))
     return RegisterResult(
         action=decision.action,
         name=request.name,
@@ -757,6 +758,20 @@ def _write_new_entry(
     doc.update_runner(_ref(decision.entry), values)
 
 
+def _update(
+    store: ConfigStorePort, fn: Callable[[ConfigDocument], None], *, create: bool = False
+) -> UpdateResult:
+    """``store.update``, with an I/O failure (disk full, file size limit) as a ConfigError."""
+    try:
+        return store.update(fn, create=create)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write {store.path}: {exc.strerror or exc}.",
+            hint="Free disk space or fix the permissions of the config directory; the file "
+            "was left as it was.",
+        ) from None
+
+
 def _check_valid(text: str, path: Path, *, ours: bool = False) -> None:
     report = validate_text(text, source=str(path))
     if report.valid:
@@ -933,9 +948,14 @@ def unregister(
             else:
                 state["warnings"].append(f"Runner {rid} was already gone from GitLab.")
         state["entry"], state["id"] = entry, rid
-        doc.remove_runner(_ref(entry))
+        if len(doc.runner_tables()) == 1:
+            # Removing the last element through remove_runner leaves ``runners = []`` at the
+            # top of the file, which the document then refuses to load; drop the key instead.
+            del doc.document["runners"]
+        else:
+            doc.remove_runner(_ref(entry))
 
-    update = store.update(transaction)
+    update = _update(store, transaction)
     if not update.changed:  # pragma: no cover - remove_runner always changes the text
         raise ConfigError(f"{store.path} was not changed.")
     entry = state["entry"]
@@ -984,7 +1004,7 @@ def rotate_token(
         doc.update_runner(_ref(entry), values)
 
     try:
-        update = store.update(transaction)
+        update = _update(store, transaction)
     except ConfigError as exc:
         if "creds" in state:
             exc.hint = (exc.hint or "") + (

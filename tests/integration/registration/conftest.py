@@ -1,0 +1,105 @@
+"""A sandbox GitLab with a group, a subgroup and a project, plus helpers to run the real CLI.
+
+Every ``runnerctl`` call runs as a separate process with the token in its environment (never in
+argv), exactly as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
+
+
+@dataclass
+class Lab:
+    """The running sandbox and what the tests need to drive it."""
+
+    url: str
+    token: str
+    group_path: str
+    group_id: int
+    project_path: str
+    project_id: int
+    handle: Any
+
+    def api(self, token: str | None = None) -> Any:
+        """Our adapter, talking to the sandbox with python-gitlab."""
+        from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+
+        return GitLabAPI.from_settings(ConnectionSettings(url=self.url, token=token or self.token))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("GITLAB_TOKEN", "GITLAB_URL", "CI_SERVER_URL", "CONFIG_FILE")
+        }
+        env.update(GITLAB_URL=self.url, GITLAB_TOKEN=self.token, COLUMNS="200", TZ="UTC")
+        env.update(extra)
+        return env
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    import gitlab
+
+    from provisioner.sandbox import start_background
+
+    handle = start_background(tmp_path_factory.mktemp("gitlab"), port=0)
+    try:
+        gl = gitlab.Gitlab(handle.url, private_token=handle.root_token)
+        top = gl.groups.create({"name": "platform", "path": "platform"})
+        sub = gl.groups.create({"name": "ci", "path": "ci", "parent_id": top.id})
+        project = gl.projects.create({"name": "app", "path": "app", "namespace_id": sub.id})
+        yield Lab(
+            url=handle.url,
+            token=handle.root_token,
+            group_path="platform/ci",
+            group_id=int(sub.id),
+            project_path="platform/ci/app",
+            project_id=int(project.id),
+            handle=handle,
+        )
+    finally:
+        handle.stop()
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run(lab: Lab) -> Run:
+    """Run ``runnerctl ARGS`` in a fresh process against the sandbox."""
+
+    def _run(
+        *args: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [RUNNERCTL, *args],
+            env=env or lab.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            preexec_fn=preexec,
+        )
+
+    return _run
+
+
+def runners_named(lab: Lab, name: str) -> list[Any]:
+    """Every runner in GitLab whose description is ``name``."""
+    from provisioner.gitlab_api import ListFilter
+
+    return [r for r in lab.api().list_runners(ListFilter()) if r.description == name]
