@@ -85,11 +85,11 @@ def _changes(a: dict[str, Any], b: dict[str, Any]) -> tuple[KeyChange, ...]:
     return tuple(out)
 
 
-def _label(runner: dict[str, Any], index: int) -> str:
+def _label(runner: dict[str, Any], index: int, *, with_id: bool = False) -> str:
     name = runner.get("name")
-    if isinstance(name, str) and name:
-        return name
     runner_id = runner.get("id")
+    if isinstance(name, str) and name:
+        return f"{name} (id {runner_id})" if with_id and runner_id else name
     if isinstance(runner_id, int) and runner_id:
         return f"id {runner_id}"
     return f"runners[{index}]"
@@ -121,8 +121,13 @@ def diff_documents(a: ConfigDocument, b: ConfigDocument) -> ConfigDiff:
         by_name = ("name", r_b.get("name"))
         if by_name in by_key_a:
             by_key_a[key_b] = by_key_a.pop(by_name)
-    added = tuple(_label(r, i) for k, (i, r) in by_key_b.items() if k not in by_key_a)
-    removed = tuple(_label(r, i) for k, (i, r) in by_key_a.items() if k not in by_key_b)
+    added_runners = [(i, r) for k, (i, r) in by_key_b.items() if k not in by_key_a]
+    removed_runners = [(i, r) for k, (i, r) in by_key_a.items() if k not in by_key_b]
+    # The same name on both sides with different ids: two different GitLab runners, so the
+    # labels carry the ids to tell them apart.
+    clash = {_label(r, i) for i, r in added_runners} & {_label(r, i) for i, r in removed_runners}
+    added = tuple(_label(r, i, with_id=_label(r, i) in clash) for i, r in added_runners)
+    removed = tuple(_label(r, i, with_id=_label(r, i) in clash) for i, r in removed_runners)
     changed = []
     for key, (i_a, r_a) in by_key_a.items():
         if key not in by_key_b:

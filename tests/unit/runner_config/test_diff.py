@@ -72,3 +72,17 @@ def test_runner_that_got_an_id_pairs_by_name() -> None:
     assert result.added == ()
     assert result.removed == ()
     assert result.changed == (RunnerDiff("two", (KeyChange("id", None, 2),)),)
+
+
+def test_same_name_different_ids_are_told_apart() -> None:
+    a = ConfigDocument.parse(
+        'concurrent = 1\n\n[[runners]]\n  name = "web"\n  url = "https://g/"\n  id = 7\n'
+        '  token = "glrt-aaaaaaaaaaaaaaaaaaaa"\n  executor = "shell"\n'
+    )
+    b = ConfigDocument.parse(
+        'concurrent = 1\n\n[[runners]]\n  name = "web"\n  url = "https://g/"\n  id = 9\n'
+        '  token = "glrt-bbbbbbbbbbbbbbbbbbbb"\n  executor = "shell"\n'
+    )
+    result = diff_documents(a, b)
+    assert result.added == ("web (id 9)",)
+    assert result.removed == ("web (id 7)",)
