@@ -46,6 +46,7 @@ __all__ = [
     "download_forbidden_response",
     "git_subpath",
     "init_bare_repo",
+    "is_push",
     "job_token_forbidden_response",
     "not_found_response",
     "push_forbidden_response",
@@ -150,11 +151,15 @@ def _git(*args: str, cwd: Path | None = None) -> None:
         ) from exc
 
 
-def init_bare_repo(path: Path) -> None:
-    """Create a bare repository served over HTTP, default branch ``main`` (idempotent)."""
+def init_bare_repo(path: Path, *, default_branch: str = DEFAULT_BRANCH) -> None:
+    """Create a bare repository served over HTTP (idempotent: an existing HEAD is kept).
+
+    ``HEAD`` points at ``default_branch`` so clones check it out without the
+    "remote HEAD refers to nonexistent ref" warning once the branch exists.
+    """
     if not (path / "HEAD").is_file():
         path.mkdir(parents=True, exist_ok=True)
-        _git("init", "--quiet", "--bare", f"--initial-branch={DEFAULT_BRANCH}", str(path))
+        _git("init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(path))
     for key, value in (
         ("http.receivepack", "true"),
         ("uploadpack.allowFilter", "true"),

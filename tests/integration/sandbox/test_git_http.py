@@ -424,3 +424,10 @@ def test_init_bare_repo_is_idempotent_and_served_from_main(tmp_path: Path) -> No
         check=True,
     ).stdout
     assert bare == "true\n"
+
+
+def test_init_bare_repo_other_default_branch_keeps_existing_head(tmp_path: Path) -> None:
+    repo = tmp_path / "trunk.git"
+    init_bare_repo(repo, default_branch="trunk")
+    init_bare_repo(repo)  # a second call never moves HEAD
+    assert (repo / "HEAD").read_text() == "ref: refs/heads/trunk\n"

@@ -199,6 +199,28 @@ def test_hidden_jobs_are_not_created() -> None:
     assert [job.name for job in load(EXTENDS).jobs] == ["sign"]
 
 
+def test_inherit_false_and_variable_lists() -> None:
+    spec = load(
+        """
+        variables:
+          A: "1"
+          B: "2"
+        default:
+          image: python:3.12
+          before_script: [setup]
+        plain:
+          inherit:
+            default: false
+            variables: [B]
+          script: x
+        """
+    )
+    job = spec.job("plain")
+    assert job.image is None
+    assert job.before_script == ()
+    assert dict(job.variables) == {"B": "2"}
+
+
 def test_reference_tag_reuses_sections() -> None:
     spec = load(
         """
