@@ -281,6 +281,16 @@ _LIBYAML_PROBLEMS = (
     (re.compile(r"^mapping values are not allowed here$"), "", _MAPPING_VALUES),
     (re.compile(r"^expected ',' or '\]', but got .*"), "", "did not find expected ',' or ']'"),
     (re.compile(r"^expected ',' or '\}', but got .*"), "", "did not find expected ',' or '}'"),
+    (
+        re.compile(r"^found character .* that cannot start any token$"),
+        "",
+        "found character that cannot start any token",
+    ),
+    (
+        re.compile(r"^expected the node content, but found .*"),
+        "",
+        "did not find expected node content",
+    ),
 )
 
 
@@ -337,9 +347,25 @@ def _deep_merge(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _include_locations(value: Any) -> Iterator[str]:
+def _include_wanted(item: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+    """``include:rules``: ``if`` over the pipeline's variables; ``exists``/``changes`` are true."""
+    if "rules" not in item:
+        return True
+    outcome = _evaluate_rules(
+        _flatten_rules(item["rules"], "include:rules"),
+        env,
+        "include:rules",
+        allowed_keys=frozenset({"if", "exists", "changes", "when"}),
+        allowed_when=("always", "never"),
+    )
+    return outcome.included
+
+
+def _include_locations(value: Any, env: Mapping[str, str]) -> Iterator[str]:
     items = value if isinstance(value, list) else [value]
     for item in items:
+        if isinstance(item, dict) and not _include_wanted(item, env):
+            continue
         if isinstance(item, str):
             if item.startswith(("http://", "https://")):
                 raise CiConfigError(
@@ -361,13 +387,16 @@ def _include_locations(value: Any) -> Iterator[str]:
 
 
 def _expand_includes(
-    config: dict[str, Any], read_file: Callable[[str], str | None], seen: set[str]
+    config: dict[str, Any],
+    read_file: Callable[[str], str | None],
+    seen: set[str],
+    env: Mapping[str, str],
 ) -> dict[str, Any]:
     if "include" not in config:
         return config
     includes = config.pop("include")
     merged: dict[str, Any] = {}
-    for location in _include_locations(includes):
+    for location in _include_locations(includes, env):
         path = location.lstrip("/")
         if path in seen:
             continue  # GitLab de-duplicates identical includes
@@ -389,7 +418,7 @@ def _expand_includes(
             ) from None
         if not isinstance(data, dict):
             raise CiConfigError(f"Included file `{path}` does not have valid YAML syntax!")
-        included = _expand_includes({str(k): v for k, v in data.items()}, read_file, seen)
+        included = _expand_includes({str(k): v for k, v in data.items()}, read_file, seen, env)
         merged = _deep_merge(merged, included)
     return _deep_merge(merged, config)
 
@@ -1363,8 +1392,13 @@ def load_pipeline(
         CiConfigError: the configuration is invalid, or ``workflow:rules`` filter it out;
             the message is worded as GitLab words it.
     """
+    base_env: dict[str, str] = dict(variables)
+    base_env.setdefault("CI_COMMIT_REF_NAME", ref)
+    if not base_env.get("CI_COMMIT_TAG"):
+        base_env.setdefault("CI_COMMIT_BRANCH", ref)
+
     config = _load_root(text)
-    config = _expand_includes(config, read_file, set())
+    config = _expand_includes(config, read_file, set(), base_env)
     config = _resolve_extends(config)
     resolved = _resolve_references(config, config)
     assert isinstance(resolved, dict)
@@ -1381,11 +1415,6 @@ def load_pipeline(
     if not raw_jobs:
         raise CiConfigError("jobs config should contain at least one visible job")
     _check_cross_job(raw_jobs, stages)
-
-    base_env: dict[str, str] = dict(variables)
-    base_env.setdefault("CI_COMMIT_REF_NAME", ref)
-    if not base_env.get("CI_COMMIT_TAG"):
-        base_env.setdefault("CI_COMMIT_BRANCH", ref)
 
     workflow = config.get("workflow")
     if workflow is not None:

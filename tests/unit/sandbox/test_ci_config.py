@@ -488,6 +488,29 @@ def test_include_local_is_merged_under_the_main_file() -> None:
     assert spec.job("test").script == ("pytest",)
 
 
+def test_include_rules_use_pipeline_variables() -> None:
+    text = """
+    include:
+      - local: ci/release.yml
+        rules:
+          - if: $CI_COMMIT_TAG
+      - local: ci/never.yml
+        rules:
+          - if: $CI_COMMIT_BRANCH
+            when: never
+          - when: always
+    test:
+      script: pytest
+    """
+    files = {
+        "ci/release.yml": "release:\n  stage: deploy\n  script: twine upload\n",
+        "ci/never.yml": "never:\n  script: x\n",
+    }
+    assert [j.name for j in load(text, files=files).jobs] == ["test"]
+    tagged = load(text, ref="v1", variables={"CI_COMMIT_TAG": "v1"}, files=files)
+    assert [j.name for j in tagged.jobs] == ["release", "never", "test"]
+
+
 def test_id_tokens_cache_services_and_allow_failure_exit_codes() -> None:
     job = load(
         """
@@ -612,6 +635,10 @@ def test_invalid_yaml_is_reported_with_psych_wording() -> None:
     assert message.startswith("(<unknown>): ")
     assert " at line " in message
     assert " column " in message
+    assert error_of("test:\n\tscript: x\n") == (
+        "(<unknown>): found character that cannot start any token while scanning for the next "
+        "token at line 2 column 1"
+    )
     mapping = error_of("test:\n  script: x\n bad: y\n")
     assert mapping.startswith(
         "(<unknown>): did not find expected key while parsing a block mapping"
