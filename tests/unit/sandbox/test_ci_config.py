@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -718,3 +719,10 @@ def test_every_schema_job_keyword_is_accepted(reference_dir: Path) -> None:
     text = yaml.safe_dump({"job": job})
     spec = load(text)
     assert spec.job("job").script == ("x",)
+
+
+@pytest.mark.parametrize("text", [THREE_STAGES, EXTENDS, RULES], ids=["stages", "extends", "rules"])
+def test_fixtures_are_valid_for_gitlabs_own_schema(reference_dir: Path, text: str) -> None:
+    """The pipelines above are real GitLab configuration, per the schema GitLab's editor uses."""
+    schema = json.loads((reference_dir / "gitlab-ci-schema" / "gitlab-ci.schema.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(yaml.safe_load(textwrap.dedent(text)))
