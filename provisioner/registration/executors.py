@@ -305,5 +305,5 @@ def render_manifests(manifests: list[dict[str, Any]]) -> str:
 def _label_value(text: str) -> str:
     import re
 
-    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
     return value or "runner"
