@@ -171,7 +171,8 @@ class _Index:
 
     def __init__(self, path: Path, index_file: Path) -> None:
         self.path = path
-        self.env = {"GIT_INDEX_FILE": str(index_file)}
+        # ls-files refuses to run without a work tree, even on the index alone.
+        self.env = {"GIT_INDEX_FILE": str(index_file), "GIT_WORK_TREE": str(index_file.parent)}
         self.additions = 0
         self.deletions = 0
 

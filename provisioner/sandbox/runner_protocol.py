@@ -481,8 +481,6 @@ def _dependencies(store: Store, job: Row, spec: dict[str, Any], token: str) -> l
         doc: dict[str, Any] = {"id": dep["id"], "name": dep["name"], "token": token}
         if archive is not None:
             doc["artifacts_file"] = {"filename": archive["filename"], "size": archive["size"]}
-        elif names is None:
-            continue
         out.append(doc)
     return out
 

@@ -1,0 +1,212 @@
+"""REST v4 basics through python-gitlab: users, groups, projects, members, variables, commits."""
+
+from __future__ import annotations
+
+import base64
+
+import gitlab
+import pytest
+import requests
+
+from tests.integration.conftest import RunningSandbox
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_version_and_current_user(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    version, revision = gl.version()
+    assert version.count(".") == 2
+    assert revision
+    assert gl.user is not None
+    assert gl.user.username == "root"
+    assert gl.user.is_admin is True
+    assert gl.user.web_url == f"{sandbox.url}/root"
+
+
+def test_bad_token_is_401_with_gitlab_body(sandbox: RunningSandbox) -> None:
+    resp = requests.get(
+        f"{sandbox.url}/api/v4/user", headers={"PRIVATE-TOKEN": "glpat-nope"}, timeout=10
+    )
+    assert resp.status_code == 401
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json() == {"message": "401 Unauthorized"}
+    with pytest.raises(gitlab.GitlabAuthenticationError):
+        sandbox.gitlab(token="glpat-nope")
+
+
+def test_nested_groups_and_projects_by_path(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    top_name = sandbox.unique("top")
+    top = gl.groups.create({"name": top_name, "path": top_name})
+    sub = gl.groups.create({"name": "sub", "path": "sub", "parent_id": top.id})
+    assert sub.full_path == f"{top_name}/sub"
+    assert sub.parent_id == top.id
+    inner = sandbox.new_project(group=sub, name="inner")
+    outer = sandbox.new_project(group=top, name="outer")
+    fetched = gl.projects.get(f"{top_name}/sub/{inner.path}")
+    assert fetched.id == inner.id
+    assert fetched.namespace["full_path"] == f"{top_name}/sub"
+    assert fetched.http_url_to_repo == f"{sandbox.url}/{top_name}/sub/{inner.path}.git"
+    assert gl.groups.get(f"{top_name}/sub").id == sub.id
+    direct = {p.id for p in top.projects.list(get_all=True)}
+    everything = {p.id for p in top.projects.list(include_subgroups=True, get_all=True)}
+    assert direct == {outer.id}
+    assert everything == {outer.id, inner.id}
+
+
+def test_missing_project_is_gitlab_404(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    with pytest.raises(gitlab.GitlabGetError) as err:
+        gl.projects.get("no/such/project")
+    assert err.value.response_code == 404
+    assert err.value.error_message == "404 Project Not Found"
+
+
+def test_duplicate_project_is_400_validation(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    project = sandbox.new_project()
+    with pytest.raises(gitlab.GitlabCreateError) as err:
+        gl.projects.create({"name": project.name, "path": project.path})
+    assert err.value.response_code == 400
+    assert "has already been taken" in str(err.value.error_message)
+
+
+def test_members_decide_visibility_and_scope(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    username = sandbox.unique("dev")
+    user = gl.users.create(
+        {
+            "username": username,
+            "name": "Dev",
+            "email": f"{username}@x.test",
+            "password": "not-used-here-123",
+        }
+    )
+    token = user.personal_access_tokens.create({"name": "t", "scopes": ["api"]}).token
+    assert token.startswith("glpat-")
+    project = sandbox.new_project()
+    dev = sandbox.gitlab(token=token)
+    with pytest.raises(gitlab.GitlabGetError) as err:
+        dev.projects.get(project.id)
+    assert err.value.response_code == 404
+    project.members.create({"user_id": user.id, "access_level": 30})
+    assert dev.projects.get(project.id).id == project.id
+    assert {m.username for m in project.members.list()} >= {"root", username}
+    read_only = user.personal_access_tokens.create({"name": "r", "scopes": ["read_api"]}).token
+    reader = sandbox.gitlab(token=read_only)
+    assert reader.projects.get(project.id).id == project.id
+    with pytest.raises(gitlab.GitlabCreateError) as scope_err:
+        reader.projects.create({"name": sandbox.unique("nope")})
+    assert scope_err.value.response_code == 403
+
+
+def test_variables_file_type_and_masked(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    project.variables.create({"key": "PLAIN", "value": "1"})
+    project.variables.create({"key": "KEYFILE", "value": "line1\nline2\n", "variable_type": "file"})
+    project.variables.create({"key": "SECRET", "value": "s3cr3t-value", "masked": True})
+    by_key = {v.key: v for v in project.variables.list(get_all=True)}
+    assert by_key["KEYFILE"].variable_type == "file"
+    assert by_key["SECRET"].masked is True
+    assert by_key["PLAIN"].masked is False
+    with pytest.raises(gitlab.GitlabCreateError) as err:
+        project.variables.create({"key": "SHORT", "value": "abc", "masked": True})
+    assert err.value.response_code == 400
+    var = project.variables.get("PLAIN")
+    var.value = "2"
+    var.save()
+    assert project.variables.get("PLAIN").value == "2"
+    project.variables.delete("PLAIN")
+    assert "PLAIN" not in {v.key for v in project.variables.list(get_all=True)}
+
+
+def test_commit_actions_make_real_commits(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project(files={"a.txt": "one\n", "b.txt": "bee\n"})
+    second = project.commits.create(
+        {
+            "branch": "main",
+            "commit_message": "change things",
+            "actions": [
+                {"action": "update", "file_path": "a.txt", "content": "two\n"},
+                {"action": "delete", "file_path": "b.txt"},
+                {
+                    "action": "create",
+                    "file_path": "bin/run.sh",
+                    "content": base64.b64encode(b"#!/bin/sh\necho hi\n").decode(),
+                    "encoding": "base64",
+                    "execute_filemode": True,
+                },
+            ],
+        }
+    )
+    assert len(second.parent_ids) == 1
+    assert second.title == "change things"
+    assert project.files.get("a.txt", ref="main").decode() == b"two\n"
+    run = project.files.get("bin/run.sh", ref="main")
+    assert run.execute_filemode is True
+    assert run.last_commit_id == second.id
+    with pytest.raises(gitlab.GitlabGetError):
+        project.files.get("b.txt", ref="main")
+    with pytest.raises(gitlab.GitlabCreateError) as err:
+        project.commits.create(
+            {
+                "branch": "main",
+                "commit_message": "dup",
+                "actions": [{"action": "create", "file_path": "a.txt", "content": "x"}],
+            }
+        )
+    assert err.value.response_code == 400
+    assert err.value.error_message == "A file with this name already exists"
+    feature = project.commits.create(
+        {
+            "branch": "feature",
+            "start_branch": "main",
+            "commit_message": "branch off",
+            "actions": [{"action": "create", "file_path": "f.txt", "content": "f"}],
+        }
+    )
+    assert feature.parent_ids == [second.id]
+    assert project.files.raw("f.txt", ref="feature") == b"f"
+
+
+def test_offset_pagination_headers_and_link(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    for i in range(5):
+        project.variables.create({"key": f"V{i}", "value": str(i)})
+    url = f"{sandbox.url}/api/v4/projects/{project.id}/variables"
+    resp = requests.get(
+        url,
+        params={"per_page": 2, "page": 2},
+        headers={"PRIVATE-TOKEN": sandbox.root_token},
+        timeout=10,
+    )
+    assert resp.status_code == 200
+    assert [v["key"] for v in resp.json()] == ["V2", "V3"]
+    h = resp.headers
+    assert (h["X-Page"], h["X-Per-Page"], h["X-Total"], h["X-Total-Pages"]) == ("2", "2", "5", "3")
+    assert (h["X-Next-Page"], h["X-Prev-Page"]) == ("3", "1")
+    assert resp.links["next"]["url"].startswith(f"{url}?")
+    assert "page=3" in resp.links["next"]["url"]
+    assert "page=1" in resp.links["first"]["url"]
+    assert "page=3" in resp.links["last"]["url"]
+    last = requests.get(
+        url,
+        params={"per_page": 2, "page": 3},
+        headers={"PRIVATE-TOKEN": sandbox.root_token},
+        timeout=10,
+    )
+    assert last.headers["X-Next-Page"] == ""
+    assert "next" not in last.links
+    keys = [v.key for v in project.variables.list(per_page=2, get_all=True)]
+    assert keys == [f"V{i}" for i in range(5)]
+
+
+def test_unknown_route_is_json_404(sandbox: RunningSandbox) -> None:
+    resp = requests.get(
+        f"{sandbox.url}/api/v4/nothing/here",
+        headers={"PRIVATE-TOKEN": sandbox.root_token},
+        timeout=10,
+    )
+    assert resp.status_code == 404
+    assert resp.json() == {"error": "404 Not Found"}
