@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -431,3 +432,22 @@ def test_init_bare_repo_other_default_branch_keeps_existing_head(tmp_path: Path)
     init_bare_repo(repo, default_branch="trunk")
     init_bare_repo(repo)  # a second call never moves HEAD
     assert (repo / "HEAD").read_text() == "ref: refs/heads/trunk\n"
+
+
+def test_concurrent_clones(server: Server, git_env: dict[str, str], tmp_path: Path) -> None:
+    """http-backend processes run side by side without blocking the event loop."""
+
+    def clone(index: int) -> str:
+        target = tmp_path / f"c{index}"
+        git("clone", "-q", url(server, "bob", "bob-test-pass"), str(target), env=git_env)
+        return git("rev-parse", "HEAD", env=git_env, cwd=target).stdout.strip()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        heads = list(pool.map(clone, range(6)))
+    served = subprocess.run(
+        ["git", "--git-dir", str(server.root / "grp/demo.git"), "rev-parse", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert heads == [served] * 6
