@@ -252,8 +252,8 @@ def start_background(
         external_url=external_url,
         seed=seed,
     )
-    app = SandboxApp(options)
     sock = bind(host, port)
+    app = SandboxApp(options)
     actual = sock.getsockname()[1]
     server = _uvicorn_server(app)
     thread = threading.Thread(
@@ -280,8 +280,8 @@ def start_background(
 
 def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], None]) -> None:
     """Run in the foreground until interrupted; ``on_ready(url, root_token, token_file)``."""
-    app = SandboxApp(options)
     sock = bind(options.host, options.port)
+    app = SandboxApp(options)
     server = _uvicorn_server(app)
     url = options.external_url or _url(options.host, sock.getsockname()[1])
     on_ready(url, app.root_token, options.data_dir / "root_token")
