@@ -555,7 +555,7 @@ def job_entity(store: Store, base: str, row: Row) -> dict[str, Any]:
         commit = commit_entity(store, base, project, pipeline["sha"])
     except Exception:  # a pruned commit must not break the job view
         commit = None
-    user = user_basic(store, base, row["user_id"])
+    user = user_full(store, base, row["user_id"]) if row["user_id"] is not None else None
     return {
         "id": row["id"],
         "status": row["status"],
