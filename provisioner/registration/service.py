@@ -366,7 +366,13 @@ def register(
                 doc.update_runner(_ref(decision.entry), decision.config_changes)
         after = doc.dumps()
         if after != before:
-            _check_valid(after, store.path, ours=True)
+            # The rest of the file passed validation above; check just this runner's entry
+            # (a whole-file re-parse per runner dominated the cost of large files).
+            mine = doc.runner_tables()[_index_of(doc, request)]
+            probe = ConfigDocument.empty()
+            probe.add_runner(mine.unwrap())
+            _check_valid(probe.dumps(), store.path, ours=True)
+            state["lint"] = _lint_warnings(probe, request.name)
         state["diff"] = _diff(before, after, store.path)
 
     try:
@@ -400,7 +406,7 @@ def _finish(
     creds_final: RunnerCredentials | None = state.get("creds")
     token = creds_final.token if creds_final else (decision.entry or {}).get("token")
     if update.changed:
-        warnings.extend(_lint_warnings(store, request.name))
+        warnings.extend(state.get("lint", []))
     return RegisterResult(
         action=decision.action,
         name=request.name,
@@ -855,11 +861,15 @@ def _atomic_write(path: Path, text: str, *, mode: int) -> None:
         ) from None
 
 
-def _lint_warnings(store: ConfigStorePort, name: str) -> list[str]:
-    try:
-        doc = store.load()
-    except ConfigError:
-        return []
+def _index_of(doc: ConfigDocument, request: RegisterRequest) -> int:
+    url = request.gitlab_url.rstrip("/")
+    for index, entry in enumerate(doc.iter_runner_plain()):
+        if entry.get("name") == request.name and str(entry.get("url", "")).rstrip("/") == url:
+            return index
+    raise AssertionError("the runner entry just written is missing")  # pragma: no cover
+
+
+def _lint_warnings(doc: ConfigDocument, name: str) -> list[str]:
     return [
         f"{f.rule} ({f.severity.value}): {f.message}. Fix: {f.fix}"
         for f in lint_document(doc)
