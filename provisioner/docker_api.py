@@ -359,11 +359,17 @@ class DockerAPI:
                 working_dir=workdir,
                 entrypoint=list(entrypoint) if entrypoint is not None else None,
                 host_config=host_config,
-                network_disabled=network_mode == "none",
                 labels={"io.runnerctl.throwaway": "true"},
             )
             container = created["Id"]
-            self.client.api.start(container)
+            try:
+                self.client.api.start(container)
+            except docker.errors.APIError as exc:
+                message = str(exc.explanation or exc)
+                if "executable file not found" in message or "no such file" in message:
+                    # Like a shell: a command that does not exist exits 127.
+                    return RunResult(exit_code=127, output=message)
+                raise
             timed_out = threading.Event()
 
             def _kill() -> None:
