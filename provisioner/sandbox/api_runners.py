@@ -34,6 +34,7 @@ from provisioner.sandbox.web import (
     missing_param,
     not_found,
     paginate,
+    paginate_query,
     to_bool,
     to_int,
     to_list,
@@ -530,30 +531,62 @@ def _render(ctx: Ctx, store: Store) -> Any:
     return lambda r: ent.runner_entity(store, ctx.base_url, r)
 
 
+LIGHT_COLUMNS = (
+    "id, runner_type, paused, tag_list, contacted_at, created_at, version, group_id, run_untagged"
+)
+FILTERS = ("scope", "type", "status", "paused", "tag_list", "version_prefix")
+
+
+def _paginate_runners(ctx: Ctx, store: Store, ids: list[int]) -> Response:
+    def fetch(offset: int, limit: int) -> list[Row]:
+        page = ids[offset : offset + limit]
+        if not page:
+            return []
+        marks = ",".join("?" * len(page))
+        return store.all(f"SELECT * FROM runners WHERE id IN ({marks}) ORDER BY id", page)  # noqa: S608
+
+    return paginate_query(ctx, len(ids), fetch, _render(ctx, store))
+
+
 def list_owned(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    rows = store.all("SELECT * FROM runners ORDER BY id")
+    rows = store.all(f"SELECT {LIGHT_COLUMNS} FROM runners ORDER BY id")  # noqa: S608
     if not ident.is_admin:
         rows = [
             r
             for r in rows
-            if r["runner_type"] != "instance_type" and can_admin_runner(store, ident, r)
+            if r["runner_type"] != "instance_type"
+            and can_admin_runner(
+                store, ident, store.one("SELECT * FROM runners WHERE id = ?", [r["id"]]) or r
+            )
         ]
     rows = _filter(ctx, rows, scopes=STATUSES)
-    return paginate(ctx, rows, _render(ctx, store))
+    return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
 def list_all(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
     require_admin(ident)
+    scopes = (*STATUSES, "specific", "shared", *RUNNER_TYPES)
+    if not any(ctx.query(f) is not None for f in FILTERS):
+        # The common case (python-gitlab paging through everything) loads one page only.
+        total = int(store.scalar("SELECT COUNT(*) FROM runners"))
+        return paginate_query(
+            ctx,
+            total,
+            lambda offset, limit: store.all(
+                "SELECT * FROM runners ORDER BY id LIMIT ? OFFSET ?", [limit, offset]
+            ),
+            _render(ctx, store),
+        )
     rows = _filter(
         ctx,
-        store.all("SELECT * FROM runners ORDER BY id"),
-        scopes=(*STATUSES, "specific", "shared", *RUNNER_TYPES),
+        store.all(f"SELECT {LIGHT_COLUMNS} FROM runners ORDER BY id"),  # noqa: S608
+        scopes=scopes,
     )
-    return paginate(ctx, rows, _render(ctx, store))
+    return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
 def list_group(ctx: Ctx) -> Response:

@@ -82,10 +82,12 @@ def init(path: Path, default_branch: str) -> None:
 
 
 def has_commits(path: Path) -> bool:
-    if not path.exists():
-        return False
-    proc = git(path, "for-each-ref", "--count=1", "refs/heads", check=False)
-    return bool(proc.stdout.strip())
+    # Read the ref store directly: a git subprocess per GET /projects/:id is too slow.
+    heads = path / "refs" / "heads"
+    if heads.is_dir() and any(p.is_file() for p in heads.rglob("*")):
+        return True
+    packed = path / "packed-refs"
+    return packed.is_file() and " refs/heads/" in packed.read_text(errors="replace")
 
 
 def resolve(path: Path, ref: str) -> tuple[str, str] | None:

@@ -209,12 +209,23 @@ MAX_COUNTED = 10_000
 
 def paginate(ctx: Ctx, rows: Sequence[Any], render: Callable[[Any], Any]) -> Response:
     """One page of ``rows`` with GitLab's offset-pagination headers and ``Link``."""
+    return paginate_query(
+        ctx, len(rows), lambda offset, limit: rows[offset : offset + limit], render
+    )
+
+
+def paginate_query(
+    ctx: Ctx,
+    total: int,
+    fetch: Callable[[int, int], Sequence[Any]],
+    render: Callable[[Any], Any],
+) -> Response:
+    """Like :func:`paginate`, loading only the requested page: ``fetch(offset, limit)``."""
     page = max(to_int(ctx.query("page"), "page") or 1, 1)
     per_page = to_int(ctx.query("per_page"), "per_page") or 20
     per_page = min(max(per_page, 1), 100)
-    total = len(rows)
     total_pages = max((total + per_page - 1) // per_page, 1)
-    chunk = rows[(page - 1) * per_page : page * per_page]
+    chunk = fetch((page - 1) * per_page, per_page)
     counted = total <= MAX_COUNTED
     next_page = page + 1 if page * per_page < total else None
     prev_page = page - 1 if page > 1 else None
