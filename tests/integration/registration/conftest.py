@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,28 +49,22 @@ class Lab:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    import gitlab
-
-    from provisioner.sandbox import start_background
-
-    handle = start_background(tmp_path_factory.mktemp("gitlab"), port=0)
-    try:
-        gl = gitlab.Gitlab(handle.url, private_token=handle.root_token)
-        top = gl.groups.create({"name": "platform", "path": "platform"})
-        sub = gl.groups.create({"name": "ci", "path": "ci", "parent_id": top.id})
-        project = gl.projects.create({"name": "app", "path": "app", "namespace_id": sub.id})
-        yield Lab(
-            url=handle.url,
-            token=handle.root_token,
-            group_path="platform/ci",
-            group_id=int(sub.id),
-            project_path="platform/ci/app",
-            project_id=int(project.id),
-            handle=handle,
-        )
-    finally:
-        handle.stop()
+def lab(sandbox: Any) -> Lab:
+    """The session's sandbox with this module's own group tree (unique paths per session)."""
+    gl = sandbox.gitlab()
+    top_name = sandbox.unique("platform")
+    top = gl.groups.create({"name": top_name, "path": top_name})
+    sub = gl.groups.create({"name": "ci", "path": "ci", "parent_id": top.id})
+    project = gl.projects.create({"name": "app", "path": "app", "namespace_id": sub.id})
+    return Lab(
+        url=sandbox.url,
+        token=sandbox.root_token,
+        group_path=f"{top_name}/ci",
+        group_id=int(sub.id),
+        project_path=f"{top_name}/ci/app",
+        project_id=int(project.id),
+        handle=sandbox.handle,
+    )
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

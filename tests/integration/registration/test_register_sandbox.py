@@ -269,7 +269,7 @@ def test_same_name_in_another_scope_is_refused(lab: Lab, run: Run, tmp_path: Pat
         str(config),
     )
     assert result.returncode == 2
-    assert "not attached to group:platform/ci" in result.stderr
+    assert f"not attached to group:{lab.group_path}" in result.stderr
     assert config.read_bytes() == before
     assert len(runners_named(lab, "scope-1")) == 1
 
@@ -506,8 +506,8 @@ def test_invalid_config_is_refused_before_gitlab_is_touched(
     [
         (("-e", "podman", "-s", "instance"), 2, "'shell', 'docker', 'kubernetes'"),
         (("-e", "shell", "-s", "team:x"), 2, "Valid scopes: instance, group:PATH"),
-        (("-e", "shell", "-s", "group:platform/nope"), 4, "No group 'platform/nope'"),
-        (("-e", "shell", "-s", "project:platform/nope"), 4, "No project 'platform/nope'"),
+        (("-e", "shell", "-s", "group:platform-x/nope"), 4, "No group 'platform-x/nope'"),
+        (("-e", "shell", "-s", "project:platform-x/nope"), 4, "No project 'platform-x/nope'"),
         (("-e", "shell", "-s", "instance", "--docker-image", "x"), 2, "do not apply"),
     ],
 )
@@ -733,3 +733,35 @@ def test_no_secret_reaches_output_even_at_debug_level(lab: Lab, run: Run, tmp_pa
     assert shown.returncode == 0
     assert str(_entry(config, "sec-2")["token"]) in shown.stdout
     assert os.environ.get("GITLAB_TOKEN") is None or os.environ["GITLAB_TOKEN"] not in everything
+
+
+def test_register_rides_out_injected_5xx_and_429(lab: Lab, run: Run, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    faults = lab.handle.app.faults
+    before = faults.snapshot()["injected_total"]
+    faults.configure(fault_rate=0.6)
+    try:
+        result = run(
+            "-o",
+            "json",
+            "register",
+            "-e",
+            "shell",
+            "-s",
+            f"group:{lab.group_path}",
+            "-n",
+            "flaky-1",
+            "-t",
+            "x",
+            "--config",
+            str(config),
+        )
+    finally:
+        faults.configure(fault_rate=0.0)
+    assert result.returncode == 0, result.stderr
+    assert faults.snapshot()["injected_total"] > before  # faults really were injected
+    doc = json.loads(result.stdout)
+    assert doc["action"] == "created"
+    assert doc["requests"] > 4  # the retries are counted
+    assert len(runners_named(lab, "flaky-1")) == 1
+    assert lab.api().verify(str(_entry(config, "flaky-1")["token"])).valid
