@@ -14,6 +14,7 @@ from provisioner.sandbox.auth import (
     DEVELOPER,
     MAINTAINER,
     OWNER,
+    Identity,
     authenticate,
     descendant_ids,
     find_namespace,
@@ -670,21 +671,29 @@ def _masked_ok(value: str) -> bool:
     )
 
 
+def _var_owner(ctx: Ctx, store: Store, ident: Identity) -> int:
+    """The ``variables.project_id`` value: a project id, or minus the id for a group's."""
+    if ctx.raw_path.startswith("/api/v4/groups/"):
+        group = load_group(store, ident, ctx.params["id"], min_level=OWNER)
+        return -int(group["id"])
+    return int(load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)["id"])
+
+
 def list_variables(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
-    rows = store.all("SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [project["id"]])
+    owner = _var_owner(ctx, store, ident)
+    rows = store.all("SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [owner])
     return paginate(ctx, rows, _var_doc)
 
 
 def get_variable(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
+    owner = _var_owner(ctx, store, ident)
     row = store.one(
         "SELECT * FROM variables WHERE project_id = ? AND key = ?",
-        [project["id"], ctx.params["key"]],
+        [owner, ctx.params["key"]],
     )
     if row is None:
         raise not_found("Variable")
@@ -723,7 +732,7 @@ def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
 def create_variable(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
+    owner = _var_owner(ctx, store, ident)
     key = ctx.arg("key")
     if not key:
         raise missing_param("key")
@@ -732,13 +741,11 @@ def create_variable(ctx: Ctx) -> Response:
     values = _var_values(ctx, None)
     if store.one(
         "SELECT 1 FROM variables WHERE project_id=? AND key=? AND environment_scope=?",
-        [project["id"], key, values["environment_scope"]],
+        [owner, key, values["environment_scope"]],
     ):
         raise ApiError(400, {"key": [f"({key}) has already been taken"]})
-    store.insert("variables", {"project_id": project["id"], "key": key, **values})
-    row = store.one(
-        "SELECT * FROM variables WHERE project_id = ? AND key = ?", [project["id"], key]
-    )
+    store.insert("variables", {"project_id": owner, "key": key, **values})
+    row = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
     assert row is not None
     return json_response(_var_doc(row), 201)
 
@@ -746,22 +753,18 @@ def create_variable(ctx: Ctx) -> Response:
 def update_variable(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
+    owner = _var_owner(ctx, store, ident)
     key = ctx.params["key"]
-    row = store.one(
-        "SELECT * FROM variables WHERE project_id = ? AND key = ?", [project["id"], key]
-    )
+    row = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
     if row is None:
         raise not_found("Variable")
     values = _var_values(ctx, row)
     sets = ", ".join(f"{k} = ?" for k in values)
     store.run(
         f"UPDATE variables SET {sets} WHERE project_id = ? AND key = ?",  # noqa: S608
-        [*values.values(), project["id"], key],
+        [*values.values(), owner, key],
     )
-    fresh = store.one(
-        "SELECT * FROM variables WHERE project_id = ? AND key = ?", [project["id"], key]
-    )
+    fresh = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
     assert fresh is not None
     return json_response(_var_doc(fresh))
 
@@ -769,18 +772,16 @@ def update_variable(ctx: Ctx) -> Response:
 def delete_variable(ctx: Ctx) -> Response:
     store = _store(ctx)
     ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
+    owner = _var_owner(ctx, store, ident)
     if (
         store.one(
             "SELECT 1 FROM variables WHERE project_id = ? AND key = ?",
-            [project["id"], ctx.params["key"]],
+            [owner, ctx.params["key"]],
         )
         is None
     ):
         raise not_found("Variable")
-    store.run(
-        "DELETE FROM variables WHERE project_id = ? AND key = ?", [project["id"], ctx.params["key"]]
-    )
+    store.run("DELETE FROM variables WHERE project_id = ? AND key = ?", [owner, ctx.params["key"]])
     from starlette.responses import Response as Plain
 
     return Plain(status_code=204)
@@ -959,6 +960,284 @@ def list_branches(ctx: Ctx) -> Response:
     return paginate(ctx, rows, render)
 
 
+def _branch_doc(ctx: Ctx, store: Store, project: Row, name: str, sha: str) -> dict[str, Any]:
+    path = ent.project_path_of(store, project["id"])
+    return {
+        "name": name,
+        "merged": False,
+        "protected": False,
+        "default": name == project["default_branch"],
+        "developers_can_push": False,
+        "developers_can_merge": False,
+        "can_push": True,
+        "web_url": f"{ctx.base_url}/{path}/-/tree/{name}",
+        "commit": ent.commit_entity(store, ctx.base_url, project, sha),
+    }
+
+
+def get_branch(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"])
+    name = ctx.params["branch"]
+    found = repo.resolve(repo.repo_dir(store, project), name)
+    if found is None or found[1] != "branch":
+        raise not_found("Branch")
+    return json_response(_branch_doc(ctx, store, project, name, found[0]))
+
+
+def create_branch(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
+    name, ref = ctx.arg("branch"), ctx.arg("ref")
+    if not name:
+        raise missing_param("branch")
+    if not ref:
+        raise missing_param("ref")
+    path = repo.repo_dir(store, project)
+    if not re.fullmatch(r"[A-Za-z0-9._/-]+", str(name)) or ".." in str(name):
+        raise bad_request("Branch name is invalid")
+    existing = repo.resolve(path, str(name))
+    if existing is not None and existing[1] == "branch":
+        raise bad_request("Branch already exists")
+    found = repo.resolve(path, str(ref))
+    if found is None:
+        raise bad_request("Invalid reference name: " + str(ref))
+    repo.update_ref(path, f"refs/heads/{name}", found[0])
+    return json_response(_branch_doc(ctx, store, project, str(name), found[0]), 201)
+
+
+def delete_branch(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
+    name = ctx.params["branch"]
+    path = repo.repo_dir(store, project)
+    found = repo.resolve(path, name)
+    if found is None or found[1] != "branch":
+        raise not_found("Branch")
+    if name == project["default_branch"]:
+        raise bad_request("Cannot remove the default branch")
+    repo.delete_ref(path, f"refs/heads/{name}")
+    from starlette.responses import Response as Plain
+
+    return Plain(status_code=204)
+
+
+def list_commits(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"])
+    path = repo.repo_dir(store, project)
+    ref = ctx.query("ref_name") or project["default_branch"]
+    if repo.resolve(path, ref) is None:
+        return paginate(ctx, [], lambda s: s)
+    shas = repo.log(path, ref, file_path=ctx.query("path"))
+    return paginate(ctx, shas, lambda sha: ent.commit_entity(store, ctx.base_url, project, sha))
+
+
+def repository_tree(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"])
+    path = repo.repo_dir(store, project)
+    found = repo.resolve(path, ctx.query("ref") or project["default_branch"])
+    if found is None:
+        raise not_found("Tree")
+    entries = repo.tree(
+        path, found[0], ctx.query("path") or "", recursive=to_bool(ctx.query("recursive"))
+    )
+    return paginate(
+        ctx,
+        entries,
+        lambda e: {"id": e.id, "name": e.name, "type": e.type, "path": e.path, "mode": e.mode},
+    )
+
+
+def _file_commit(ctx: Ctx, action: str) -> Response:
+    """``POST|PUT|DELETE /projects/:id/repository/files/:file_path``: one-file commits."""
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
+    body = {
+        k: ctx.arg(k)
+        for k in (
+            "branch",
+            "commit_message",
+            "start_branch",
+            "encoding",
+            "execute_filemode",
+            "author_name",
+            "author_email",
+        )
+    }
+    body["content"] = ctx.arg("content")
+    for name in ("branch", "commit_message"):
+        if not body.get(name):
+            raise missing_param(name)
+    if action != "delete" and body["content"] is None:
+        raise missing_param("content")
+    file_path = ctx.params["file_path"]
+    path = repo.repo_dir(store, project)
+    repo.init(path, project["default_branch"])
+    branch = str(body["branch"])
+    current = repo.resolve(path, branch)
+    start = current[0] if current else None
+    if start is None and body.get("start_branch"):
+        found = repo.resolve(path, str(body["start_branch"]))
+        start = found[0] if found else None
+    user = store.one("SELECT * FROM users WHERE id = ?", [ident.user_id])
+    assert user is not None
+    act = {
+        "action": action,
+        "file_path": file_path,
+        "content": body.get("content"),
+        "encoding": body.get("encoding"),
+        "execute_filemode": body.get("execute_filemode"),
+    }
+    try:
+        repo.create_commit(
+            path,
+            branch=branch,
+            start_sha=start,
+            actions=[act],
+            message=str(body["commit_message"]),
+            author_name=str(body.get("author_name") or user["name"]),
+            author_email=str(body.get("author_email") or user["email"]),
+        )
+    except repo.RepoError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if action == "delete":
+        from starlette.responses import Response as Plain
+
+        return Plain(status_code=204)
+    return json_response(
+        {"file_path": file_path, "branch": branch}, 201 if action == "create" else 200
+    )
+
+
+def create_file(ctx: Ctx) -> Response:
+    return _file_commit(ctx, "create")
+
+
+def update_file(ctx: Ctx) -> Response:
+    return _file_commit(ctx, "update")
+
+
+def delete_file(ctx: Ctx) -> Response:
+    return _file_commit(ctx, "delete")
+
+
+def _tag_doc(ctx: Ctx, store: Store, project: Row, tag: tuple[str, str, str]) -> dict[str, Any]:
+    name, sha, message = tag
+    return {
+        "name": name,
+        "message": message or None,
+        "target": sha,
+        "commit": ent.commit_entity(store, ctx.base_url, project, sha),
+        "release": None,
+        "protected": False,
+        "created_at": None,
+    }
+
+
+def list_tags(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"])
+    all_tags = repo.tags(repo.repo_dir(store, project))
+    return paginate(ctx, all_tags, lambda t: _tag_doc(ctx, store, project, t))
+
+
+def create_tag(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
+    name, ref = ctx.arg("tag_name"), ctx.arg("ref")
+    if not name:
+        raise missing_param("tag_name")
+    if not ref:
+        raise missing_param("ref")
+    path = repo.repo_dir(store, project)
+    if any(t[0] == name for t in repo.tags(path)):
+        raise bad_request(f"Tag {name} already exists")
+    found = repo.resolve(path, str(ref))
+    if found is None:
+        raise bad_request("Target " + str(ref) + " is invalid")
+    user = store.one("SELECT * FROM users WHERE id = ?", [ident.user_id])
+    assert user is not None
+    message = ctx.arg("message")
+    repo.create_tag(
+        path, str(name), found[0], str(message) if message else None, (user["name"], user["email"])
+    )
+    return json_response(_tag_doc(ctx, store, project, (str(name), found[0], message or "")), 201)
+
+
+def list_namespaces(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    rows = []
+    for ns in store.all("SELECT * FROM namespaces ORDER BY id"):
+        if ns["kind"] == "user":
+            if (
+                ident.is_admin
+                or store.scalar("SELECT id FROM users WHERE namespace_id = ?", [ns["id"]])
+                == ident.user_id
+            ):
+                rows.append(ns)
+            continue
+        try:
+            load_group(store, ident, str(ns["id"]))
+        except ApiError:
+            continue
+        rows.append(ns)
+    search = ctx.query("search")
+    if search:
+        rows = [r for r in rows if search.lower() in r["full_path"].lower()]
+    return paginate(ctx, rows, lambda ns: _namespace_doc(store, ctx, ns))
+
+
+def _namespace_doc(store: Store, ctx: Ctx, ns: Row) -> dict[str, Any]:
+    doc = ent.namespace_basic(ctx.base_url, ns)
+    doc["members_count_with_descendants"] = None
+    doc["billable_members_count"] = None
+    doc["plan"] = "default"
+    doc["trial"] = False
+    doc["root_repository_size"] = None
+    doc["projects_count"] = int(
+        store.scalar("SELECT COUNT(*) FROM projects WHERE namespace_id = ?", [ns["id"]])
+    )
+    return doc
+
+
+def get_namespace(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    ns = find_namespace(store, ctx.params["id"])
+    if ns is None:
+        raise not_found("Namespace")
+    if ns["kind"] == "group":
+        load_group(store, ident, str(ns["id"]))
+    elif (
+        not ident.is_admin
+        and store.scalar("SELECT id FROM users WHERE namespace_id = ?", [ns["id"]]) != ident.user_id
+    ):
+        raise not_found("Namespace")
+    return json_response(_namespace_doc(store, ctx, ns))
+
+
+def descendant_groups(ctx: Ctx) -> Response:
+    store = _store(ctx)
+    ident = require_user(store, ctx)
+    group = load_group(store, ident, ctx.params["id"])
+    ids = [i for i in descendant_ids(store, group["id"]) if i != group["id"]]
+    rows = [store.one("SELECT * FROM namespaces WHERE id = ?", [i]) for i in ids]
+    return paginate(
+        ctx, [r for r in rows if r is not None], lambda g: ent.group_entity(store, ctx.base_url, g)
+    )
+
+
 def routes() -> list[tuple[str, str, Handler]]:
     pm = members_handlers("project")
     gm = members_handlers("group")
@@ -991,6 +1270,11 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("DELETE", "/api/v4/projects/{id}/members/{user_id}", pm["remove"]),
         ("GET", "/api/v4/projects/{id}/job_token_scope/allowlist", allowlist_list),
         ("POST", "/api/v4/projects/{id}/job_token_scope/allowlist", allowlist_add),
+        ("GET", "/api/v4/groups/{id}/variables", list_variables),
+        ("POST", "/api/v4/groups/{id}/variables", create_variable),
+        ("GET", "/api/v4/groups/{id}/variables/{key}", get_variable),
+        ("PUT", "/api/v4/groups/{id}/variables/{key}", update_variable),
+        ("DELETE", "/api/v4/groups/{id}/variables/{key}", delete_variable),
         ("GET", "/api/v4/projects/{id}/variables", list_variables),
         ("POST", "/api/v4/projects/{id}/variables", create_variable),
         ("GET", "/api/v4/projects/{id}/variables/{key}", get_variable),
@@ -999,6 +1283,19 @@ def routes() -> list[tuple[str, str, Handler]]:
         ("POST", "/api/v4/projects/{id}/repository/commits", create_commit),
         ("GET", "/api/v4/projects/{id}/repository/commits/{sha}", get_commit),
         ("GET", "/api/v4/projects/{id}/repository/branches", list_branches),
+        ("POST", "/api/v4/projects/{id}/repository/branches", create_branch),
+        ("GET", "/api/v4/projects/{id}/repository/branches/{branch}", get_branch),
+        ("DELETE", "/api/v4/projects/{id}/repository/branches/{branch}", delete_branch),
+        ("GET", "/api/v4/projects/{id}/repository/commits", list_commits),
+        ("GET", "/api/v4/projects/{id}/repository/tree", repository_tree),
+        ("GET", "/api/v4/projects/{id}/repository/tags", list_tags),
+        ("POST", "/api/v4/projects/{id}/repository/tags", create_tag),
+        ("POST", "/api/v4/projects/{id}/repository/files/{file_path}", create_file),
+        ("PUT", "/api/v4/projects/{id}/repository/files/{file_path}", update_file),
+        ("DELETE", "/api/v4/projects/{id}/repository/files/{file_path}", delete_file),
+        ("GET", "/api/v4/namespaces", list_namespaces),
+        ("GET", "/api/v4/namespaces/{id}", get_namespace),
+        ("GET", "/api/v4/groups/{id}/descendant_groups", descendant_groups),
         ("GET", "/api/v4/projects/{id}/repository/files/{file_path}/raw", get_raw_file),
         ("GET", "/api/v4/projects/{id}/repository/files/{file_path}", get_file),
     ]

@@ -70,8 +70,12 @@ def rules_variables(
         env["CI_COMMIT_TAG"] = ref
     else:
         env["CI_COMMIT_BRANCH"] = ref
-    for var in store.all("SELECT key, value FROM variables WHERE project_id = ?", [project["id"]]):
-        env[var["key"]] = var["value"]
+    from provisioner.sandbox.auth import ancestor_ids
+
+    owners = [-g for g in reversed(ancestor_ids(store, project["namespace_id"]))]
+    for owner in [*owners, project["id"]]:
+        for var in store.all("SELECT key, value FROM variables WHERE project_id = ?", [owner]):
+            env[var["key"]] = var["value"]
     env.update(pipeline_vars)
     return env
 

@@ -279,3 +279,68 @@ def create_commit(
         "total": index.additions + index.deletions,
     }
     return sha, stats
+
+
+def log(path: Path, ref: str, *, file_path: str | None = None, limit: int = 1000) -> list[str]:
+    """Commit ids reachable from ``ref``, newest first."""
+    args = ["rev-list", f"--max-count={limit}", ref]
+    if file_path:
+        args += ["--", file_path]
+    proc = git(path, *args, check=False)
+    return proc.stdout.decode().split() if proc.returncode == 0 else []
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    id: str
+    name: str
+    type: str
+    path: str
+    mode: str
+
+
+def tree(path: Path, sha: str, sub_path: str = "", *, recursive: bool = False) -> list[TreeEntry]:
+    args = ["ls-tree"]
+    if recursive:
+        args += ["-r", "-t"]
+    spec = f"{sha}:{sub_path.strip('/')}" if sub_path.strip("/") else sha
+    proc = git(path, *args, spec, check=False)
+    if proc.returncode != 0:
+        return []
+    out = []
+    prefix = sub_path.strip("/") + "/" if sub_path.strip("/") else ""
+    for line in proc.stdout.decode().splitlines():
+        meta, name = line.split("\t", 1)
+        mode, kind, obj = meta.split()
+        out.append(TreeEntry(obj, name.rsplit("/", 1)[-1], kind, prefix + name, mode))
+    return out
+
+
+def tags(path: Path) -> list[tuple[str, str, str]]:
+    """(name, commit sha, message) of every tag."""
+    proc = git(
+        path,
+        "for-each-ref",
+        "--format=%(refname:short)%00%(*objectname)%00%(objectname)%00%(contents:subject)",
+        "refs/tags",
+        check=False,
+    )
+    out = []
+    for line in proc.stdout.decode().splitlines():
+        name, peeled, obj, subject = line.split("\x00")
+        out.append((name, peeled or obj, subject if peeled else ""))
+    return out
+
+
+def create_tag(
+    path: Path, name: str, sha: str, message: str | None, tagger: tuple[str, str]
+) -> None:
+    if message:
+        env = {"GIT_COMMITTER_NAME": tagger[0], "GIT_COMMITTER_EMAIL": tagger[1]}
+        git(path, "tag", "-a", name, sha, "-m", message, env=env)
+    else:
+        git(path, "update-ref", f"refs/tags/{name}", sha, ZERO_SHA)
+
+
+def delete_ref(path: Path, ref: str) -> None:
+    git(path, "update-ref", "-d", ref)

@@ -167,6 +167,32 @@ def _var(
     return doc
 
 
+def _settings_variables(store: Store, project: Row) -> list[dict[str, Any]]:
+    """CI/CD variables from the settings of the project's groups and of the project."""
+    from provisioner.sandbox.auth import ancestor_ids
+
+    # Group variables (outermost group first), then the project's: later ones win.
+    owners = [-g for g in reversed(ancestor_ids(store, project["namespace_id"]))]
+    owners.append(project["id"])
+    marks = ",".join("?" * len(owners))
+    ordered = {o: i for i, o in enumerate(owners)}
+    rows = store.all(f"SELECT rowid, * FROM variables WHERE project_id IN ({marks})", owners)  # noqa: S608
+    rows.sort(key=lambda r: (ordered[r["project_id"]], r["rowid"]))
+    out = []
+    for row in rows:
+        out.append(
+            _var(
+                row["key"],
+                row["value"],
+                public=False,
+                masked=bool(row["masked"]),
+                file=row["variable_type"] == "file",
+                raw=bool(row["raw"]),
+            )
+        )
+    return out
+
+
 def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> dict[str, Any]:
     """The JobResponse gitlab-runner decodes (``common/network.go`` ``JobResponse``)."""
     spec = json.loads(job["spec"])
@@ -286,19 +312,7 @@ def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> 
     variables = [v for v in predefined if v is not None]
     for key, value in yaml_vars.items():
         variables.append(_var(key, str(value)))
-    for row in store.all(
-        "SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [project["id"]]
-    ):
-        variables.append(
-            _var(
-                row["key"],
-                row["value"],
-                public=False,
-                masked=bool(row["masked"]),
-                file=row["variable_type"] == "file",
-                raw=bool(row["raw"]),
-            )
-        )
+    variables.extend(_settings_variables(store, project))
     for item in json.loads(pipeline["variables"]):
         variables.append(
             _var(

@@ -210,3 +210,63 @@ def test_unknown_route_is_json_404(sandbox: RunningSandbox) -> None:
     )
     assert resp.status_code == 404
     assert resp.json() == {"error": "404 Not Found"}
+
+
+def test_repository_browsing_and_single_file_commits(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    project = sandbox.new_project(files={"src/app.py": "print(1)\n"})
+    project.files.create(
+        {
+            "file_path": "docs/readme.md",
+            "branch": "main",
+            "content": "# docs\n",
+            "commit_message": "add docs",
+        }
+    )
+    readme = project.files.get("docs/readme.md", ref="main")
+    readme.content = "# docs v2\n"
+    readme.save(branch="main", commit_message="edit docs")
+    assert project.files.raw("docs/readme.md", ref="main") == b"# docs v2\n"
+    commits = project.commits.list(get_all=True)
+    assert [c.title for c in commits] == ["edit docs", "add docs", "initial"]
+    assert project.commits.get("main").id == commits[0].id
+    top = {e["path"]: e["type"] for e in project.repository_tree()}
+    assert top == {"docs": "tree", "src": "tree"}
+    deep = {e["path"] for e in project.repository_tree(recursive=True, get_all=True)}
+    assert {"src/app.py", "docs/readme.md"} <= deep
+    project.branches.create({"branch": "feature/x", "ref": "main"})
+    assert project.branches.get("feature/x").commit["id"] == commits[0].id
+    project.tags.create({"tag_name": "v1.0.0", "ref": "main", "message": "release"})
+    tags = project.tags.list()
+    assert [(t.name, t.target) for t in tags] == [("v1.0.0", commits[0].id)]
+    project.files.delete(file_path="docs/readme.md", branch="main", commit_message="rm")
+    with pytest.raises(gitlab.GitlabGetError):
+        project.files.get("docs/readme.md", ref="main")
+    project.branches.delete("feature/x")
+    with pytest.raises(gitlab.GitlabGetError):
+        project.branches.get("feature/x")
+    assert gl.namespaces.get("root").kind == "user"
+
+
+def test_group_variables_reach_jobs_and_projects_override(sandbox: RunningSandbox) -> None:
+    from tests.integration.sandbox.runner_client import RunnerClient, variables
+
+    gl = sandbox.gitlab()
+    name = sandbox.unique("vars")
+    group = gl.groups.create({"name": name, "path": name})
+    sub = gl.groups.create({"name": "sub", "path": "sub", "parent_id": group.id})
+    group.variables.create({"key": "REGION", "value": "eu"})
+    group.variables.create({"key": "LEVEL", "value": "group"})
+    sub.variables.create({"key": "LEVEL", "value": "subgroup"})
+    project = sandbox.new_project(group=sub, files={".gitlab-ci.yml": "j:\n  script: [env]\n"})
+    project.variables.create({"key": "OWN", "value": "p"})
+    assert {v.key for v in group.variables.list()} == {"REGION", "LEVEL"}
+    assert gl.user is not None
+    runner = gl.user.runners.create({"runner_type": "project_type", "project_id": project.id})
+    project.pipelines.create({"ref": "main"})
+    job = RunnerClient(sandbox.url, runner.token).request_job().json()
+    keys = [v["key"] for v in job["variables"]]
+    assert keys.index("REGION") < keys.index("OWN")
+    levels = [v["value"] for v in job["variables"] if v["key"] == "LEVEL"]
+    assert levels == ["group", "subgroup"]  # the runner keeps the last: subgroup wins
+    assert variables(job)["OWN"]["value"] == "p"
