@@ -365,6 +365,11 @@ class GitLabAPI:
         self._last_headers: Mapping[str, str] = {}
         verify: bool | str = True
         if settings.insecure:
+            import urllib3
+
+            # One warning from us instead of urllib3's on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS verification of %s is off (--insecure)", settings.url)
             verify = False
         elif settings.ca_bundle is not None:
             verify = str(settings.ca_bundle)
@@ -710,6 +715,18 @@ class GitLabAPI:
             )
         )
         return _runner(data, detailed=True)
+
+    def delete_runner_by_token(self, token: str) -> bool:
+        """``DELETE /runners`` authenticated by the runner's own token (no access token needed).
+
+        Returns ``False`` when GitLab no longer knows the token.
+        """
+        result = self._send("delete", "/runners", body={"token": token})
+        if isinstance(result, _Outcome):
+            if result.status in (401, 403, 404):
+                return False
+            raise self._error(result, what="deleting a runner by its token", hints={}, attempts=1)
+        return True
 
     def delete_runner(self, runner_id: int) -> bool:
         """``DELETE /runners/:id``; ``False`` when it was already gone."""

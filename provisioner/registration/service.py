@@ -112,6 +112,10 @@ class RunnerAPI(Protocol):
         """``DELETE /runners/:id``."""
         ...
 
+    def delete_runner_by_token(self, token: str) -> bool:
+        """``DELETE /runners`` with the runner token."""
+        ...
+
     def reset_token(self, runner_id: int) -> RunnerCredentials:
         """``POST /runners/:id/reset_authentication_token``."""
         ...
@@ -379,7 +383,7 @@ def register(
         update = _update(store, transaction, create=True)
     except BaseException as exc:
         for creds in created:
-            _rollback(gitlab, creds.id, exc)
+            _rollback(gitlab, creds, exc)
         raise
     return _finish(request, state, update, gitlab=gitlab, store=store, start=start)
 
@@ -395,8 +399,12 @@ def _finish(
 ) -> RegisterResult:
     decision: _Decision = state["decision"]
     warnings = list(decision.warnings)
-    if decision.stale_id is not None:
+    if decision.stale_id is not None and gitlab.authenticated:
         warnings.extend(_delete_stale(gitlab, decision.stale_id))
+    elif decision.stale_id is not None:
+        warnings.append(
+            f"Stale runner {decision.stale_id} stays in GitLab (no access token to delete it)."
+        )
     if update.kept_from_disk:
         warnings.append(
             "config.toml held a newer token written by gitlab-runner; it was kept: "
@@ -797,9 +805,13 @@ def _check_valid(text: str, path: Path, *, ours: bool = False) -> None:
     )
 
 
-def _rollback(gitlab: RunnerAPI, runner_id: int, cause: BaseException) -> None:
+def _rollback(gitlab: RunnerAPI, creds: RunnerCredentials, cause: BaseException) -> None:
+    runner_id = creds.id
     try:
-        gitlab.delete_runner(runner_id)
+        if gitlab.authenticated:
+            gitlab.delete_runner(runner_id)
+        else:  # legacy registration without an access token: the runner token suffices
+            gitlab.delete_runner_by_token(creds.token)
         log.warning("runner %s was deleted again because the config write failed", runner_id)
     except ProvisionerError as exc:
         log.error("could not delete runner %s after a failure: %s", runner_id, exc.message)

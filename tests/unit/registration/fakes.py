@@ -125,7 +125,7 @@ class FakeGitLab(BaseAdapter):
         self, method: str, path: str, body: dict[str, Any], query: dict[str, str], headers: Any
     ) -> tuple[int, Any]:
         runner_route = path.startswith("/runners/verify") or (
-            method == "POST" and path == "/runners"
+            method in ("POST", "DELETE") and path == "/runners"
         )
         if not runner_route and headers.get("PRIVATE-TOKEN") != PAT:
             return 401, {"message": "401 Unauthorized"}
@@ -134,6 +134,7 @@ class FakeGitLab(BaseAdapter):
             ("POST", "/user/runners"): lambda: self._create(body),
             ("POST", "/runners"): lambda: self._legacy(body),
             ("POST", "/runners/verify"): lambda: self._verify(body),
+            ("DELETE", "/runners"): lambda: self._delete_by_token(body),
         }
         if (method, path) in handlers:
             return handlers[(method, path)]()
@@ -208,6 +209,13 @@ class FakeGitLab(BaseAdapter):
         )
         self.runners[runner.id] = runner
         return runner
+
+    def _delete_by_token(self, body: dict[str, Any]) -> tuple[int, Any]:
+        for runner in list(self.runners.values()):
+            if runner.token == body.get("token"):
+                del self.runners[runner.id]
+                return 204, None
+        return 403, {"message": "403 Forbidden"}
 
     def _verify(self, body: dict[str, Any]) -> tuple[int, Any]:
         for runner in self.runners.values():

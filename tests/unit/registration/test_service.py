@@ -299,3 +299,30 @@ def test_mask_tokens_hides_every_token_shape() -> None:
     assert "t1_legacyshape" not in masked
     assert "glrt-abc" not in masked
     assert 'name = "x"' in masked
+
+
+def test_legacy_registration_without_access_token_and_its_rollback(tmp_path: Path) -> None:
+    fake = FakeGitLab(legacy_enabled=True)
+    api = make_api(fake, token="")
+    assert not api.authenticated
+    store = ConfigStore(tmp_path / "config.toml")
+    result = register(
+        _request(legacy_registration_token=fake.registration_token), gitlab=api, store=store
+    )
+    assert result.action is Action.CREATED
+    assert any("deprecated" in w for w in result.warnings)
+    assert _entries(store)[0]["token"].startswith("t1_")
+    assert result.requests == 2  # register + verify; no read-back without an access token
+
+    def fail(stage: str, _temp: Path) -> None:
+        if stage == "before-rename":
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(ConfigError):
+        register(
+            _request(name="ci-2", legacy_registration_token=fake.registration_token),
+            gitlab=make_api(fake, token=""),
+            store=ConfigStore(store.path, hook=fail),
+        )
+    assert [r.description for r in fake.runners.values()] == ["ci-1"]  # deleted by its token
+    assert ("DELETE", "/runners") in fake.log
