@@ -107,3 +107,39 @@ def test_timestamps_round_trip_with_milliseconds() -> None:
     text = now_iso(moment)
     assert text == "2026-01-25T16:39:48.066Z"
     assert parse_iso(text) == moment
+
+
+def _ctx(query: str) -> Any:
+    from provisioner.sandbox.web import Ctx
+
+    return Ctx(
+        method="GET",
+        raw_path="/api/v4/runners/all",
+        query_string=query,
+        headers={},
+        body=b"",
+        scheme="http",
+        host="gl.test:8929",
+    )
+
+
+def test_pagination_headers_and_counts_omitted_above_10000() -> None:
+    from provisioner.sandbox.web import paginate
+
+    small = paginate(_ctx("scope=active&page=2&per_page=3"), list(range(7)), lambda r: r)
+    assert small.body == b"[3,4,5]"
+    h = small.headers
+    assert (h["x-page"], h["x-per-page"], h["x-total"], h["x-total-pages"]) == ("2", "3", "7", "3")
+    assert (h["x-next-page"], h["x-prev-page"]) == ("3", "1")
+    assert h["link"] == (
+        '<http://gl.test:8929/api/v4/runners/all?scope=active&page=1&per_page=3>; rel="prev", '
+        '<http://gl.test:8929/api/v4/runners/all?scope=active&page=3&per_page=3>; rel="next", '
+        '<http://gl.test:8929/api/v4/runners/all?scope=active&page=1&per_page=3>; rel="first", '
+        '<http://gl.test:8929/api/v4/runners/all?scope=active&page=3&per_page=3>; rel="last"'
+    )
+    big = paginate(_ctx("per_page=500"), list(range(10_001)), lambda r: r)
+    assert big.headers["x-per-page"] == "100"
+    assert "x-total" not in big.headers
+    assert "x-total-pages" not in big.headers
+    assert 'rel="last"' not in big.headers["link"]
+    assert big.headers["x-next-page"] == "2"
