@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gitlab
 import pytest
 import requests
@@ -11,7 +13,7 @@ from tests.integration.conftest import RunningSandbox
 pytestmark = pytest.mark.sandbox
 
 
-def _user_with_token(sandbox: RunningSandbox, scopes: list[str]) -> tuple[object, str]:
+def _user_with_token(sandbox: RunningSandbox, scopes: list[str]) -> tuple[Any, str]:
     gl = sandbox.gitlab()
     name = sandbox.unique("user")
     user = gl.users.create(
@@ -97,7 +99,7 @@ def test_validation_errors_like_gitlab(sandbox: RunningSandbox) -> None:
 def test_token_scopes(sandbox: RunningSandbox) -> None:
     project = sandbox.new_project()
     user, read_token = _user_with_token(sandbox, ["read_api"])
-    project.members.create({"user_id": user.id, "access_level": 40})  # type: ignore[attr-defined]
+    project.members.create({"user_id": user.id, "access_level": 40})
     reader = sandbox.gitlab(token=read_token)
     assert reader.user is not None
     with pytest.raises(gitlab.GitlabCreateError) as err:
@@ -109,9 +111,7 @@ def test_token_scopes(sandbox: RunningSandbox) -> None:
     gl = sandbox.gitlab()
     creator_token = (
         gl.users.get(user.id)
-        .personal_access_tokens.create(  # type: ignore[attr-defined]
-            {"name": "c", "scopes": ["create_runner"]}
-        )
+        .personal_access_tokens.create({"name": "c", "scopes": ["create_runner"]})
         .token
     )
     creator = gitlab.Gitlab(sandbox.url, private_token=creator_token)
