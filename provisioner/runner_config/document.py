@@ -504,6 +504,10 @@ class ConfigDocument:
             kept = [(k, v) for k, v in leading if isinstance(v, tomlkit.items.Whitespace)]
             _body_of_last(previous).extend(kept + following)
         del aot[index]
+        if len(aot) == 0:
+            # An empty array of tables would be written as `runners = []` at the top, which is
+            # no longer a valid place for [[runners]] sections added later: drop the key.
+            del self.document["runners"]
 
     def _table_before_runners(self) -> Table | None:
         """The table written right above the first ``[[runners]]`` (if it is a table)."""

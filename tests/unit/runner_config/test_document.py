@@ -259,3 +259,25 @@ def test_services_are_written_and_replaced_as_arrays_of_tables() -> None:
     document.update_runner(RunnerRef(name="b"), {"docker": {"services": [{"name": "mysql:8"}]}})
     docker = tomllib.loads(document.dumps())["runners"][0]["docker"]
     assert docker == {"image": "x", "services": [{"name": "mysql:8"}]}
+
+
+def test_removing_the_last_runner_leaves_a_file_that_takes_new_runners() -> None:
+    doc = ConfigDocument.parse(
+        'concurrent = 1\n\n[[runners]]\n  name = "a"\n  url = "https://g/"\n  id = 3\n'
+        '  token = "glrt-aaaaaaaaaaaaaaaaaaaa"\n  executor = "shell"\n'
+    )
+    doc.remove_runner(RunnerRef(name="a"))
+    assert doc.dumps() == "concurrent = 1\n\n"
+    doc.add_runner(
+        {
+            "name": "b",
+            "url": "https://g/",
+            "id": 4,
+            "token": "glrt-bbbbbbbbbbbbbbbbbbbb",
+            "token_expires_at": datetime(1, 1, 1, tzinfo=UTC),
+            "executor": "shell",
+        }
+    )
+    reparsed = ConfigDocument.parse(doc.dumps())
+    assert "token_expires_at = 0001-01-01T00:00:00Z" in reparsed.dumps()
+    assert [r["name"] for r in reparsed.plain()["runners"]] == ["b"]
