@@ -256,7 +256,8 @@ def load_project(store: Store, ident: Identity | None, ref: str, *, min_level: i
             )
         return project
     level = effective_project_access(store, ident, project)
-    if level == 0 and project["visibility"] != "public":
+    # Internal projects are visible to every signed-in user, as in GitLab.
+    if level == 0 and project["visibility"] == "private":
         raise not_found("Project")
     if level < min_level:
         raise forbidden()
@@ -285,7 +286,7 @@ def load_group(store: Store, ident: Identity, ref: str, *, min_level: int = GUES
             f"AND m.source_id = p.id WHERE m.user_id = ? AND p.namespace_id IN ({marks})",
             [ident.user_id, *inner],
         )
-        if seen is None and group["visibility"] != "public":
+        if seen is None and group["visibility"] == "private":
             raise not_found("Group")
     if level < min_level:
         raise forbidden()
@@ -299,7 +300,7 @@ def visible_project_ids(store: Store, ident: Identity) -> set[int]:
     return {
         r["id"]
         for r in rows
-        if r["visibility"] == "public" or project_access(store, ident.user_id, r) > 0
+        if r["visibility"] != "private" or project_access(store, ident.user_id, r) > 0
     }
 
 

@@ -78,9 +78,9 @@ async def handle(app: Any, request: Request, raw_project: str, rest: str) -> Res
     if project is None:
         return git_http.not_found_response()
     level = 50 if ident.is_admin else project_access(store, ident.user_id, project)
-    if level == 0 and project["visibility"] != "public":
+    if level == 0 and project["visibility"] == "private":
         return git_http.not_found_response()
-    if level < REPORTER and project["visibility"] != "public":
+    if level < REPORTER and project["visibility"] == "private":
         return git_http.download_forbidden_response()
     may_push = level >= DEVELOPER and bool(ident.scopes & {"api", "write_repository"})
     if push and not may_push:

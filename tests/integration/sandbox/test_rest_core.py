@@ -90,6 +90,8 @@ def test_members_decide_visibility_and_scope(sandbox: RunningSandbox) -> None:
     with pytest.raises(gitlab.GitlabGetError) as err:
         dev.projects.get(project.id)
     assert err.value.response_code == 404
+    internal = sandbox.new_project(visibility="internal")
+    assert dev.projects.get(internal.id).visibility == "internal"  # any signed-in user
     project.members.create({"user_id": user.id, "access_level": 30})
     assert dev.projects.get(project.id).id == project.id
     assert {m.username for m in project.members.list()} >= {"root", username}
