@@ -257,8 +257,10 @@ def load_project(store: Store, ident: Identity | None, ref: str, *, min_level: i
         return project
     level = effective_project_access(store, ident, project)
     # Internal projects are visible to every signed-in user, as in GitLab.
-    if level == 0 and project["visibility"] == "private":
-        raise not_found("Project")
+    if level == 0:
+        if project["visibility"] == "private":
+            raise not_found("Project")
+        level = GUEST  # non-members read public and internal projects
     if level < min_level:
         raise forbidden()
     return project
