@@ -10,6 +10,7 @@ import typer
 
 from provisioner import __version__
 from provisioner.cli import config as config_cli
+from provisioner.cli import demo as demo_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import register as register_cli
 from provisioner.cli import sandbox as sandbox_cli
@@ -31,6 +32,7 @@ app.command("unregister")(register_cli.unregister)
 app.add_typer(register_cli.runners_app, name="runners")
 app.add_typer(register_cli.token_app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
+app.command("demo")(demo_cli.demo)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,227 @@
+"""The offline rehearsal behind ``runnerctl demo`` and ``make demo``.
+
+It walks the journey a newcomer takes, on one machine with no registry and no GitLab:
+Docker answers, the job image exists (built from a Debian mirror when missing), a GitLab
+sandbox runs, a docker-executor runner with a pip-cache volume is registered into a demo
+``config.toml`` (twice, to show the second run changes nothing), and that file validates and
+passes the security lint. The steps that later releases add (the stand-in runner executing
+jobs, the smoke pipeline) are listed as coming, never faked.
+
+Everything is injected, so tests can drive the same path with their own pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from provisioner.errors import ProvisionerError
+from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
+from provisioner.registration.service import (
+    Action,
+    RegisterRequest,
+    RunnerAPI,
+    register,
+)
+from provisioner.runner_config import (
+    ConfigDocument,
+    ConfigStore,
+    Severity,
+    at_or_above,
+    lint_document,
+    validate_text,
+)
+
+DEMO_RUNNER_NAME = "runnerctl-demo-docker"
+DEMO_RUNNER_TAG = "runnerctl-demo"
+DEMO_PIP_CACHE_VOLUME = "runnerctl-demo-pip-cache"
+
+COMING = (
+    ("run jobs", "the stand-in runner picks up jobs with this config.toml (shell and docker)"),
+    ("smoke pipeline", "test, build, sign, verify and publish a package on the demo runner"),
+)
+
+
+class StepStatus(StrEnum):
+    """How one demo step ended."""
+
+    DONE = "done"
+    REUSED = "reused"
+    COMING = "coming"
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One step of the rehearsal, as shown to the user."""
+
+    name: str
+    status: StepStatus
+    detail: str
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """The whole rehearsal: its steps and where to look afterwards."""
+
+    steps: tuple[DemoStep, ...]
+    gitlab_url: str
+    config_path: Path
+    data_dir: Path
+    image: str
+    kept_running: bool
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """The job image the demo runner uses, and whether this run had to build it."""
+
+    tag: str
+    built: bool
+
+
+class Sandbox(Protocol):
+    """A running GitLab sandbox (``provisioner.sandbox.start_background`` returns one)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def root_token(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DemoPieces:
+    """The real (or test) parts the rehearsal drives."""
+
+    docker_version: Callable[[], str]
+    ensure_image: Callable[[], ImageOutcome]
+    start_sandbox: Callable[[Path], Sandbox]
+    connect: Callable[[str, str], RunnerAPI]
+    on_secret: Callable[[str], None]
+
+
+def run_demo(
+    data_dir: Path,
+    *,
+    pieces: DemoPieces,
+    on_step: Callable[[DemoStep], None] | None = None,
+    keep_running: bool = False,
+) -> DemoResult:
+    """Run the rehearsal in ``data_dir`` (created if missing); raise on the first broken step.
+
+    Args:
+        data_dir: where the sandbox state and the demo config.toml live; a second run reuses it.
+        pieces: Docker, image, sandbox and GitLab wiring.
+        on_step: told about each step as soon as it ends.
+        keep_running: leave the sandbox up (the caller stops it later).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    steps: list[DemoStep] = []
+
+    def record(step: DemoStep) -> None:
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+
+    started = time.monotonic()
+    version = pieces.docker_version()
+    record(_step("docker", StepStatus.DONE, f"Docker Engine {version} answers", started))
+
+    started = time.monotonic()
+    image = pieces.ensure_image()
+    status = StepStatus.DONE if image.built else StepStatus.REUSED
+    verb = "built" if image.built else "already present"
+    record(_step("job image", status, f"{image.tag} {verb}", started))
+
+    started = time.monotonic()
+    sandbox = pieces.start_sandbox(data_dir / "gitlab")
+    pieces.on_secret(sandbox.root_token)
+    try:
+        record(_step("sandbox", StepStatus.DONE, f"GitLab sandbox at {sandbox.url}", started))
+        config_path = data_dir / "config.toml"
+        _register_twice(sandbox, config_path, image.tag, pieces, record)
+        _check_config(config_path, record)
+    finally:
+        if not keep_running:
+            sandbox.stop()
+    for name, detail in COMING:
+        record(DemoStep(name, StepStatus.COMING, detail))
+    return DemoResult(
+        steps=tuple(steps),
+        gitlab_url=sandbox.url,
+        config_path=config_path,
+        data_dir=data_dir,
+        image=image.tag,
+        kept_running=keep_running,
+    )
+
+
+def _register_twice(
+    sandbox: Sandbox,
+    config_path: Path,
+    image: str,
+    pieces: DemoPieces,
+    record: Callable[[DemoStep], None],
+) -> None:
+    request = RegisterRequest(
+        name=DEMO_RUNNER_NAME,
+        scope=parse_scope("instance"),
+        gitlab_url=sandbox.url,
+        executor=ExecutorConfig(
+            Executor.DOCKER,
+            docker=DockerOptions(image=image, pip_cache_volume=DEMO_PIP_CACHE_VOLUME),
+        ),
+        tags=(DEMO_RUNNER_TAG,),
+    )
+    store = ConfigStore(config_path)
+    for attempt in ("register", "register again"):
+        started = time.monotonic()
+        gitlab = pieces.connect(sandbox.url, sandbox.root_token)
+        result = register(request, gitlab=gitlab, store=store, on_secret=pieces.on_secret)
+        reused = result.action is Action.UNCHANGED and not result.config_changed
+        detail = (
+            f"runner #{result.runner_id} {result.action.value}, "
+            f"{'config.toml unchanged' if not result.config_changed else 'config.toml written'}, "
+            f"{result.requests} API requests"
+        )
+        if attempt == "register again" and not reused:
+            raise ProvisionerError(
+                f"the second registration was not a no-op: {detail}",
+                hint="this is a bug in runnerctl's idempotency: please report it with --debug",
+            )
+        record(_step(attempt, StepStatus.REUSED if reused else StepStatus.DONE, detail, started))
+
+
+def _check_config(config_path: Path, record: Callable[[DemoStep], None]) -> None:
+    started = time.monotonic()
+    report = validate_text(config_path.read_text(), source=str(config_path), strict=True)
+    if report.errors:
+        raise ProvisionerError(
+            f"the demo config.toml does not validate: {report.errors[0]}",
+            hint=f"run 'runnerctl config validate --config {config_path}' for every problem",
+            exit_code=3,
+        )
+    record(_step("validate", StepStatus.DONE, f"{config_path} is valid (strict)", started))
+
+    started = time.monotonic()
+    findings = lint_document(ConfigDocument.parse(config_path.read_text()), path=config_path)
+    high = at_or_above(findings, Severity.HIGH)
+    if high:
+        raise ProvisionerError(
+            f"the demo config.toml has a high-severity finding: {high[0].message}",
+            hint=high[0].fix,
+            exit_code=3,
+        )
+    summary = ", ".join(f"{f.rule} {f.severity.value}" for f in findings) or "no findings"
+    record(_step("lint", StepStatus.DONE, f"no high-severity finding ({summary})", started))
+
+
+def _step(name: str, status: StepStatus, detail: str, started: float) -> DemoStep:
+    return DemoStep(name, status, detail, round(time.monotonic() - started, 2))

@@ -1,0 +1,91 @@
+"""The `runnerctl demo` path, asserted step by step, run twice as a newcomer would."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.secrets import contains_secret
+
+RUNNERCTL = str(Path(sys.executable).with_name("runnerctl"))
+
+pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _demo(data_dir: Path, port: int) -> tuple[dict[str, Any], str]:
+    proc = subprocess.run(
+        [RUNNERCTL, "--output", "json", "demo", "--data-dir", str(data_dir), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "GITLAB_TOKEN": ""},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stdout + proc.stderr
+
+
+def _statuses(result: dict[str, Any]) -> dict[str, str]:
+    return {step["name"]: step["status"] for step in result["steps"]}
+
+
+def test_demo_registers_a_docker_runner_and_a_second_run_reuses_everything(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    first, first_output = _demo(tmp_path, port)
+    assert _statuses(first) == {
+        "docker": "done",
+        "job image": _statuses(first)["job image"],
+        "sandbox": "done",
+        "register": "done",
+        "register again": "reused",
+        "validate": "done",
+        "lint": "done",
+        "run jobs": "coming",
+        "smoke pipeline": "coming",
+    }
+    assert _statuses(first)["job image"] in {"done", "reused"}
+    assert first["gitlab_url"] == f"http://127.0.0.1:{port}"
+    assert first["image"] == "runnerctl/python:3.11"
+
+    config_path = Path(first["config_path"])
+    assert config_path == tmp_path / "config.toml"
+    assert config_path.stat().st_mode & 0o777 == 0o600
+    config = tomllib.loads(config_path.read_text())
+    (runner,) = config["runners"]
+    assert runner["name"] == "runnerctl-demo-docker"
+    assert runner["executor"] == "docker"
+    assert runner["url"] == f"http://127.0.0.1:{port}"
+    assert runner["token"].startswith("glrt-")
+    assert runner["docker"]["image"] == "runnerctl/python:3.11"
+    assert runner["docker"]["privileged"] is False
+    assert "runnerctl-demo-pip-cache:/cache" in runner["docker"]["volumes"]
+    assert "PIP_CACHE_DIR=/cache/pip" in runner["environment"]
+    before = config_path.read_bytes()
+
+    second, second_output = _demo(tmp_path, port)
+    statuses = _statuses(second)
+    assert statuses["job image"] == "reused"
+    assert statuses["register"] == "reused"
+    assert statuses["register again"] == "reused"
+    assert config_path.read_bytes() == before
+
+    for output in (first_output, second_output):
+        assert runner["token"] not in output
+        assert not contains_secret(output)
