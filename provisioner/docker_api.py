@@ -381,28 +381,10 @@ class DockerAPI:
             timer.daemon = True
             timer.start()
             try:
-                chunks: list[str] = []
-                if on_output is not None:
-                    pending = ""
-                    for raw in self.client.api.logs(
-                        container, stdout=True, stderr=True, stream=True, follow=True
-                    ):
-                        pending += raw.decode("utf-8", "replace")
-                        *lines, pending = pending.split("\n")
-                        for line in lines:
-                            chunks.append(line + "\n")
-                            on_output(line)
-                    if pending:
-                        chunks.append(pending)
-                        on_output(pending)
-                status = self.client.api.wait(container)
-                if on_output is None:
-                    logs = self.client.api.logs(container, stdout=True, stderr=True)
-                    chunks.append(logs.decode("utf-8", "replace"))
+                code, output = self._wait_with_output(container, on_output)
             finally:
                 timer.cancel()
-            code = int(status.get("StatusCode", -1))
-            return RunResult(exit_code=code, output="".join(chunks), timed_out=timed_out.is_set())
+            return RunResult(exit_code=code, output=output, timed_out=timed_out.is_set())
         except docker.errors.ImageNotFound as exc:
             raise DockerError(
                 f"Image {image} not found", hint="build it first: runnerctl image build"
@@ -415,6 +397,30 @@ class DockerAPI:
                     self.client.api.remove_container(container, force=True, v=True)
                 except docker.errors.DockerException:
                     log.warning("could not remove container %s", container[:12])
+
+    def _wait_with_output(
+        self, container: str, on_output: Callable[[str], None] | None
+    ) -> tuple[int, str]:
+        """Wait for the container; return its exit code and output (streamed when asked)."""
+        chunks: list[str] = []
+        if on_output is not None:
+            pending = ""
+            for raw in self.client.api.logs(
+                container, stdout=True, stderr=True, stream=True, follow=True
+            ):
+                pending += raw.decode("utf-8", "replace")
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    chunks.append(line + "\n")
+                    on_output(line)
+            if pending:
+                chunks.append(pending)
+                on_output(pending)
+        status = self.client.api.wait(container)
+        if on_output is None:
+            logs = self.client.api.logs(container, stdout=True, stderr=True)
+            chunks.append(logs.decode("utf-8", "replace"))
+        return int(status.get("StatusCode", -1)), "".join(chunks)
 
     def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
         """Create (or reuse) a named volume; returns its name."""

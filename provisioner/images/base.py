@@ -161,7 +161,7 @@ def _bootstrap(suite: str, mirror: str, tarball: Path, *, cache: Path, emit: Pro
     tarball.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"rootfs-{suite}-", dir=tarball.parent))
     target = work / "rootfs"
-    part = tarball.with_suffix(".tar.part")
+    part = work / "rootfs.tar.part"  # private to this run; renamed into place when complete
     try:
         cmd = [
             binary,

@@ -227,6 +227,24 @@ def test_push_signs_and_verifies_against_a_local_registry(
     assert bad.returncode != 0
 
 
+def test_build_with_push_lands_in_the_registry(
+    built: Built, bases: dict[str, BaseResult], image311: BuildResult, registry: str
+) -> None:
+    tag = f"{TEST_REPO}:pushed"
+    built.tags.append(tag)
+    proc = subprocess.run(
+        [RUNNERCTL, "--output", "json", "image", "build", "--base", bases["bookworm"].tag,
+         "--tag", tag, "--push", registry],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    pushed = json.loads(proc.stdout)["pushed"]
+    assert pushed["reference"] == f"{registry}/{tag}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://{registry}/v2/{TEST_REPO}/tags/list", timeout=10) as resp:
+        assert set(json.load(resp)["tags"]) == {"pushed"}
+
+
 def test_push_without_a_key_and_with_a_wrong_password(
     image311: BuildResult,
     registry: str,
