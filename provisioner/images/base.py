@@ -20,6 +20,7 @@ from pathlib import Path
 
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI
 from provisioner.errors import ImageError
+from provisioner.images.context import host_writes
 from provisioner.settings import cache_dir
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -123,7 +124,8 @@ def build_base(
     tarball = root / "base" / f"{suite}-{rootfs_key(suite, mirror)}.tar"
     from_cache = tarball.is_file() and not rebuild
     if not from_cache:
-        _bootstrap(suite, mirror, tarball, cache=root, emit=emit)
+        with host_writes(root):
+            _bootstrap(suite, mirror, tarball, cache=root, emit=emit)
     else:
         emit(BuildEvent(BuildEventKind.STATUS, f"reusing cached root filesystem {tarball}"))
     emit(BuildEvent(BuildEventKind.STATUS, f"docker import {tarball.name}"))

@@ -29,6 +29,7 @@ from provisioner.images.context import (
     assemble,
     compute_labels,
     git_revision,
+    host_writes,
     image_version,
     read_ca_bundle,
 )
@@ -209,10 +210,17 @@ def build_image(
     on_event: Progress | None = None,
 ) -> BuildResult:
     """Build one job image for ``spec`` and tag it; see the module docstring for the order."""
+    root = cache or cache_dir()
+    with host_writes(root):
+        return _build_image(spec, docker=docker, root=root, on_event=on_event)
+
+
+def _build_image(
+    spec: BuildSpec, *, docker: DockerAPI, root: Path, on_event: Progress | None
+) -> BuildResult:
     started = time.monotonic()
     emit = on_event or (lambda _e: None)
     check_python(spec.python)
-    root = cache or cache_dir()
     # 1. Inputs that need no docker: cosign (digest first), CA bundle, requirement files.
     source = cosign_mod.parse_source(spec.cosign_source)
     ca: CaBundle | None = read_ca_bundle(spec.ca_bundle) if spec.ca_bundle else None

@@ -16,7 +16,8 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,3 +192,16 @@ def parse_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The ``io.runnerctl.*`` labels without their prefix."""
     prefix = LABEL_PREFIX + "."
     return {k.removeprefix(prefix): v for k, v in labels.items() if k.startswith(prefix)}
+
+
+@contextmanager
+def host_writes(cache: Path) -> Iterator[None]:
+    """Turn a failed write on the host (cache, context, download) into an :class:`ImageError`."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or cache
+        raise ImageError(
+            f"Cannot write {where}: {exc.strerror or exc}",
+            hint=f"make {cache} writable (or set RUNNERCTL_CACHE elsewhere); check free disk space",
+        ) from exc

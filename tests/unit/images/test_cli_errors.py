@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from provisioner.cli import main as main_module
+from provisioner.errors import ImageError
+from provisioner.images import BuildSpec, build_image
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -49,3 +53,19 @@ def test_bad_user_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
     assert "Unknown --user 'admin'" in err
     assert "Hint: use root or ci" in err
+
+
+def test_unwritable_cache_is_an_image_error_and_writes_nothing(tmp_path: Path) -> None:
+    deb = tmp_path / "cosign"
+    deb.write_bytes(b"\x7fELF fake")
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache should be")
+    spec = BuildSpec(cosign_source=f"file:{deb}#sha256={digest}")
+    with pytest.raises(ImageError) as raised:
+        # The cache write fails before any docker call: no daemon object is needed.
+        build_image(spec, docker=cast(Any, object()), cache=blocker / "cache")
+    assert raised.value.exit_code == 6
+    assert raised.value.message.startswith(f"Cannot write {blocker}")
+    assert "RUNNERCTL_CACHE" in (raised.value.hint or "")
+    assert blocker.read_text() == "a file where the cache should be"
