@@ -19,7 +19,10 @@ class Faults:
     """``fault_rate`` of API requests fail, never more than ``max_consecutive`` in a row.
 
     The bound is what makes fault mode usable: a client that retries (python-gitlab with
-    ``retry_transient_errors=True``, gitlab-runner, twine) always gets through.
+    ``retry_transient_errors=True``, gitlab-runner, twine) always gets through. It holds per
+    request (method and path), not globally: a client that looks around between two tries of
+    the same create (as a careful one does) would otherwise reset a global streak with each
+    successful look-up and could see its create fail without bound.
     """
 
     latency_ms: int = 0
@@ -29,7 +32,7 @@ class Faults:
     seed: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     requests: int = 0
-    _streak: int = 0
+    _streaks: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
 
@@ -51,19 +54,18 @@ class Faults:
                 if not 0.0 <= fault_rate <= 1.0:
                     raise ValueError("fault rate must be between 0 and 1")
                 self.fault_rate = fault_rate
-            self._streak = 0
+            self._streaks.clear()
 
-    def pick(self) -> int | None:
-        """The status to inject for this request, or ``None`` to serve it."""
+    def pick(self, key: str = "") -> int | None:
+        """The status to inject for the request ``key`` (method and path), or ``None``."""
         with self._lock:
             self.requests += 1
-            if self.fault_rate <= 0 or self._streak >= self.max_consecutive:
-                self._streak = 0
+            streak = self._streaks.pop(key, 0)
+            if self.fault_rate <= 0 or streak >= self.max_consecutive:
                 return None
             if self._rng.random() >= self.fault_rate:
-                self._streak = 0
                 return None
-            self._streak += 1
+            self._streaks[key] = streak + 1
             status = 429 if self._rng.random() < 0.5 else self._rng.choice(FAULT_STATUSES)
             self.counts[str(status)] = self.counts.get(str(status), 0) + 1
             return status

@@ -100,7 +100,7 @@ class SandboxApp:
         if raw_path.startswith("/api/"):
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
-            status = self.faults.pick()
+            status = self.faults.pick(f"{request.method} {raw_path}")
             if status is not None:
                 return self.faults.response(status)
         git = GIT_PATH.match(raw_path)

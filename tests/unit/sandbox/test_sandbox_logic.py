@@ -23,6 +23,18 @@ def test_faults_never_exceed_the_streak_bound() -> None:
     assert snap["injected_total"] == 20
 
 
+def test_the_streak_bound_holds_per_request_when_other_requests_interleave() -> None:
+    # A careful client looks around (GET) between two tries of the same create (POST): the
+    # successful look-ups must not reset the bound of the create.
+    faults = Faults(fault_rate=1.0, max_consecutive=2, seed=3)
+    creates = []
+    for _ in range(3):
+        creates.append(faults.pick("POST /api/v4/user/runners"))
+        faults.pick("GET /api/v4/runners/all")
+    assert None not in creates[:2]
+    assert creates[2] is None
+
+
 def test_no_faults_at_rate_zero_and_bad_settings_refused() -> None:
     faults = Faults(seed=1)
     assert {faults.pick() for _ in range(100)} == {None}
