@@ -77,6 +77,29 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class ContainerSpec:
+    """A container to create: what runs, as whom, with which mounts, network and limits.
+
+    ``privileged`` is deliberately absent: it cannot be asked for through this adapter.
+    """
+
+    image: str
+    command: Sequence[str]
+    entrypoint: Sequence[str] | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    mounts: Sequence[Mount] = ()
+    user: str | None = None
+    workdir: str | None = None
+    network_mode: str = "none"
+    extra_hosts: Mapping[str, str] | None = None
+    shm_size: int | None = None
+    mem_limit: int | None = None
+    nano_cpus: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class RunResult:
     """The outcome of a throwaway container: exit code and combined stdout+stderr."""
 
@@ -120,6 +143,25 @@ class DockerAPI:
     """A small, typed facade over the docker SDK's client."""
 
     client: Any = field(repr=False)
+
+    @classmethod
+    def from_host(cls, host: str, *, timeout: int = 600) -> DockerAPI:
+        """Connect to an explicit daemon address (``unix:///path`` or ``tcp://host:port``)."""
+        import docker
+        import docker.errors
+
+        try:
+            client = docker.DockerClient(base_url=host, timeout=timeout)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise DockerError(
+                f"Cannot reach the Docker daemon at {host}: {_short(exc)}", hint=NO_DAEMON_HINT
+            ) from exc
+        except OSError as exc:
+            raise DockerError(
+                f"Cannot reach the Docker daemon at {host}: {_short(exc)}", hint=NO_DAEMON_HINT
+            ) from exc
+        return cls(client=client)
 
     @classmethod
     def from_env(cls, *, timeout: int = 600) -> DockerAPI:
@@ -167,12 +209,16 @@ class DockerAPI:
         """True when ``reference`` (tag or id) names a local image."""
         return self.inspect_image(reference) is not None
 
-    def remove_image(self, reference: str, *, force: bool = False) -> bool:
-        """Remove a tag (or an image by id); False when it did not exist."""
+    def remove_image(self, reference: str, *, force: bool = False, prune: bool = True) -> bool:
+        """Remove a tag (or an image by id); False when it did not exist.
+
+        ``prune=False`` keeps the untagged parent images (the classic builder's layer cache),
+        so a build running at the same time that reuses them is not pulled out from under.
+        """
         import docker.errors
 
         try:
-            self.client.api.remove_image(reference, force=force, noprune=False)
+            self.client.api.remove_image(reference, force=force, noprune=not prune)
         except docker.errors.ImageNotFound:
             return False
         except docker.errors.APIError as exc:
@@ -402,25 +448,151 @@ class DockerAPI:
         self, container: str, on_output: Callable[[str], None] | None
     ) -> tuple[int, str]:
         """Wait for the container; return its exit code and output (streamed when asked)."""
-        chunks: list[str] = []
+        streamed = ""
+        pending = ""
         if on_output is not None:
-            pending = ""
             for raw in self.client.api.logs(
                 container, stdout=True, stderr=True, stream=True, follow=True
             ):
                 pending += raw.decode("utf-8", "replace")
                 *lines, pending = pending.split("\n")
                 for line in lines:
-                    chunks.append(line + "\n")
+                    streamed += line + "\n"
                     on_output(line)
-            if pending:
-                chunks.append(pending)
-                on_output(pending)
         status = self.client.api.wait(container)
-        if on_output is None:
-            logs = self.client.api.logs(container, stdout=True, stderr=True)
-            chunks.append(logs.decode("utf-8", "replace"))
-        return int(status.get("StatusCode", -1)), "".join(chunks)
+        # The follow stream can end before the log driver flushes a last line without a
+        # newline; the stored log is complete, so emit whatever the stream missed.
+        output = self.client.api.logs(container, stdout=True, stderr=True).decode(
+            "utf-8", "replace"
+        )
+        if on_output is not None:
+            rest = output[len(streamed) :] if output.startswith(streamed) else pending
+            for line in rest.split("\n"):
+                if line:
+                    on_output(line)
+        return int(status.get("StatusCode", -1)), output
+
+    # -- long-lived containers (the stand-in runner's docker executor) ------------------------
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create (not start) a container as ``spec`` says; returns its id.
+
+        Raises:
+            DockerError: the image is missing, the daemon refused, or cannot be reached.
+        """
+        import docker.errors
+
+        binds = {
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts
+        }
+        try:
+            host_config = self.client.api.create_host_config(
+                binds=binds or None,
+                network_mode=spec.network_mode,
+                extra_hosts=dict(spec.extra_hosts) if spec.extra_hosts else None,
+                shm_size=spec.shm_size or None,
+                mem_limit=spec.mem_limit or None,
+                nano_cpus=spec.nano_cpus or None,
+                privileged=False,
+            )
+            created = self.client.api.create_container(
+                spec.image,
+                command=list(spec.command),
+                environment=dict(spec.environment),
+                user=spec.user or "",
+                working_dir=spec.workdir,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                host_config=host_config,
+                labels=dict(spec.labels),
+                name=spec.name,
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise DockerError(
+                f"No such image: {spec.image}", hint="build or import the image first"
+            ) from exc
+        except docker.errors.DockerException as exc:
+            raise _as_error(f"create a container from {spec.image}", exc) from exc
+        except OSError as exc:
+            raise DockerError(
+                f"Cannot reach the Docker daemon (create a container): {_short(exc)}",
+                hint=NO_DAEMON_HINT,
+            ) from exc
+        return str(created["Id"])
+
+    def start_container(self, container: str) -> None:
+        """Start a created container."""
+        with _translate(f"start container {container[:12]}"):
+            self.client.api.start(container)
+
+    def follow_output(self, container: str) -> Iterator[str]:
+        """The container's stdout and stderr as decoded text chunks, until it exits."""
+        with _translate(f"read the output of {container[:12]}"):
+            for raw in self.client.api.logs(
+                container, stdout=True, stderr=True, stream=True, follow=True
+            ):
+                yield raw.decode("utf-8", "replace")
+
+    def wait_container(self, container: str, *, timeout: float | None = None) -> int | None:
+        """Wait for the container to exit; its exit code, or ``None`` when ``timeout`` passed."""
+        import time
+
+        if timeout is None:
+            with _translate(f"wait for {container[:12]}"):
+                status = self.client.api.wait(container)
+            return int(status.get("StatusCode", -1))
+        deadline = time.monotonic() + timeout
+        while True:
+            with _translate(f"inspect {container[:12]}"):
+                state = (self.client.api.inspect_container(container).get("State")) or {}
+            if not state.get("Running") and state.get("Status") != "created":
+                return int(state.get("ExitCode", -1))
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+
+    def kill_container(self, container: str) -> bool:
+        """SIGKILL a running container; False when it was not running (or is gone)."""
+        import docker.errors
+
+        try:
+            self.client.api.kill(container)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:
+            if exc.status_code in (404, 409):
+                return False
+            raise _as_error(f"kill {container[:12]}", exc) from exc
+        return True
+
+    def remove_container(self, container: str) -> bool:
+        """Remove a container and its anonymous volumes; False when it did not exist."""
+        import docker.errors
+
+        try:
+            self.client.api.remove_container(container, force=True, v=True)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise _as_error(f"remove {container[:12]}", exc) from exc
+        return True
+
+    def containers_with_label(self, label: str) -> tuple[str, ...]:
+        """Ids of every container (running or not) carrying ``label`` (``key`` or ``key=value``)."""
+        with _translate("list containers"):
+            found = self.client.api.containers(all=True, filters={"label": label})
+        return tuple(str(c["Id"]) for c in found)
+
+    def volume_exists(self, name: str) -> bool:
+        """True when a named volume exists."""
+        import docker.errors
+
+        try:
+            self.client.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as exc:
+            raise _as_error(f"inspect volume {name}", exc) from exc
+        return True
 
     def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
         """Create (or reuse) a named volume; returns its name."""

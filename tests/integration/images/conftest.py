@@ -1,7 +1,8 @@
 """Fixtures for the image tests: the docker adapter, local Debian bases, built images, a registry.
 
 The bases are built with ``image base`` once and reused (the tag is kept), so a re-run only pays
-for the image builds. Images built here carry ``runnerctl-test/`` tags and are removed at the end.
+for the image builds. Images built here carry ``runnerctl-test/python-<session>`` tags, removed
+at the end (their untagged parents stay: they are the layer cache other sessions may use).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,9 @@ from provisioner.docker_api import DockerAPI
 from provisioner.images import BaseResult, BuildResult, BuildSpec, build_base, build_image
 from provisioner.images import cosign as cosign_mod
 
-TEST_REPO = "runnerctl-test/python"
+# Unique per session: two test sessions on one engine (CI and a developer) must not remove
+# each other's images.
+TEST_REPO = f"runnerctl-test/python-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -52,7 +56,7 @@ def built(docker_api: DockerAPI) -> Iterator[Built]:
     state = Built(docker_api, [])
     yield state
     for tag in dict.fromkeys(state.tags):
-        docker_api.remove_image(tag, force=True)
+        docker_api.remove_image(tag, force=True, prune=False)
 
 
 @pytest.fixture(scope="session")

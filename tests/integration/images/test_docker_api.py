@@ -18,7 +18,11 @@ def test_run_streams_output_and_passes_environment(
     lines: list[str] = []
     result = docker_api.run(
         bases["bookworm"].tag,
-        ["sh", "-c", 'echo one; echo "two $GREETING" >&2; printf three; exit 3'],
+        [
+            "sh",
+            "-c",
+            'echo one; sleep 0.3; echo "two $GREETING" >&2; sleep 0.3; printf three; exit 3',
+        ],
         environment={"GREETING": "hello"},
         on_output=lines.append,
     )
