@@ -77,3 +77,105 @@ def up(
         ),
         ready,
     )
+
+
+@app.command("runner")
+def runner(
+    ctx: typer.Context,
+    *,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="config.toml to run (default: gitlab-runner's location)."),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Exit when no job is running and no runner got a new one."),
+    ] = False,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", min=1, help="Exit after this many jobs.")
+    ] = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="Build directories (when builds_dir is not set)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Run shell-executor jobs as this user.")
+    ] = None,
+) -> None:
+    """Run jobs from the sandbox with the shell and docker executors (a gitlab-runner stand-in).
+
+    Reads the config.toml that ``runnerctl register`` wrote, verifies every runner's token, polls
+    for jobs and runs them: real git clone with the job token, scripts, artifacts, masked
+    trace streaming. Ctrl-C (or SIGTERM) stops taking jobs and lets running ones finish; a second
+    one kills them. A rehearsal tool: against a real GitLab, the official gitlab-runner runs jobs.
+    """
+    import signal
+
+    from provisioner.runner import RunnerEvent, start_background
+    from provisioner.settings import default_config_path
+
+    state = get_app(ctx)
+    path = config or default_config_path()
+
+    def show(event: RunnerEvent) -> None:
+        state.note(event.render())
+
+    handle = start_background(
+        path, work_dir=work_dir, once=once, max_jobs=max_jobs, user=user, on_event=show
+    )
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals["count"] += 1
+        name = signal.Signals(signum).name
+        if signals["count"] == 1:
+            state.note(
+                f"{name} received: not taking new jobs; running jobs may finish "
+                "(send it again to abort them)"
+            )
+        else:
+            state.note(f"{name} received again: aborting running jobs")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not handle.wait(0.5) and not signals["count"]:
+            pass
+        if signals["count"]:
+            import threading
+
+            stopper = threading.Thread(target=handle.stop, daemon=True)
+            stopper.start()
+            while stopper.is_alive():
+                if signals["count"] > 1:
+                    handle.stop(force=True)
+                stopper.join(0.3)
+        summary = handle.stop()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if state.json:
+        state.emit_json(
+            {
+                "jobs": [
+                    {
+                        "id": r.job_id,
+                        "name": r.name,
+                        "project": r.project_path,
+                        "runner": r.runner,
+                        "status": r.state.value,
+                        "failure_reason": r.failure_reason,
+                        "exit_code": r.exit_code,
+                        "duration_s": round(r.duration, 3),
+                    }
+                    for r in summary.results
+                ],
+                "idle_runners": list(summary.idle_runners),
+            }
+        )
+        return
+    for r in summary.results:
+        reason = f" ({r.failure_reason})" if r.failure_reason else ""
+        state.echo(
+            f"job {r.job_id} {r.project_path}:{r.name} {r.state.value}{reason} "
+            f"{r.duration:.1f}s on {r.runner}"
+        )

@@ -1,0 +1,278 @@
+"""The stand-in runner with the shell executor, against the sandbox, from a registered config."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from provisioner.runner import RunnerHandle
+from provisioner.secrets import contains_secret
+from tests.integration.runner.conftest import Lab
+
+pytestmark = pytest.mark.sandbox
+
+Start = Callable[..., RunnerHandle]
+
+THREE_STAGES = """
+stages: [build, test, package]
+build:
+  stage: build
+  tags: [@TAG@]
+  script:
+    - mkdir -p dist
+    - echo "built by $CI_JOB_NAME in $CI_PROJECT_DIR" > dist/app.txt
+    - printf '#!/bin/sh\\necho run-me\\n' > dist/run.sh && chmod +x dist/run.sh
+  artifacts:
+    paths: [dist/]
+test:
+  stage: test
+  tags: [@TAG@]
+  script:
+    - test -f dist/app.txt
+    - ./dist/run.sh
+    - echo '<testsuite name="unit" tests="1"><testcase name="ok"/></testsuite>' > junit.xml
+    - cat dist/app.txt > tested.txt
+  after_script:
+    - echo "after_script in a new shell, CI_JOB_STAGE=$CI_JOB_STAGE"
+  artifacts:
+    paths: [tested.txt]
+    reports:
+      junit: junit.xml
+package:
+  stage: package
+  tags: [@TAG@]
+  script:
+    - cat tested.txt
+    - test -f dist/app.txt
+    - tar czf pkg.tgz dist tested.txt
+  artifacts:
+    paths: [pkg.tgz]
+"""
+
+
+def test_three_stages_pass_artifacts(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-3",))
+    project = lab.project(THREE_STAGES.replace("@TAG@", "shell-3"))
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(90), "the runner did not drain the pipeline"
+    done = lab.wait_pipeline(project, pipeline.id)
+    jobs = lab.jobs(project, pipeline.id)
+    assert done.status == "success", {n: j.status for n, j in jobs.items()}
+    test_log = lab.trace(project, jobs["test"])
+    assert "Downloading artifacts for build" in test_log
+    assert "run-me" in test_log  # the executable bit survived the zip round trip
+    assert "after_script in a new shell, CI_JOB_STAGE=test" in test_log
+    assert 'Uploading artifacts as "junit" to coordinator... 201 Created' in test_log
+    package_log = lab.trace(project, jobs["package"])
+    assert "built by build in " in package_log
+    assert package_log.rstrip().endswith("Job succeeded\x1b[0;m")
+    # The sandbox holds the archive the package job uploaded, with what its script made.
+    raw = project.jobs.get(jobs["package"].id).artifacts()
+    names = zipfile.ZipFile(io.BytesIO(raw)).namelist()
+    assert names == ["pkg.tgz"]
+    assert [r.state.value for r in handle.results] == ["success"] * 3
+
+
+FAILING = """
+stages: [build, test, deploy]
+build:
+  stage: build
+  tags: [@TAG@]
+  script:
+    - echo "about to fail"
+    - exit 3
+    - echo "never printed"
+  after_script: [echo "after_script still runs"]
+test:
+  stage: test
+  tags: [@TAG@]
+  script: [echo "must not run"]
+cleanup:
+  stage: deploy
+  tags: [@TAG@]
+  when: always
+  script: [echo "always job ran"]
+notify:
+  stage: deploy
+  tags: [@TAG@]
+  when: on_failure
+  script: [echo "on_failure job ran"]
+"""
+
+
+def test_failure_stops_later_stages_but_always_and_on_failure_run(
+    lab: Lab, runner_of: Start
+) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-fail",))
+    project = lab.project(FAILING.replace("@TAG@", "shell-fail"))
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(90)
+    done = lab.wait_pipeline(project, pipeline.id)
+    jobs = lab.jobs(project, pipeline.id)
+    assert done.status == "failed"
+    assert jobs["build"].status == "failed"
+    assert jobs["build"].failure_reason == "script_failure"
+    assert jobs["test"].status == "skipped"
+    assert jobs["cleanup"].status == "success"
+    assert jobs["notify"].status == "success"
+    log = lab.trace(project, jobs["build"])
+    assert "about to fail" in log
+    assert "never printed" not in log
+    assert "after_script still runs" in log
+    assert "ERROR: Job failed: exit code 3" in log
+    assert "always job ran" in lab.trace(project, jobs["cleanup"])
+    assert "on_failure job ran" in lab.trace(project, jobs["notify"])
+
+
+MASKING = """
+secret:
+  tags: [@TAG@]
+  script:
+    - 'echo "plain: $DEPLOY_PASSWORD"'
+    - 'echo "twice:$DEPLOY_PASSWORD:$DEPLOY_PASSWORD"'
+    - 'echo "job token: $CI_JOB_TOKEN"'
+    - 'echo "registry password: $CI_REGISTRY_PASSWORD"'
+    - cat "$KUBECONFIG"
+    - echo "$DEPLOY_PASSWORD" >&2
+"""
+
+
+def test_masked_variables_never_reach_the_trace(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-mask",))
+    project = lab.project(MASKING.replace("@TAG@", "shell-mask"))
+    secret = "Zx9-masked-deploy-pw-7781"
+    project.variables.create({"key": "DEPLOY_PASSWORD", "value": secret, "masked": True})
+    project.variables.create(
+        {"key": "KUBECONFIG", "value": "server: https://k8s.local\n", "variable_type": "file"}
+    )
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    assert lab.wait_pipeline(project, pipeline.id).status == "success"
+    log = lab.trace(project, lab.jobs(project, pipeline.id)["secret"])
+    assert secret not in log
+    assert "plain: [MASKED]" in log
+    assert "twice:[MASKED]:[MASKED]" in log
+    assert "job token: [MASKED]" in log
+    assert "registry password: [MASKED]" in log
+    assert "server: https://k8s.local" in log  # file variables are written and readable
+    assert not contains_secret(log), "a token-shaped string leaked into the trace"
+
+
+TIMEOUT = """
+slow:
+  tags: [@TAG@]
+  timeout: 3s
+  script:
+    - echo started
+    - sleep 60
+    - echo "not reached"
+  after_script: [echo "after_script after the timeout"]
+"""
+
+
+def test_job_timeout_is_job_execution_timeout(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-timeout",))
+    project = lab.project(TIMEOUT.replace("@TAG@", "shell-timeout"))
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    job = lab.jobs(project, pipeline.id)["slow"]
+    assert job.status == "failed"
+    assert job.failure_reason == "job_execution_timeout"
+    log = lab.trace(project, job)
+    assert "started" in log
+    assert "not reached" not in log
+    assert "after_script after the timeout" in log
+    assert "ERROR: Job failed: execution took longer than 3s seconds" in log
+    assert handle.results[0].failure_reason == "job_execution_timeout"
+
+
+TAGGED = """
+on-alpha:
+  tags: [@TAG@-alpha]
+  script: [echo alpha]
+on-beta:
+  tags: [@TAG@-beta]
+  script: [echo beta]
+also-alpha:
+  tags: [@TAG@-alpha]
+  script: [echo alpha again]
+"""
+
+
+def test_two_runners_take_only_jobs_matching_their_tags(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    tag = lab.sandbox.unique("tags")
+    alpha = lab.register(config, tags=(f"{tag}-alpha",), name=lab.sandbox.unique("alpha"))
+    beta = lab.register(config, tags=(f"{tag}-beta",), name=lab.sandbox.unique("beta"))
+    project = lab.project(TAGGED.replace("@TAG@", tag))
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    assert lab.wait_pipeline(project, pipeline.id).status == "success"
+    ran_on = {r.name: r.runner for r in handle.results}
+    assert ran_on == {"on-alpha": alpha, "also-alpha": alpha, "on-beta": beta}
+    jobs = lab.jobs(project, pipeline.id)
+    assert jobs["on-beta"].runner["description"] == beta
+    assert {jobs["on-alpha"].runner["description"], jobs["also-alpha"].runner["description"]} == {
+        alpha
+    }
+
+
+CONCURRENT = "\n".join(
+    f"""
+par-{n}:
+  tags: [@TAG@]
+  script:
+    - sleep 2
+    - echo done-{n}
+"""
+    for n in range(4)
+)
+
+
+def _stamp(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def test_concurrent_four_runs_four_jobs_at_once(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-par",), globals_={"concurrent": 4})
+    project = lab.project(CONCURRENT.replace("@TAG@", "shell-par"))
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    assert lab.wait_pipeline(project, pipeline.id).status == "success"
+    jobs = lab.jobs(project, pipeline.id).values()
+    starts = [_stamp(j.started_at) for j in jobs]
+    ends = [_stamp(j.finished_at) for j in jobs]
+    assert len(starts) == 4
+    # Every job started before any job finished: all four ran at the same time (GitLab's own
+    # timestamps, and the runner's, agree).
+    assert max(starts) < min(ends)
+    results = handle.results
+    assert max(r.started_at for r in results) < min(r.finished_at for r in results)
+
+
+def test_concurrent_one_runs_jobs_one_after_another(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    lab.register(config, tags=("shell-serial",), globals_={"concurrent": 1})
+    ci = "\n".join(f"s-{n}:\n  tags: [shell-serial]\n  script: [sleep 1]\n" for n in range(2))
+    project = lab.project(ci)
+    lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    first, second = sorted(handle.results, key=lambda r: r.started_at)
+    assert first.finished_at <= second.started_at
