@@ -17,7 +17,7 @@ lint: setup
 	$(BIN)/ruff check provisioner tests benchmarks
 	$(BIN)/mypy
 	@if [ -d playbooks ]; then \
-		$(BIN)/yamllint -s playbooks && (cd playbooks && ../$(BIN)/ansible-lint --offline -q); \
+		$(BIN)/yamllint -s -c playbooks/.yamllint playbooks/ && (cd playbooks && $(CURDIR)/$(BIN)/ansible-lint --offline -q); \
 	fi
 
 test: lint

@@ -11,9 +11,11 @@ import typer
 from provisioner import __version__
 from provisioner.cli import config as config_cli
 from provisioner.cli import demo as demo_cli
+from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import register as register_cli
 from provisioner.cli import sandbox as sandbox_cli
+from provisioner.cli import smoke as smoke_cli
 from provisioner.cli.context import AppContext, OutputFormat
 from provisioner.errors import ProvisionerError
 from provisioner.secrets import RedactingFilter, Redactor, redact
@@ -32,7 +34,9 @@ app.command("unregister")(register_cli.unregister)
 app.add_typer(register_cli.runners_app, name="runners")
 app.add_typer(register_cli.token_app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
+app.add_typer(host_cli.app, name="host")
 app.command("demo")(demo_cli.demo)
+app.command("smoke")(smoke_cli.smoke)
 
 
 def _version(value: bool) -> None:

@@ -96,6 +96,47 @@ def load_config(path: Path) -> ConfigDocument:
     return ConfigDocument.parse(read_config_text(path), source=str(path))
 
 
+@dataclass(frozen=True)
+class Change:
+    """The outcome of running a mutator on config.toml's text (nothing written yet)."""
+
+    old_text: str | None
+    new_text: str
+    kept_from_disk: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """True when the new text differs from the old one."""
+        return self.new_text != self.old_text
+
+
+def apply_change(old_text: str | None, fn: Mutator, *, source: str) -> Change:
+    """Run ``fn`` on the document parsed from ``old_text`` (None: gitlab-runner's defaults).
+
+    The one merge step shared by every store (local file, SFTP): the caller's function edits
+    the document, then the gitlab-runner-owned token fields are restored where the text on
+    disk (``old_text``) is newer. The new text is checked to be loadable TOML.
+    """
+    if old_text is not None:
+        document = ConfigDocument.parse(old_text, source=source)
+    else:
+        document = ConfigDocument.empty()
+    before = _owned_snapshot(document)
+    result = fn(document)
+    if result is not None:
+        document = result
+    kept = _keep_newer_disk_tokens(before, document)
+    new_text = document.dumps()
+    if new_text != old_text:
+        try:  # never write a file that gitlab-runner could not load
+            tomllib.loads(new_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"refusing to write {source}: the edit produced invalid TOML ({exc})"
+            ) from None
+    return Change(old_text, new_text, kept)
+
+
 class ConfigStore:
     """config.toml on disk, changed only through locked, atomic transactions."""
 
@@ -143,29 +184,18 @@ class ConfigStore:
             self._remove_stale_temps()
             if self.path.exists():
                 old_text: str | None = read_config_text(self.path)
-                document = ConfigDocument.parse(old_text or "", source=str(self.path))
             elif create:
                 old_text = None
-                document = ConfigDocument.empty()
             else:
                 read_config_text(self.path)  # raises the not-found error
                 raise AssertionError("unreachable")  # pragma: no cover
-            before = _owned_snapshot(document)
-            result = fn(document)
-            if result is not None:
-                document = result
-            kept = _keep_newer_disk_tokens(before, document)
-            new_text = document.dumps()
-            if new_text == old_text:
-                return UpdateResult(self.path, changed=False, kept_from_disk=kept)
-            try:  # never write a file that gitlab-runner could not load
-                tomllib.loads(new_text)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(
-                    f"refusing to write {self.path}: the edit produced invalid TOML ({exc})"
-                ) from None
-            backup = self._write(new_text, had_old=old_text is not None)
-            return UpdateResult(self.path, changed=True, backup=backup, kept_from_disk=kept)
+            change = apply_change(old_text, fn, source=str(self.path))
+            if not change.changed:
+                return UpdateResult(self.path, changed=False, kept_from_disk=change.kept_from_disk)
+            backup = self._write(change.new_text, had_old=old_text is not None)
+            return UpdateResult(
+                self.path, changed=True, backup=backup, kept_from_disk=change.kept_from_disk
+            )
 
     def save(self, document: ConfigDocument, *, create: bool = True) -> UpdateResult:
         """Replace the file with ``document`` (token fields: the disk wins when newer)."""
