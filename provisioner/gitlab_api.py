@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -210,6 +212,74 @@ class ListFilter:
     namespace_id: int | None = None
     status: RunnerStatus | None = None
     tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project as the smoke pipeline needs it."""
+
+    id: int
+    path_with_namespace: str
+    web_url: str
+    default_branch: str | None
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A project CI/CD variable; the value never shows in ``repr``."""
+
+    key: str
+    value: str = field(repr=False)
+    variable_type: str = "env_var"
+    masked: bool = False
+    protected: bool = False
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline's id, status and where to see it."""
+
+    id: int
+    iid: int
+    status: str
+    web_url: str
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a pipeline, as ``GET /projects/:id/pipelines/:pid/jobs`` lists it."""
+
+    id: int
+    name: str
+    stage: str
+    status: str
+    duration: float | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failure_reason: str | None = None
+    web_url: str = ""
+    tag_list: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Package:
+    """A package of the project's package registry."""
+
+    id: int
+    name: str
+    version: str
+    package_type: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DistFile:
+    """A file link of the PyPI simple index: name, absolute URL and the sha256 GitLab stored."""
+
+    filename: str
+    url: str
+    sha256: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,6 +864,292 @@ class GitLabAPI:
         )
         return tuple(_runner(item, detailed=False) for item in items)
 
+    # -- projects, variables, commits (smoke) ----------------------------------------------------
+
+    def current_username(self) -> str:
+        """``GET /user``: the token owner's username (their personal namespace)."""
+        data = self._json(self._call("get", "/user", what="reading the current user"))
+        return str(data["username"])
+
+    def find_project(self, path: str) -> Project | None:
+        """``GET /projects/:id``; ``None`` when it does not exist or is invisible."""
+        result = self._send("get", f"/projects/{quote(path, safe='')}")
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return None
+            raise self._error(result, what=f"looking up project {path!r}", hints={}, attempts=1)
+        return _project(self._json(result))
+
+    def create_project(self, path: str, *, namespace_id: int | None = None) -> Project:
+        """``POST /projects`` (private, ``main`` as default branch)."""
+        name = path.rsplit("/", 1)[-1]
+        body: dict[str, Any] = {
+            "name": name,
+            "path": name,
+            "visibility": "private",
+            "default_branch": "main",
+        }
+        if namespace_id is not None:
+            body["namespace_id"] = namespace_id
+        response = self._call(
+            "post",
+            "/projects",
+            body=body,
+            what=f"creating project {path!r}",
+            hints={403: "The token's user may not create projects in that namespace."},
+            retry=False,
+        )
+        return _project(self._json(response))
+
+    def read_file(self, project_id: int, file_path: str, ref: str) -> str | None:
+        """``GET /projects/:id/repository/files/:path/raw``; ``None`` when it does not exist."""
+        result = self._send(
+            "get",
+            f"/projects/{project_id}/repository/files/{quote(file_path, safe='')}/raw",
+            query={"ref": ref},
+        )
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return None
+            raise self._error(result, what=f"reading {file_path}", hints={}, attempts=1)
+        return result.text
+
+    def commit_files(
+        self,
+        project_id: int,
+        *,
+        branch: str,
+        message: str,
+        files: Mapping[str, str],
+        existing: frozenset[str] = frozenset(),
+    ) -> str:
+        """``POST /projects/:id/repository/commits``: create or update ``files``; the new sha."""
+        actions = [
+            {
+                "action": "update" if path in existing else "create",
+                "file_path": path,
+                "content": content,
+            }
+            for path, content in sorted(files.items())
+        ]
+        response = self._call(
+            "post",
+            f"/projects/{project_id}/repository/commits",
+            body={"branch": branch, "commit_message": message, "actions": actions},
+            what=f"committing {len(actions)} files to project {project_id}",
+            hints={403: "The token's user needs the Developer role to push to the project."},
+            retry=False,
+        )
+        return str(self._json(response)["id"])
+
+    def list_tree(self, project_id: int, ref: str) -> frozenset[str]:
+        """Every file path of the repository at ``ref`` (empty for an empty repository)."""
+        result = self._send(
+            "get",
+            f"/projects/{project_id}/repository/tree",
+            query={"ref": ref, "recursive": "true", "per_page": 100},
+        )
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return frozenset()
+            raise self._error(result, what="listing the repository", hints={}, attempts=1)
+        items = list(
+            self._paginate(
+                f"/projects/{project_id}/repository/tree",
+                {"ref": ref, "recursive": "true"},
+                what="listing the repository",
+                hints={},
+            )
+        )
+        return frozenset(str(i["path"]) for i in items if i.get("type") == "blob")
+
+    def get_variable(self, project_id: int, key: str) -> Variable | None:
+        """``GET /projects/:id/variables/:key``; ``None`` when it is not set."""
+        result = self._send("get", f"/projects/{project_id}/variables/{key}")
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return None
+            raise self._error(
+                result,
+                what=f"reading CI/CD variable {key}",
+                hints={403: "Reading CI/CD variables needs the Maintainer role."},
+                attempts=1,
+            )
+        return _variable(self._json(result))
+
+    def set_variable(self, project_id: int, variable: Variable) -> None:
+        """Create (or replace) a project CI/CD variable."""
+        body = {
+            "key": variable.key,
+            "value": variable.value,
+            "variable_type": variable.variable_type,
+            "masked": variable.masked,
+            "protected": variable.protected,
+        }
+        what = f"setting CI/CD variable {variable.key}"
+        hints = {403: "Setting CI/CD variables needs the Maintainer role."}
+        if self.get_variable(project_id, variable.key) is None:
+            self._call(
+                "post", f"/projects/{project_id}/variables", body=body, what=what, hints=hints
+            )
+        else:
+            self._call(
+                "put",
+                f"/projects/{project_id}/variables/{variable.key}",
+                body=body,
+                what=what,
+                hints=hints,
+            )
+
+    # -- pipelines and jobs ----------------------------------------------------------------------
+
+    def create_pipeline(
+        self, project_id: int, ref: str, variables: Mapping[str, str] | None = None
+    ) -> Pipeline:
+        """``POST /projects/:id/pipeline`` with pipeline variables."""
+        body: dict[str, Any] = {"ref": ref}
+        if variables:
+            body["variables"] = [
+                {"key": k, "value": v, "variable_type": "env_var"} for k, v in variables.items()
+            ]
+        response = self._call(
+            "post",
+            f"/projects/{project_id}/pipeline",
+            body=body,
+            what=f"creating a pipeline on {ref}",
+            hints={400: "GitLab refused the pipeline: check .gitlab-ci.yml and the ref."},
+            retry=False,
+        )
+        return _pipeline(self._json(response))
+
+    def get_pipeline(self, project_id: int, pipeline_id: int) -> Pipeline:
+        """``GET /projects/:id/pipelines/:pipeline_id``."""
+        response = self._call(
+            "get",
+            f"/projects/{project_id}/pipelines/{pipeline_id}",
+            what=f"reading pipeline {pipeline_id}",
+        )
+        return _pipeline(self._json(response))
+
+    def cancel_pipeline(self, project_id: int, pipeline_id: int) -> None:
+        """``POST /projects/:id/pipelines/:pipeline_id/cancel``."""
+        self._call(
+            "post",
+            f"/projects/{project_id}/pipelines/{pipeline_id}/cancel",
+            what=f"cancelling pipeline {pipeline_id}",
+        )
+
+    def pipeline_jobs(self, project_id: int, pipeline_id: int) -> tuple[Job, ...]:
+        """Every job of a pipeline (retried ones excluded), in id order."""
+        items = self._paginate(
+            f"/projects/{project_id}/pipelines/{pipeline_id}/jobs",
+            {},
+            what=f"listing the jobs of pipeline {pipeline_id}",
+            hints={},
+        )
+        return tuple(sorted((_job(item) for item in items), key=lambda j: j.id))
+
+    def job_trace(self, project_id: int, job_id: int) -> str:
+        """``GET /projects/:id/jobs/:job_id/trace``: the job log (redacted of tokens)."""
+        response = self._call(
+            "get", f"/projects/{project_id}/jobs/{job_id}/trace", what=f"reading job {job_id} log"
+        )
+        return redact(response.content.decode("utf-8", "replace"))
+
+    # -- package registries ----------------------------------------------------------------------
+
+    def list_packages(
+        self, project_id: int, *, package_name: str | None = None, package_type: str | None = None
+    ) -> tuple[Package, ...]:
+        """``GET /projects/:id/packages`` filtered by name and type."""
+        query: dict[str, Any] = {}
+        if package_name:
+            query["package_name"] = package_name
+        if package_type:
+            query["package_type"] = package_type
+        items = self._paginate(
+            f"/projects/{project_id}/packages", query, what="listing packages", hints={}
+        )
+        return tuple(_package(item) for item in items)
+
+    def delete_package(self, project_id: int, package_id: int) -> bool:
+        """``DELETE /projects/:id/packages/:package_id``; ``False`` when it was gone."""
+        result = self._send("delete", f"/projects/{project_id}/packages/{package_id}")
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return False
+            raise self._error(result, what=f"deleting package {package_id}", hints={}, attempts=1)
+        return True
+
+    def download_generic(
+        self, project_id: int, package_name: str, version: str, file_name: str
+    ) -> bytes | None:
+        """``GET …/packages/generic/:name/:version/:file``; ``None`` when it is not there."""
+        path = (
+            f"/projects/{project_id}/packages/generic/"
+            f"{quote(package_name, safe='')}/{quote(version, safe='')}/{quote(file_name)}"
+        )
+        result = self._send("get", path)
+        if isinstance(result, _Outcome):
+            if result.status == 404:
+                return None
+            raise self._error(result, what=f"downloading {file_name}", hints={}, attempts=1)
+        return bytes(result.content)
+
+    def pypi_files(self, project_id: int, package_name: str) -> tuple[DistFile, ...]:
+        """The links of the project's PyPI simple index for ``package_name`` (empty on 404).
+
+        The PyPI endpoints take HTTP Basic only (any user name, the token as password).
+        """
+        url = f"{self.settings.api_url}/projects/{project_id}/packages/pypi/simple/{package_name}/"
+        response = self._basic_get(url, what=f"reading the PyPI index of {package_name}")
+        if response is None:
+            return ()
+        return tuple(
+            DistFile(unescape(name), unescape(href), digest)
+            for href, digest, name in _SIMPLE_LINK.findall(response.text)
+        )
+
+    def download_url(self, url: str) -> bytes:
+        """Download a registry file by absolute URL (a simple-index link), with Basic auth."""
+        if urlsplit(url).netloc != urlsplit(self.settings.url).netloc:
+            raise GitLabError(
+                f"The registry link {url} points away from {self.settings.url}.",
+                hint="Set GitLab's external URL to the address runnerctl uses.",
+            )
+        response = self._basic_get(url, what="downloading a package file")
+        if response is None:
+            raise GitLabError(f"GitLab has no file at {url}.")
+        return bytes(response.content)
+
+    def _basic_get(self, url: str, *, what: str) -> requests.Response | None:
+        import requests
+
+        verify: bool | str = not self.settings.insecure
+        if self.settings.ca_bundle is not None:
+            verify = str(self.settings.ca_bundle)
+        attempt = 0
+        while True:
+            try:
+                response = self._session.get(
+                    url,
+                    auth=("runnerctl", self.settings.token),
+                    verify=verify,
+                    timeout=self.settings.timeout,
+                )
+                outcome = _Outcome(response.status_code, response.text[:200])
+                outcome.retry_after = _retry_after(response.headers)
+            except requests.exceptions.RequestException as exc:
+                response, outcome = None, _Outcome(None, _short(exc))
+            if response is not None and response.ok:
+                return response
+            if response is not None and response.status_code == 404:
+                return None
+            if not self._should_retry(outcome, attempt):
+                raise self._error(outcome, what=what, hints={}, attempts=attempt + 1)
+            self._sleep(self._backoff(outcome, attempt))
+            attempt += 1
+
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -920,4 +1276,63 @@ def _runner(data: Any, *, detailed: bool) -> Runner:
             str(p["path_with_namespace"]) for p in projects if p.get("path_with_namespace")
         ),
         detailed=detailed,
+    )
+
+
+_SIMPLE_LINK = re.compile(r'<a href="([^"#]+)#sha256=([0-9a-f]{64})"[^>]*>([^<]+)</a>')
+
+
+def _project(data: Any) -> Project:
+    return Project(
+        id=int(data["id"]),
+        path_with_namespace=str(data.get("path_with_namespace", "")),
+        web_url=str(data.get("web_url", "")),
+        default_branch=data.get("default_branch"),
+    )
+
+
+def _variable(data: Any) -> Variable:
+    return Variable(
+        key=str(data["key"]),
+        value=str(data.get("value") or ""),
+        variable_type=str(data.get("variable_type") or "env_var"),
+        masked=bool(data.get("masked")),
+        protected=bool(data.get("protected")),
+    )
+
+
+def _pipeline(data: Any) -> Pipeline:
+    duration = data.get("duration")
+    return Pipeline(
+        id=int(data["id"]),
+        iid=int(data.get("iid") or 0),
+        status=str(data.get("status", "")),
+        web_url=str(data.get("web_url", "")),
+        duration=float(duration) if duration is not None else None,
+    )
+
+
+def _job(data: Any) -> Job:
+    duration = data.get("duration")
+    return Job(
+        id=int(data["id"]),
+        name=str(data.get("name", "")),
+        stage=str(data.get("stage", "")),
+        status=str(data.get("status", "")),
+        duration=float(duration) if duration is not None else None,
+        started_at=_parse_time(data.get("started_at")),
+        finished_at=_parse_time(data.get("finished_at")),
+        failure_reason=data.get("failure_reason"),
+        web_url=str(data.get("web_url", "")),
+        tag_list=tuple(str(t) for t in data.get("tag_list") or ()),
+    )
+
+
+def _package(data: Any) -> Package:
+    return Package(
+        id=int(data["id"]),
+        name=str(data.get("name", "")),
+        version=str(data.get("version", "")),
+        package_type=str(data.get("package_type", "")),
+        created_at=_parse_time(data.get("created_at")),
     )

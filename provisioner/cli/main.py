@@ -15,6 +15,7 @@ from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import register as register_cli
 from provisioner.cli import sandbox as sandbox_cli
+from provisioner.cli import smoke as smoke_cli
 from provisioner.cli.context import AppContext, OutputFormat
 from provisioner.errors import ProvisionerError
 from provisioner.secrets import RedactingFilter, Redactor, redact
@@ -35,6 +36,7 @@ app.add_typer(register_cli.token_app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(host_cli.app, name="host")
 app.command("demo")(demo_cli.demo)
+app.command("smoke")(smoke_cli.smoke)
 
 
 def _version(value: bool) -> None:

@@ -1183,7 +1183,10 @@ def _build_job(name: str, job: dict[str, Any], ctx: _Context) -> list[JobSpec]:
         artifacts=_artifacts(_from_default(job, "artifacts", ctx, where), f"{where}:artifacts"),
         dependencies=dependencies,
         needs=None if needs is None else tuple(need.job for need in needs),
-        tags=_tags(_from_default(job, "tags", ctx, where), f"{where}:tags"),
+        tags=_expand_tags(
+            _tags(_from_default(job, "tags", ctx, where), f"{where}:tags"),
+            {**env, **rule_variables},
+        ),
         allow_failure=allow_failure,
         when=str(when),
         timeout_seconds=timeout,
@@ -1220,6 +1223,17 @@ def _tags(value: Any, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     return tuple(str(tag) for tag in _string_list(value, where))
+
+
+_TAG_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand_tags(tags: tuple[str, ...], env: Mapping[str, str]) -> tuple[str, ...]:
+    """GitLab expands CI/CD variables in ``tags`` (since 14.1); an unknown one expands to ""."""
+    expanded = (
+        _TAG_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), tag) for tag in tags
+    )
+    return tuple(tag for tag in expanded if tag)
 
 
 def _expand_parallel(job: JobSpec, parallel: Any, where: str) -> list[JobSpec]:

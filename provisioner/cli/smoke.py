@@ -1,0 +1,204 @@
+"""``runnerctl smoke``: prove a runner works by running the smoke pipeline on it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.register import CaBundle, ConfigSection, GitLabUrl, Insecure, TokenFile
+
+if TYPE_CHECKING:
+    from provisioner.gitlab_api import Job
+    from provisioner.smoke import SmokeResult
+
+
+def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
+    ctx: typer.Context,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="Project path (default: <your user>/runnerctl-smoke); created if missing."
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="Tag of the runner under test (default: $SMOKE_RUNNER_TAG)."),
+    ] = None,
+    signing: Annotated[
+        str, typer.Option(help="key (offline cosign key pair) or keyless (gitlab.com only).")
+    ] = "key",
+    image: Annotated[str, typer.Option(help="Job image for docker executors.")] = (
+        "runnerctl/python:3.11"
+    ),
+    timeout: Annotated[str, typer.Option(help="Give up after this long (90s, 15m, 1h).")] = "15m",
+    junit: Annotated[
+        Path | None, typer.Option(help="Write JUnit XML here.", dir_okay=False)
+    ] = None,
+    keep: Annotated[
+        int, typer.Option(help="Keep the last N smoke versions in the registries.")
+    ] = 5,
+    variable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variable",
+            help="Extra pipeline variable KEY=VALUE (repeatable), e.g. "
+            "SMOKE_TAMPER=wheel-after-sign for a negative test.",
+        ),
+    ] = None,
+    gitlab_url: GitLabUrl = None,
+    token_file: TokenFile = None,
+    gitlab_config_section: ConfigSection = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = False,
+) -> None:
+    """Push the smoke project, run its pipeline on the runner tagged TAG, check what it published.
+
+    Stages: test, build, sign, verify, publish, publish_signatures, consumer_verify. Then
+    runnerctl checks the PyPI and generic registries and verifies the signatures itself.
+    Exit 7 when the pipeline fails, a check fails, or no runner picks up the jobs in time.
+    """
+    from provisioner.cli.register import connect
+    from provisioner.errors import SmokeError, UsageError
+    from provisioner.smoke import Hooks, SigningMode, SmokeRequest, SmokeStatus, run_smoke
+    from provisioner.smoke.junit import write_junit
+    from provisioner.smoke.service import parse_timeout
+
+    app = get_app(ctx)
+    if signing not in ("key", "keyless"):
+        raise UsageError(f"Unknown signing mode {signing!r}.", hint="Use --signing key or keyless.")
+    request = SmokeRequest(
+        tag=tag or os.environ.get("SMOKE_RUNNER_TAG", ""),
+        project=project,
+        signing=SigningMode(signing),
+        image=image,
+        timeout=parse_timeout(timeout),
+        keep=keep,
+        variables=_variables(variable or []),
+    )
+    gitlab = connect(
+        gitlab_url=gitlab_url,
+        token_file=token_file,
+        config_section=gitlab_config_section,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+        app=app,
+    )
+    table = _JobTable(app)
+    try:
+        result = run_smoke(
+            request,
+            gitlab=gitlab,
+            gitlab_url=gitlab.settings.url,
+            hooks=Hooks(note=_noter(app), jobs=table.update, secret=app.redactor.add),
+        )
+    finally:
+        table.close()
+    if junit is not None:
+        write_junit(result, junit)
+    render(app, result)
+    if result.status is not SmokeStatus.PASSED:
+        if result.trace_tail and not app.json:
+            app.note(f"--- last lines of the {result.failing_job} job log ---")
+            app.note(result.trace_tail)
+        hint = (
+            "Start the runner registered with this tag and check it is online with "
+            "'runnerctl runners list'; its tags must include the one given to --tag."
+            if result.status is SmokeStatus.TIMED_OUT
+            else f"Open {result.pipeline_url} or run 'runnerctl doctor' on the failed job."
+        )
+        raise SmokeError(result.message, hint=hint)
+
+
+def _variables(items: list[str]) -> dict[str, str]:
+    from provisioner.errors import UsageError
+
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.replace("_", "").isalnum():
+            raise UsageError(
+                f"--variable {item!r} is not KEY=VALUE.", hint="For example --variable FOO=bar."
+            )
+        result[key.strip()] = value
+    return result
+
+
+def _noter(app: AppContext) -> Any:
+    def note(text: str) -> None:
+        if not app.json:
+            app.note(text)
+
+    return note
+
+
+class _JobTable:
+    """Live job table on a TTY, plain lines otherwise (and nothing with --output json)."""
+
+    def __init__(self, app: AppContext) -> None:
+        self._app = app
+        self._live: Any = None
+        self._seen: dict[str, str] = {}
+
+    def update(self, jobs: tuple[Job, ...]) -> None:
+        if self._app.json:
+            return
+        if self._app.interactive:
+            from rich.live import Live
+
+            if self._live is None:
+                self._live = Live(console=self._app.err, refresh_per_second=4, transient=False)
+                self._live.start()
+            self._live.update(_table(jobs))
+            return
+        for job in jobs:
+            if self._seen.get(job.name) != job.status:
+                self._seen[job.name] = job.status
+                took = f" ({job.duration:.1f} s)" if job.duration is not None else ""
+                self._app.note(f"  {job.stage:<19} {job.name:<19} {job.status}{took}")
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def _table(jobs: tuple[Job, ...]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="smoke pipeline")
+    for column in ("stage", "job", "status", "duration"):
+        table.add_column(column)
+    for job in jobs:
+        took = f"{job.duration:.1f} s" if job.duration is not None else ""
+        table.add_row(job.stage, job.name, job.status, took)
+    return table
+
+
+def render(app: AppContext, result: SmokeResult) -> None:
+    """Print the smoke result: JSON, or stages, checks, timings and where things are."""
+    from dataclasses import asdict
+
+    from provisioner.smoke.service import how_to_look
+
+    if app.json:
+        app.emit_json(asdict(result))
+        return
+    app.echo(f"Smoke {result.status.value}: {result.message}")
+    app.echo(f"Pipeline: {result.pipeline_url}")
+    for stage in result.stages:
+        took = f"{stage.seconds:6.1f} s" if stage.seconds is not None else "     - "
+        app.echo(f"  {stage.name:<19} {stage.status:<9} {took}")
+    for check in result.checks:
+        app.echo(f"  check {check.name:<22} {'ok' if check.passed else 'FAILED'}  {check.detail}")
+    if result.time_to_green is not None:
+        app.echo(f"Time to green: {result.time_to_green:.1f} s (whole run {result.elapsed:.1f} s)")
+        app.echo(f"Package:    {result.package_name} {result.version} in {result.pypi_index_url}")
+        app.echo(f"Signatures: {result.generic_url}")
+        if result.deleted_versions:
+            app.echo(f"Pruned:     {', '.join(result.deleted_versions)}")
+        app.echo("Look at them:")
+        for line in how_to_look(result):
+            app.echo(f"  {line}")
