@@ -186,6 +186,15 @@ class ShellExecutor:
         return None
 
 
+_VARIABLE_REF = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def expand_variables(text: str, job: Job) -> str:
+    """Expand ``$VAR`` / ``${VAR}`` from the job's variables, as gitlab-runner expands the
+    image name (``image: $PYTHON_IMAGE``); an unknown variable expands to ""."""
+    return _VARIABLE_REF.sub(lambda m: job.variable(m.group(1) or m.group(2)) or "", text)
+
+
 DockerFactory = Callable[[str], "DockerAPI"]
 
 
@@ -271,7 +280,7 @@ class DockerExecutor:
 
         settings = self.entry.docker
         assert settings is not None
-        image = self.job.image or settings.image
+        image = expand_variables(self.job.image or "", self.job) or settings.image
         if not image:
             raise JobFailure(
                 "no Docker image specified to run the job (set image in .gitlab-ci.yml or "
