@@ -51,12 +51,12 @@ class _Reporter:
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[steps]}"),
                 console=self.app.err,
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task(self.title, total=None)
+            self.task = self.progress.add_task(self.title, total=None, steps="")
         return self
 
     def __exit__(
@@ -74,7 +74,11 @@ class _Reporter:
         if self.progress is not None and self.task is not None:
             if event.kind is BuildEventKind.STEP and event.step and event.total:
                 self.progress.update(
-                    self.task, completed=event.step - 1, total=event.total, description=event.text
+                    self.task,
+                    completed=event.step - 1,
+                    total=event.total,
+                    description=event.text,
+                    steps=f"step {event.step}/{event.total}",
                 )
             elif event.kind is BuildEventKind.STATUS:
                 self.progress.update(self.task, description=event.text)
