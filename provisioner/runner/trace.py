@@ -67,7 +67,15 @@ class JobTrace:
     job.
     """
 
-    def __init__(self, client: JobClient, job_id: int, job_token: str, masker: Masker) -> None:
+    def __init__(
+        self,
+        client: JobClient,
+        job_id: int,
+        job_token: str,
+        masker: Masker,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> None:
         self._client = client
         self._job_id = job_id
         self._token = job_token
@@ -76,7 +84,7 @@ class JobTrace:
         self._pending = ""
         self._data = bytearray()
         self._sent = 0
-        self._interval = DEFAULT_INTERVAL
+        self._interval = interval
         self._last_contact = time.monotonic()
         self._wake = threading.Event()
         self._stop = threading.Event()
