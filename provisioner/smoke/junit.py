@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from provisioner.smoke.service import STAGES, SmokeResult, SmokeStatus
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def junit_xml(result: SmokeResult) -> str:
@@ -32,7 +35,7 @@ def junit_xml(result: SmokeResult) -> str:
             failure = ET.SubElement(
                 case, "failure", message=f"stage {stage} failed: {result.message}"
             )
-            failure.text = result.trace_tail
+            failure.text = _xml_safe(result.trace_tail)
             failures += 1
         elif outcome.status != "success":
             message = f"stage {stage} {outcome.status}: {result.message}"
@@ -58,6 +61,11 @@ def junit_xml(result: SmokeResult) -> str:
     suite.set("time", f"{result.elapsed:.2f}")
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _xml_safe(text: str) -> str:
+    # XML 1.0 allows no control characters but tab, newline and carriage return.
+    return _CONTROL.sub("", text)
 
 
 def write_junit(result: SmokeResult, path: Path) -> None:

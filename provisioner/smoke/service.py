@@ -274,8 +274,7 @@ def run_smoke(
         failing = next((j for j in jobs if j.status == "failed"), None)
         tail = ""
         if failing is not None:
-            trace = gitlab.job_trace(project.id, failing.id)
-            tail = "\n".join(trace.rstrip("\n").splitlines()[-TRACE_TAIL_LINES:])
+            tail = trace_tail(gitlab.job_trace(project.id, failing.id))
         what = f"job {failing.name!r} ({failing.stage})" if failing else "a job"
         return replace(
             base,
@@ -590,6 +589,20 @@ def _prune(
 
 
 # -- presentation helpers (pure) ---------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\[0K")
+_SECTION = re.compile(r"^section_(?:start|end):\d+:\S*\s*")
+
+
+def trace_tail(trace: str, lines: int = TRACE_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a job log, without colours or section markers."""
+    kept = []
+    for raw in trace.replace("\r\n", "\n").split("\n"):
+        line = _SECTION.sub("", _ANSI.sub("", raw.rsplit("\r", 1)[-1])).rstrip()
+        if line:
+            kept.append(line)
+    return "\n".join(kept[-lines:])
+
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 

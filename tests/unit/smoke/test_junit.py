@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree as ET  # our own output, not untrusted data
 
@@ -59,3 +60,13 @@ def test_passed_run_has_a_testcase_per_check(tmp_path: Path) -> None:
     ]
     assert suite.get("failures") == "1"
     assert list(target.parent.iterdir()) == [target]
+
+
+def test_control_characters_of_a_job_log_do_not_break_the_xml() -> None:
+    stages = dict.fromkeys(STAGES, "skipped")
+    stages["verify"] = "failed"
+    result = replace(_result(SmokeStatus.FAILED, stages), trace_tail="\x1b[31;1mERROR\x07 x")
+    suite = ET.fromstring(junit_xml(result))  # noqa: S314
+    failure = suite.find("testcase[@name='verify']/failure")
+    assert failure is not None
+    assert failure.text == "[31;1mERROR x"
