@@ -191,6 +191,10 @@ class Build:
         ex = self.ctx.executor
         self.trace.section_start("prepare_executor", f'Preparing the "{ex.kind}" executor')
         ex.prepare(self.trace)
+        if self.job.services:
+            self.trace.warning(
+                f"services are not started by the stand-in runner: {', '.join(self.job.services)}"
+            )
         self.trace.section_end("prepare_executor")
         self.trace.section_start("prepare_script", "Preparing environment")
         self.trace.line(f"Running on {socket.gethostname()}...")
@@ -421,7 +425,13 @@ class Build:
             return self._verdict(outcome)
         self._download()
         step = self.job.step("script")
-        commands = step.script if step is not None else ()
+        entry = self.ctx.entry
+        # pre_build_script and post_build_script run in the same shell session as the script.
+        commands = (
+            *((entry.pre_build_script,) if entry.pre_build_script else ()),
+            *(step.script if step is not None else ()),
+            *((entry.post_build_script,) if entry.post_build_script else ()),
+        )
         outcome = self._run_step(
             "step_script", 'Executing "step_script" stage of the job script', commands
         )

@@ -148,6 +148,13 @@ class ShellExecutor:
         return f"Shell ({self.entry.shell})"
 
     def prepare(self, trace: JobTrace) -> None:
+        if self.user:
+            import pwd
+
+            try:
+                pwd.getpwnam(self.user)
+            except KeyError:
+                raise JobFailure(f"user {self.user!r} does not exist on this host") from None
         shell = self.entry.shell or "bash"
         if shell not in ("bash", "sh"):
             raise JobFailure(
@@ -171,6 +178,9 @@ class ShellExecutor:
 
             info = pwd.getpwnam(self.user)
             env.update(HOME=info.pw_dir, USER=self.user, LOGNAME=self.user)
+            # Sources were fetched by the runner: hand the build over to the job's user.
+            for top in (self.host_project_dir, self.host_tmp_dir):
+                _chown_tree(top, info.pw_uid, info.pw_gid)
         return run_process(
             [shell],
             cwd=self.host_project_dir,
@@ -193,6 +203,15 @@ def expand_variables(text: str, job: Job) -> str:
     """Expand ``$VAR`` / ``${VAR}`` from the job's variables, as gitlab-runner expands the
     image name (``image: $PYTHON_IMAGE``); an unknown variable expands to ""."""
     return _VARIABLE_REF.sub(lambda m: job.variable(m.group(1) or m.group(2)) or "", text)
+
+
+def _chown_tree(top: Path, uid: int, gid: int) -> None:
+    if not top.exists():
+        return
+    os.chown(top, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
 DockerFactory = Callable[[str], "DockerAPI"]

@@ -87,6 +87,7 @@ class Job:
     dependencies: tuple[Dependency, ...]
     failure_reasons: frozenset[str]
     token_mask_prefixes: tuple[str, ...]
+    services: tuple[str, ...] = ()
 
     def variable(self, key: str) -> str | None:
         """The last value of ``key`` (later definitions win, as in GitLab)."""
@@ -206,4 +207,7 @@ def parse_job(payload: Mapping[str, Any]) -> Job:
         dependencies=deps,
         failure_reasons=frozenset(_strs(features.get("failure_reasons"))),
         token_mask_prefixes=_strs(features.get("token_mask_prefixes")),
+        services=tuple(
+            str(s.get("name")) for s in payload.get("services") or [] if isinstance(s, dict)
+        ),
     )

@@ -276,3 +276,53 @@ def test_concurrent_one_runs_jobs_one_after_another(lab: Lab, runner_of: Start) 
     assert handle.wait(60)
     first, second = sorted(handle.results, key=lambda r: r.started_at)
     assert first.finished_at <= second.started_at
+
+
+def test_jobs_run_as_the_configured_user_with_pre_and_post_build_scripts(
+    lab: Lab, runner_of: Start
+) -> None:
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    user = "nobody"
+    assert pwd.getpwnam(user)
+    # builds_dir must be reachable by that user, as with gitlab-runner run --user.
+    builds = Path(tempfile.mkdtemp(prefix="runnerctl-builds-"))
+    builds.chmod(0o755)
+    try:
+        config = lab.config()
+        tag = lab.sandbox.unique("as-user")
+        lab.register(
+            config,
+            tags=(tag,),
+            runner={
+                "builds_dir": str(builds),
+                "pre_build_script": "echo pre-build as $(id -un)",
+                "post_build_script": "echo post-build",
+            },
+        )
+        ci = f"""
+who:
+  tags: [{tag}]
+  services: [postgres:16]
+  script:
+    - id -un
+    - echo written > by-user.txt && ls -l by-user.txt
+"""
+        project = lab.project(ci)
+        pipeline = lab.run_pipeline(project)
+        handle = runner_of(config, once=True, user=user)
+        assert handle.wait(60)
+        job = lab.jobs(project, pipeline.id)["who"]
+        log = lab.trace(project, job)
+        assert job.status == "success", log
+        assert f"pre-build as {user}" in log
+        assert f"\n{user}\n" in log
+        assert f" {user} " in log.split("ls -l by-user.txt")[-1]  # the file belongs to the user
+        assert log.index("pre-build as") < log.index("$ id -un") < log.index("post-build")
+        assert "services are not started by the stand-in runner: postgres:16" in log
+        assert str(builds) in log
+    finally:
+        shutil.rmtree(builds, ignore_errors=True)
