@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import get_app
+from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.host import RemoteHostOption, SshKeyOption
 from provisioner.secrets import MASK
 from provisioner.settings import default_config_path
 
@@ -52,14 +53,34 @@ def _path(config: Path | None) -> Path:
     return config if config is not None else default_config_path()
 
 
+def _read(
+    app: AppContext, config: Path | None, host: str | None, ssh_key: Path | None
+) -> tuple[Path, str]:
+    """(path, text) of config.toml, here or on ``--host`` over SSH."""
+    from provisioner.runner_config import read_config_text
+
+    if host is None:
+        path = _path(config)
+        return path, read_config_text(path)
+    from provisioner.cli.host import open_remote_store
+
+    store = open_remote_store(app, host, config=config, ssh_key=ssh_key)
+    return store.path, store.load().dumps()
+
+
 @app.command("show")
-def show(ctx: typer.Context, config: ConfigOption = None) -> None:
+def show(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    host: RemoteHostOption = None,
+    ssh_key: SshKeyOption = None,
+) -> None:
     """Show the global settings and the runners of config.toml (tokens masked)."""
-    from provisioner.runner_config import build_model, load_config, to_jsonable
+    from provisioner.runner_config import ConfigDocument, build_model, to_jsonable
 
     out = get_app(ctx)
-    path = _path(config)
-    model = build_model(load_config(path).plain())
+    path, text = _read(out, config, host, ssh_key)
+    model = build_model(ConfigDocument.parse(text, source=str(path)).plain())
     if out.json:
         out.emit_json({"path": str(path), **to_jsonable(model)})
         return
@@ -73,17 +94,19 @@ def validate(
     strict: Annotated[
         bool, typer.Option("--strict", help="Unknown keys are errors, as in `gitlab-runner lint`.")
     ] = False,
+    host: RemoteHostOption = None,
+    ssh_key: SshKeyOption = None,
 ) -> None:
     """Check config.toml the way gitlab-runner reads it: syntax, types, durations, enums.
 
     Exits 0 when the file is valid and 3 when it is not; each problem is listed with its line
     and column. Unknown keys are warnings (gitlab-runner ignores them) unless --strict.
     """
-    from provisioner.runner_config import read_config_text, validate_text
+    from provisioner.runner_config import validate_text
 
     out = get_app(ctx)
-    path = _path(config)
-    report = validate_text(read_config_text(path), source=str(path), strict=strict)
+    path, text = _read(out, config, host, ssh_key)
+    report = validate_text(text, source=str(path), strict=strict)
     if out.json:
         out.emit_json(_report_json(report))
     else:
@@ -103,6 +126,8 @@ def lint(
             help="Exit 3 when a finding has this severity or worse (never: always exit 0).",
         ),
     ] = FailOn.HIGH,
+    host: RemoteHostOption = None,
+    ssh_key: SshKeyOption = None,
 ) -> None:
     """Report security risks in config.toml, each with its severity and fix.
 
@@ -112,16 +137,17 @@ def lint(
     --fail-on (default: high).
     """
     from provisioner.runner_config import (
+        ConfigDocument,
         Severity,
         at_or_above,
         lint_document,
-        load_config,
         to_jsonable,
     )
 
     out = get_app(ctx)
-    path = _path(config)
-    findings = lint_document(load_config(path), path=path)
+    path, text = _read(out, config, host, ssh_key)
+    document = ConfigDocument.parse(text, source=str(path))
+    findings = lint_document(document, path=None if host else path)
     failing: tuple[Finding, ...] = ()
     if fail_on is not FailOn.NEVER:
         failing = at_or_above(findings, Severity(fail_on.value))

@@ -13,6 +13,7 @@ from provisioner.errors import UsageError
 if TYPE_CHECKING:
     from provisioner.hosts.preflight import HostReport, PreflightResult
     from provisioner.hosts.provision import HostRecap, ProvisionEvent, ProvisionResult
+    from provisioner.hosts.remote_store import RemoteConfigStore
     from provisioner.ssh import SSHOptions, SSHTarget
 
 app = typer.Typer(
@@ -320,3 +321,37 @@ def _render_recap(app: AppContext, result: ProvisionResult) -> None:
         if r.error:
             app.echo(f"    {r.error}")
     app.echo(f"artifacts: {result.artifacts}")
+
+
+# --------------------------------------------------------------------------- --host for others
+
+RemoteHostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="Use config.toml on this host over SSH ([USER@]HOST[:PORT]; sudo for root's "
+        "file; keys from ssh-agent, ~/.ssh or --ssh-key; ~/.ssh/known_hosts).",
+        show_default=False,
+        rich_help_panel=SSH,
+    ),
+]
+SshKeyOption = Annotated[
+    Path | None,
+    typer.Option("--ssh-key", help="Private key for --host.", dir_okay=False, rich_help_panel=SSH),
+]
+
+
+def open_remote_store(
+    app: AppContext, host: str, *, config: Path | None, ssh_key: Path | None
+) -> RemoteConfigStore:
+    """The config.toml store on ``host`` (``--config`` is then the path on the host)."""
+    from provisioner.hosts.remote_store import DEFAULT_REMOTE_PATH, RemoteConfigStore
+    from provisioner.ssh import SSHSession, SSHTarget
+
+    options = ssh_options(
+        app, key_file=ssh_key, known_hosts=None, accept_new=False, become_password_file=None
+    )
+    target = SSHTarget.parse(host)
+    session = SSHSession.connect(target, options)
+    path = config.as_posix() if config is not None else DEFAULT_REMOTE_PATH
+    return RemoteConfigStore(session, path, label=str(target))

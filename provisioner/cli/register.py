@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.host import RemoteHostOption, SshKeyOption
 from provisioner.errors import UsageError
 from provisioner.gitlab_api import AccessLevel, RunnerStatus
 from provisioner.registration.executors import Executor, PullPolicy, Shell
 
 if TYPE_CHECKING:
     from provisioner.gitlab_api import GitLabAPI, Runner
-    from provisioner.registration.service import RegisterResult
+    from provisioner.registration.service import ConfigStorePort, RegisterResult
     from provisioner.runner_config import ConfigStore
 
 runners_app = typer.Typer(no_args_is_help=True, help="What GitLab knows about your runners.")
@@ -282,6 +283,8 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     gitlab_config_section: ConfigSection = None,
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
+    host: RemoteHostOption = None,
+    ssh_key: SshKeyOption = None,
 ) -> None:
     """Create a runner in GitLab (glrt- token) and write its entry into config.toml.
 
@@ -345,7 +348,11 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
             )
         app.redactor.add(legacy_token)
     runner_name = name or socket.gethostname()
-    store = open_store(config)
+    store: ConfigStorePort = open_store(config)
+    if host is not None:  # config.toml on a runner host, over SSH (reloaded after a write)
+        from provisioner.cli.host import open_remote_store
+
+        store = open_remote_store(app, host, config=config, ssh_key=ssh_key)
     kube = KubernetesOptions()
     kube = KubernetesOptions(
         namespace=k8s_namespace or kube.namespace,

@@ -192,7 +192,8 @@ def provision(
         inventory = request.inventory
     else:
         inventory = _write_inventory(private, request, host_configs, secret_files)
-    extravars: dict[str, Any] = dict(request.extra_vars)
+    chosen = {"cosign_src", "cosign_url"} & set(request.extra_vars)
+    extravars: dict[str, Any] = {**({} if chosen else _default_vars()), **request.extra_vars}
     if request.ssh.become_password is not None:
         extravars["ansible_become_password"] = request.ssh.become_password
     book = playbooks_dir()
@@ -219,6 +220,12 @@ def provision(
     return ProvisionResult(
         hosts=_recaps(run, request), artifacts=run.artifacts, check=request.check, rc=run.rc
     )
+
+
+def _default_vars() -> dict[str, Any]:
+    """cosign from runnerctl's own cache (put there by ``image build``), when it is there."""
+    cached = cache_dir() / "cosign" / "2.5.0" / "cosign"
+    return {"cosign_src": str(cached)} if cached.is_file() else {}
 
 
 def _validate(request: ProvisionRequest) -> None:
