@@ -128,7 +128,11 @@ class Build:
         self.job = job
         self.ctx = ctx
         self.trace = JobTrace(
-            ctx.client, job.id, job.token, Masker(job.masked_values, job.token_mask_prefixes)
+            ctx.client,
+            job.id,
+            job.token,
+            Masker(job.masked_values, job.token_mask_prefixes),
+            limit=ctx.entry.output_limit * 1024,
         )
         self.trace.masker.add(job.token)
         self.started = datetime.now(UTC)

@@ -75,6 +75,7 @@ class JobTrace:
         masker: Masker,
         *,
         interval: float = DEFAULT_INTERVAL,
+        limit: int | None = None,
     ) -> None:
         self._client = client
         self._job_id = job_id
@@ -85,6 +86,8 @@ class JobTrace:
         self._data = bytearray()
         self._sent = 0
         self._interval = interval
+        self._limit = limit
+        self._truncated = False
         self._last_contact = time.monotonic()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -108,10 +111,24 @@ class JobTrace:
             self._pending += text
             if "\n" in self._pending:
                 head, _, self._pending = self._pending.rpartition("\n")
-                self._data += self._mask(head + "\n").encode("utf-8", "replace")
+                self._append(self._mask(head + "\n").encode("utf-8", "replace"))
             if len(self._pending) > PARTIAL_FLUSH:
-                self._data += self._mask(self._pending).encode("utf-8", "replace")
+                self._append(self._mask(self._pending).encode("utf-8", "replace"))
                 self._pending = ""
+
+    def _append(self, chunk: bytes) -> None:
+        """Add masked bytes, up to the runner's ``output_limit`` (caller holds the lock)."""
+        if self._truncated:
+            return
+        if self._limit is not None and len(self._data) + len(chunk) > self._limit:
+            self._data += chunk[: self._limit - len(self._data)]
+            self._data += (
+                f"\n{BOLD_RED}Job's log exceeded limit of {self._limit} bytes.\n"
+                f"Job execution will continue but no more output will be collected.{RESET}\n"
+            ).encode()
+            self._truncated = True
+            return
+        self._data += chunk
 
     def line(self, text: str = "") -> None:
         """Append one line."""
@@ -189,13 +206,15 @@ class JobTrace:
     def data(self) -> bytes:
         """Everything written so far (masked), including an unterminated last line."""
         with self._lock:
+            if self._truncated:
+                return bytes(self._data)
             return bytes(self._data) + self._mask(self._pending).encode("utf-8", "replace")
 
     def finish(self, timeout: float = 30.0) -> bytes:
         """Flush everything, stop the sender, and return the complete (masked) trace."""
         with self._lock:
             if self._pending:
-                self._data += self._mask(self._pending).encode("utf-8", "replace")
+                self._append(self._mask(self._pending).encode("utf-8", "replace"))
                 self._pending = ""
         self._stop.set()
         self._wake.set()

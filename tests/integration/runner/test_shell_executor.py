@@ -326,3 +326,29 @@ who:
         assert str(builds) in log
     finally:
         shutil.rmtree(builds, ignore_errors=True)
+
+
+def test_output_limit_truncates_the_trace_in_patches(lab: Lab, runner_of: Start) -> None:
+    config = lab.config()
+    tag = lab.sandbox.unique("limit")
+    lab.register(config, tags=(tag,), runner={"output_limit": 300})  # KiB
+    ci = f"""
+chatty:
+  tags: [{tag}]
+  script:
+    - for i in $(seq 1 12000); do echo "line $i of a chatty job that logs a lot"; done
+    - echo "still running after the limit"
+"""
+    project = lab.project(ci)
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    job = lab.jobs(project, pipeline.id)["chatty"]
+    assert job.status == "success"  # the job goes on; only its log stops
+    raw = bytes(project.jobs.get(job.id).trace())
+    limit = 300 * 1024
+    assert limit < len(raw) < limit + 300
+    log = raw.decode("utf-8", "replace")
+    assert "line 1 of a chatty job" in log
+    assert f"Job's log exceeded limit of {limit} bytes." in log
+    assert "still running after the limit" not in log

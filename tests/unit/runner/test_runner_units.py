@@ -287,3 +287,15 @@ def test_artifacts_round_trip_keeps_modes_and_refuses_escapes(tmp_path: Path) ->
     gz = tmp_path / "junit.gz"
     art.write_gzip(root, ["report.xml"], gz)
     assert gzip.decompress(gz.read_bytes()) == b"<testsuite/>"
+
+
+def test_trace_stops_collecting_at_the_output_limit() -> None:
+    client = FakeClient()
+    trace = JobTrace(client, 1, TOKEN, Masker([], []), limit=20)  # type: ignore[arg-type]
+    trace.write("0123456789\n0123456789\n0123456789\n")
+    trace.line("after the limit")
+    data = trace.finish(timeout=5)
+    assert data.startswith(b"0123456789\n012345678\n")
+    assert b"Job's log exceeded limit of 20 bytes." in data
+    assert b"after the limit" not in data
+    assert client.stored == data
