@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from provisioner.docker_api import DockerAPI
 from provisioner.runner import RunnerHandle
+from tests.integration.conftest import RunningSandbox
 from tests.integration.runner.conftest import Lab
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker]
@@ -308,3 +310,46 @@ def test_adapter_long_lived_container_lifecycle(
     assert docker_api.containers_with_label(label) == ()
     with pytest.raises(DockerError, match="Cannot reach the Docker daemon at unix:///"):
         DockerAPI.from_host(f"unix://{lab.tmp}/absent.sock")
+
+
+BRIDGE = """
+on-bridge:
+  tags: [@TAG@]
+  script:
+    - >
+      python3 -c "import os, json, urllib.request as u;
+      env = os.environ;
+      r = u.Request(env['CI_API_V4_URL'] + '/job', headers={'JOB-TOKEN': env['CI_JOB_TOKEN']});
+      print('reached', env['CI_SERVER_HOST'], 'as job', json.load(u.urlopen(r))['name'])"
+"""
+
+
+def test_bridge_network_reaches_a_sandbox_bound_to_the_bridge_gateway(
+    tmp_path: Path, job_image: str, docker_api: DockerAPI
+) -> None:
+    """The other set-up: no host network; the sandbox listens on the docker bridge gateway."""
+    from provisioner.sandbox import start_background
+
+    gateway = docker_api.bridge_gateway()
+    handle = start_background(tmp_path / "gitlab", host=gateway, port=0)
+    try:
+        lab = Lab(
+            sandbox=RunningSandbox(handle.url, handle.root_token, handle.data_dir, handle),
+            tmp=tmp_path,
+        )
+        config = lab.config()
+        lab.register(config, executor="docker", tags=("bridge",), docker={"volumes": []})
+        assert "network_mode" not in config.read_text()  # docker's default bridge network
+        project = lab.project(BRIDGE.replace("@TAG@", "bridge"))
+        pipeline = lab.run_pipeline(project)
+        runner = lab.start(config, once=True)
+        try:
+            assert runner.wait(120)
+        finally:
+            runner.stop(force=True, timeout=5)
+        job = lab.jobs(project, pipeline.id)["on-bridge"]
+        log = lab.trace(project, job)
+        assert job.status == "success", log
+        assert f"reached {gateway} as job on-bridge" in log
+    finally:
+        handle.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +115,33 @@ reuse-token:
     assert "fatal: Authentication failed for" in log
     assert not contains_secret(log)  # the old token is masked by its glcbt- prefix
     assert "ERROR: Job failed: exit code 128" in log
+
+
+def test_the_job_token_never_appears_in_the_argv_of_git(
+    lab: Lab, runner_of: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``git`` shim first on PATH records every argv the runner's git processes get."""
+    real_git = shutil.which("git")
+    assert real_git is not None
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    record = tmp_path / "git-argv.log"
+    shim = shims / "git"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "git $*" >> {record}\nexec {real_git} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    config = lab.config()
+    tag = lab.sandbox.unique("argv")
+    lab.register(config, tags=(tag,))
+    project = lab.project(f"job:\n  tags: [{tag}]\n  script: [git log -1 --format=%H]\n")
+    pipeline = lab.run_pipeline(project)
+    handle = runner_of(config, once=True)
+    assert handle.wait(60)
+    job = lab.jobs(project, pipeline.id)["job"]
+    assert job.status == "success"
+    argv = record.read_text()
+    assert "fetch origin --no-recurse-submodules +refs/pipelines/" in argv
+    assert f"checkout -f -q {job.pipeline['sha']}" in argv
+    assert f"remote add origin {lab.sandbox.url}/{project.path_with_namespace}.git" in argv
+    assert "glcbt-" not in argv
+    assert not contains_secret(argv)
