@@ -4,8 +4,10 @@ It walks the journey a newcomer takes, on one machine with no registry and no Gi
 Docker answers, the job image exists (built from a Debian mirror when missing), a GitLab
 sandbox runs, a docker-executor runner with a pip-cache volume is registered into a demo
 ``config.toml`` (twice, to show the second run changes nothing), and that file validates and
-passes the security lint. The steps that later releases add (the stand-in runner executing
-jobs, the smoke pipeline) are listed as coming, never faked.
+passes the security lint. Then the stand-in runner starts on that config.toml and the smoke
+pipeline runs on it: test, build, sign, verify, publish, publish the signatures and verify as a
+consumer; runnerctl then checks the registries and the signatures itself. What the demo
+started is stopped at the end unless it is asked to keep running.
 
 Everything is injected, so tests can drive the same path with their own pieces.
 """
@@ -19,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ProvisionerError, SmokeError
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import (
     Action,
@@ -35,15 +37,15 @@ from provisioner.runner_config import (
     lint_document,
     validate_text,
 )
+from provisioner.smoke import SmokeResult, SmokeStatus
 
 DEMO_RUNNER_NAME = "runnerctl-demo-docker"
 DEMO_RUNNER_TAG = "runnerctl-demo"
 DEMO_PIP_CACHE_VOLUME = "runnerctl-demo-pip-cache"
-
-COMING = (
-    ("run jobs", "the stand-in runner picks up jobs with this config.toml (shell and docker)"),
-    ("smoke pipeline", "test, build, sign, verify and publish a package on the demo runner"),
-)
+DEMO_SMOKE_PROJECT = "root/runnerctl-smoke"
+# Job containers reach the sandbox on 127.0.0.1 through the host's network, as the stand-in
+# runner's docker executor documents for a loopback GitLab.
+DEMO_NETWORK_MODE = "host"
 
 
 class StepStatus(StrEnum):
@@ -51,7 +53,6 @@ class StepStatus(StrEnum):
 
     DONE = "done"
     REUSED = "reused"
-    COMING = "coming"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class DemoResult:
     data_dir: Path
     image: str
     kept_running: bool
+    smoke: SmokeResult | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ class Sandbox(Protocol):
     def stop(self) -> None: ...
 
 
+class Runner(Protocol):
+    """A running stand-in runner (``provisioner.runner.start_background`` returns one)."""
+
+    def stop(self, *, force: bool = False, timeout: float | None = None) -> object: ...
+
+
 @dataclass(frozen=True)
 class DemoPieces:
     """The real (or test) parts the rehearsal drives."""
@@ -105,6 +113,8 @@ class DemoPieces:
     start_sandbox: Callable[[Path], Sandbox]
     connect: Callable[[str, str], RunnerAPI]
     on_secret: Callable[[str], None]
+    start_runner: Callable[[Path], Runner]
+    smoke: Callable[[str, str], SmokeResult]
 
 
 def run_demo(
@@ -143,16 +153,41 @@ def run_demo(
     started = time.monotonic()
     sandbox = pieces.start_sandbox(data_dir / "gitlab")
     pieces.on_secret(sandbox.root_token)
+    config_path = data_dir / "config.toml"
+    runner: Runner | None = None
+    smoke: SmokeResult | None = None
     try:
         record(_step("sandbox", StepStatus.DONE, f"GitLab sandbox at {sandbox.url}", started))
-        config_path = data_dir / "config.toml"
         _register_twice(sandbox, config_path, image.tag, pieces, record)
         _check_config(config_path, record)
+
+        started = time.monotonic()
+        runner = pieces.start_runner(config_path)
+        detail = (
+            f"stand-in runner polling for jobs tagged {DEMO_RUNNER_TAG} "
+            f"(docker executor, {DEMO_NETWORK_MODE} network)"
+        )
+        record(_step("runner", StepStatus.DONE, detail, started))
+
+        started = time.monotonic()
+        smoke = pieces.smoke(sandbox.url, sandbox.root_token)
+        if smoke.status is not SmokeStatus.PASSED:
+            raise SmokeError(
+                f"the smoke pipeline did not pass: {smoke.message}",
+                hint=f"see {smoke.pipeline_url}; the failing job's log: "
+                f"{smoke.trace_tail.splitlines()[-1] if smoke.trace_tail else 'none'}",
+            )
+        passed = sum(c.passed for c in smoke.checks)
+        detail = (
+            f"pipeline #{smoke.pipeline_id} green in {smoke.time_to_green or 0:.1f} s, "
+            f"{passed}/{len(smoke.checks)} checks passed ({smoke.package_name} {smoke.version})"
+        )
+        record(_step("smoke pipeline", StepStatus.DONE, detail, started))
     finally:
         if not keep_running:
+            if runner is not None:
+                runner.stop(timeout=60)
             sandbox.stop()
-    for name, detail in COMING:
-        record(DemoStep(name, StepStatus.COMING, detail))
     return DemoResult(
         steps=tuple(steps),
         gitlab_url=sandbox.url,
@@ -160,6 +195,7 @@ def run_demo(
         data_dir=data_dir,
         image=image.tag,
         kept_running=keep_running,
+        smoke=smoke,
     )
 
 
@@ -197,6 +233,18 @@ def _register_twice(
                 hint="this is a bug in runnerctl's idempotency: please report it with --debug",
             )
         record(_step(attempt, StepStatus.REUSED if reused else StepStatus.DONE, detail, started))
+    store.update(_host_network)
+
+
+def _host_network(doc: ConfigDocument) -> None:
+    """Job containers must reach the loopback sandbox; set once, so a rerun changes nothing."""
+    for table in doc.runner_tables():
+        if (
+            table.get("name") == DEMO_RUNNER_NAME
+            and "docker" in table
+            and table["docker"].get("network_mode") != DEMO_NETWORK_MODE
+        ):
+            table["docker"]["network_mode"] = DEMO_NETWORK_MODE
 
 
 def _check_config(config_path: Path, record: Callable[[DemoStep], None]) -> None:

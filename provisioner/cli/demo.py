@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.smoke import JobTable
 
 if TYPE_CHECKING:
     from provisioner.demo import DemoPieces, DemoResult, DemoStep
@@ -22,10 +23,12 @@ def demo(
     port: Annotated[int, typer.Option(help="Sandbox port on 127.0.0.1.")] = 8929,
     python: Annotated[str, typer.Option(help="Python version of the job image.")] = "3.11",
     keep_running: Annotated[
-        bool, typer.Option("--keep-running", help="Leave the sandbox up until Ctrl-C.")
+        bool,
+        typer.Option("--keep-running", help="Leave the sandbox and the runner up until Ctrl-C."),
     ] = False,
 ) -> None:
-    """Rehearse the whole journey offline: Docker, job image, GitLab sandbox, register, check.
+    """Rehearse the whole journey offline: Docker, job image, GitLab sandbox, register a runner,
+    check its config, then run the smoke pipeline on it and check what it published.
 
     A second run reuses the image, the sandbox state and the runner.
     """
@@ -34,23 +37,31 @@ def demo(
 
     app = get_app(ctx)
     target = data_dir or cache_dir() / "demo"
-    result = run_demo(
-        target,
-        pieces=_real_pieces(app, port=port, python=python),
-        on_step=lambda step: _show_step(app, step),
-        keep_running=keep_running,
-    )
+    table = JobTable(app)
+    try:
+        result = run_demo(
+            target,
+            pieces=_real_pieces(app, port=port, python=python, table=table, data_dir=target),
+            on_step=lambda step: _show_step(app, step),
+            keep_running=keep_running,
+        )
+    finally:
+        table.close()
     _render(app, result)
     if keep_running:
         _wait_for_interrupt(app)
 
 
-def _real_pieces(app: AppContext, *, port: int, python: str) -> DemoPieces:
-    from provisioner.demo import DemoPieces, ImageOutcome
+def _real_pieces(
+    app: AppContext, *, port: int, python: str, table: JobTable, data_dir: Path
+) -> DemoPieces:
+    from provisioner.demo import DEMO_RUNNER_TAG, DEMO_SMOKE_PROJECT, DemoPieces, ImageOutcome
     from provisioner.docker_api import DockerAPI
     from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
     from provisioner.images.build import default_tag, ensure_job_image
+    from provisioner.runner import start_background as start_runner
     from provisioner.sandbox import start_background
+    from provisioner.smoke import Hooks, SmokeRequest, SmokeResult, run_smoke
 
     docker = DockerAPI.from_env()
 
@@ -66,24 +77,42 @@ def _real_pieces(app: AppContext, *, port: int, python: str) -> DemoPieces:
             ConnectionSettings(url=url, token=token, auth_source="the sandbox root token")
         )
 
+    def smoke(url: str, token: str) -> SmokeResult:
+        def note(text: str) -> None:
+            if not app.json:
+                app.note(f"         smoke: {text}")
+
+        request = SmokeRequest(
+            tag=DEMO_RUNNER_TAG, project=DEMO_SMOKE_PROJECT, image=default_tag(python)
+        )
+        return run_smoke(
+            request,
+            gitlab=connect(url, token),
+            gitlab_url=url,
+            hooks=Hooks(note=note, jobs=table.update, secret=app.redactor.add),
+        )
+
     return DemoPieces(
         docker_version=docker.server_version,
         ensure_image=ensure_image,
         start_sandbox=lambda path: start_background(path, port=port),
         connect=connect,
         on_secret=app.redactor.add,
+        start_runner=lambda config: start_runner(config, work_dir=data_dir / "runner"),
+        smoke=smoke,
     )
 
 
 def _show_step(app: AppContext, step: DemoStep) -> None:
     if app.json:
         return
-    took = "" if step.status.value == "coming" else f"  ({step.seconds:.1f} s)"
-    app.note(f"[{step.status.value:>6}] {step.name:<15} {step.detail}{took}")
+    app.note(f"[{step.status.value:>6}] {step.name:<15} {step.detail}  ({step.seconds:.1f} s)")
 
 
 def _render(app: AppContext, result: DemoResult) -> None:
     from dataclasses import asdict
+
+    from provisioner.smoke.service import how_to_look
 
     if app.json:
         app.emit_json(asdict(result))
@@ -92,15 +121,32 @@ def _render(app: AppContext, result: DemoResult) -> None:
     app.echo(f"Demo config:    {result.config_path}")
     app.echo(f"Job image:      {result.image}")
     app.echo(f"Look at it:     runnerctl config show --config {result.config_path}")
-    coming = [s.name for s in result.steps if s.status.value == "coming"]
-    if coming:
-        app.echo(f"Still coming:   {', '.join(coming)} (not part of this release yet)")
+    smoke = result.smoke
+    if smoke is None:
+        return
+    app.echo("")
+    app.echo(f"Smoke pipeline #{smoke.pipeline_id}: {smoke.pipeline_url}")
+    for stage in smoke.stages:
+        took = f"{stage.seconds:6.1f} s" if stage.seconds is not None else "      -"
+        app.echo(f"  {stage.name:<19} {stage.status:<8} {took}")
+    app.echo(f"  time to green       {smoke.time_to_green or 0:6.1f} s")
+    for check in smoke.checks:
+        app.echo(f"  check: {check.name:<22} {'ok' if check.passed else 'FAILED'}  {check.detail}")
+    app.echo(f"Package:        {smoke.package_name} {smoke.version}")
+    app.echo(f"  PyPI index:   {smoke.pypi_index_url}")
+    app.echo(f"  signatures:   {smoke.generic_url} (<file>.sig, <file>.bundle, cosign.pub)")
+    token_file = result.data_dir / "gitlab" / "root_token"
+    app.echo(f"Look at them (export the root token from {token_file} as GITLAB_TOKEN first):")
+    for line in how_to_look(smoke):
+        app.echo(f"  {line}")
+    if not result.kept_running:
+        app.echo("The sandbox and the runner are stopped; --keep-running leaves them up.")
 
 
 def _wait_for_interrupt(app: AppContext) -> None:
     import threading
 
-    app.note("sandbox left running; press Ctrl-C to stop it")
+    app.note("sandbox and runner left running; press Ctrl-C to stop them")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

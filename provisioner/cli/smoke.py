@@ -87,7 +87,7 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
         insecure=insecure,
         app=app,
     )
-    table = _JobTable(app)
+    table = JobTable(app)
     try:
         result = run_smoke(
             request,
@@ -135,7 +135,7 @@ def _noter(app: AppContext) -> Any:
     return note
 
 
-class _JobTable:
+class JobTable:
     """Live job table on a TTY, plain lines otherwise (and nothing with --output json)."""
 
     def __init__(self, app: AppContext) -> None:

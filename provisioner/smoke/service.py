@@ -619,18 +619,22 @@ def parse_timeout(text: str) -> float:
 
 
 def how_to_look(result: SmokeResult) -> tuple[str, ...]:
-    """Commands a newcomer can paste to see the package and its signatures."""
+    """Commands a newcomer can paste to see the package and its signatures.
+
+    The token stays in ``$GITLAB_TOKEN`` (pip asks for it: user ``any``, the token as password),
+    so none of these lines carries a secret.
+    """
     project_id = result.pypi_index_url.split("/projects/", 1)[-1].split("/", 1)[0]
     base = result.pypi_index_url.split("/api/v4/", 1)[0]
-    sig = f"{result.generic_url}<file>.sig"
+    index = result.pypi_index_url.rsplit("/", 2)[0]
     return (
         f'curl -u "any:$GITLAB_TOKEN" {result.pypi_index_url}',
-        "pip download --no-deps --index-url "
-        f'"{base.replace("://", "://any:$GITLAB_TOKEN@", 1)}/api/v4/projects/{project_id}'
-        f'/packages/pypi/simple" {result.package_name}=={result.version}',
-        f'curl -H "PRIVATE-TOKEN: $GITLAB_TOKEN" -O {sig}',
+        f'curl -u "any:$GITLAB_TOKEN" -O {result.generic_url}cosign.pub',
+        f"pip download --no-deps --index-url {index} {result.package_name}=={result.version}"
+        "   # user any, the token as password",
         f"python -c \"import gitlab, os; p = gitlab.Gitlab('{base}', "
         f"private_token=os.environ['GITLAB_TOKEN']).projects.get({project_id}); "
         f'print([(x.name, x.version, x.package_type) for x in p.packages.list()])"',
+        f'curl -u "any:$GITLAB_TOKEN" -O {result.generic_url}<file>.sig   # then:',
         "cosign verify-blob --key cosign.pub --insecure-ignore-tlog --signature <file>.sig <file>",
     )

@@ -57,8 +57,8 @@ def test_demo_registers_a_docker_runner_and_a_second_run_reuses_everything(
         "register again": "reused",
         "validate": "done",
         "lint": "done",
-        "run jobs": "coming",
-        "smoke pipeline": "coming",
+        "runner": "done",
+        "smoke pipeline": "done",
     }
     assert _statuses(first)["job image"] in {"done", "reused"}
     assert first["gitlab_url"] == f"http://127.0.0.1:{port}"
@@ -77,6 +77,8 @@ def test_demo_registers_a_docker_runner_and_a_second_run_reuses_everything(
     assert runner["docker"]["privileged"] is False
     assert "runnerctl-demo-pip-cache:/cache" in runner["docker"]["volumes"]
     assert "PIP_CACHE_DIR=/cache/pip" in runner["environment"]
+    assert runner["docker"]["network_mode"] == "host"
+    _assert_smoke_green(first, port)
     before = config_path.read_bytes()
 
     second, second_output = _demo(tmp_path, port)
@@ -85,7 +87,41 @@ def test_demo_registers_a_docker_runner_and_a_second_run_reuses_everything(
     assert statuses["register"] == "reused"
     assert statuses["register again"] == "reused"
     assert config_path.read_bytes() == before
+    assert statuses["runner"] == "done"
+    assert statuses["smoke pipeline"] == "done"
+    _assert_smoke_green(second, port)
+    assert second["smoke"]["version"] != first["smoke"]["version"]
+    assert second["smoke"]["key_created"] is False
+    assert "Look at them" not in second_output  # --output json prints only the document
 
     for output in (first_output, second_output):
         assert runner["token"] not in output
         assert not contains_secret(output)
+
+
+def _assert_smoke_green(result: dict[str, Any], port: int) -> None:
+    smoke = result["smoke"]
+    assert smoke["status"] == "passed", smoke["message"]
+    assert [(s["name"], s["status"]) for s in smoke["stages"]] == [
+        (name, "success")
+        for name in (
+            "test",
+            "build",
+            "sign",
+            "verify",
+            "publish",
+            "publish_signatures",
+            "consumer_verify",
+        )
+    ]
+    assert [c["name"] for c in smoke["checks"] if c["passed"]] == [
+        "pypi registry",
+        "generic registry",
+        "local verification",
+        "altered copy rejected",
+    ]
+    assert smoke["project"] == "root/runnerctl-smoke"
+    base = f"http://127.0.0.1:{port}/api/v4/projects/"
+    assert smoke["pypi_index_url"].startswith(base)
+    assert smoke["pypi_index_url"].endswith("/packages/pypi/simple/runnerctl-smoke/")
+    assert smoke["generic_url"].endswith(f"/packages/generic/runnerctl-smoke/{smoke['version']}/")

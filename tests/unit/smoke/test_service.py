@@ -8,6 +8,7 @@ import pytest
 
 from provisioner.errors import UsageError
 from provisioner.gitlab_api import Package, Variable
+from provisioner.secrets import redact
 from provisioner.smoke import service
 from provisioner.smoke.service import (
     Hooks,
@@ -171,9 +172,13 @@ def test_how_to_look_names_the_registries() -> None:
     assert lines[0] == (
         f'curl -u "any:$GITLAB_TOKEN" {URL}/api/v4/projects/1/packages/pypi/simple/runnerctl-smoke/'
     )
-    assert "runnerctl-smoke==0.1.0.dev1" in lines[1]
-    assert "$GITLAB_TOKEN" in lines[2]
-    assert "/generic/runnerctl-smoke/0.1.0.dev1/" in lines[2]
+    assert lines[1].endswith("/generic/runnerctl-smoke/0.1.0.dev1/cosign.pub")
+    assert lines[2].startswith(
+        f"pip download --no-deps --index-url {URL}/api/v4/projects/1/packages/pypi/simple "
+        "runnerctl-smoke==0.1.0.dev1"
+    )
+    # What the CLI prints goes through the redactor: no line may look like a secret to it.
+    assert [redact(line) for line in lines] == list(lines)
 
 
 def test_trace_tail_drops_colours_and_section_markers() -> None:
