@@ -266,9 +266,16 @@ def test_concurrent_four_runs_four_jobs_at_once(lab: Lab, runner_of: Start) -> N
     assert max(r.started_at for r in results) < min(r.finished_at for r in results)
 
 
-def test_concurrent_one_runs_jobs_one_after_another(lab: Lab, runner_of: Start) -> None:
+@pytest.mark.parametrize(
+    ("globals_", "runner"),
+    [({"concurrent": 1}, {}), ({"concurrent": 4}, {"limit": 1, "request_concurrency": 2})],
+    ids=["concurrent-1", "limit-1"],
+)
+def test_one_job_at_a_time_with_concurrent_1_or_limit_1(
+    lab: Lab, runner_of: Start, globals_: dict[str, int], runner: dict[str, int]
+) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-serial",), globals_={"concurrent": 1})
+    lab.register(config, tags=("shell-serial",), globals_=globals_, runner=runner)
     ci = "\n".join(f"s-{n}:\n  tags: [shell-serial]\n  script: [sleep 1]\n" for n in range(2))
     project = lab.project(ci)
     lab.run_pipeline(project)
