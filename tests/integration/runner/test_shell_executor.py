@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tomllib
 import zipfile
 from collections.abc import Callable
 from datetime import datetime
@@ -78,6 +79,12 @@ def test_three_stages_pass_artifacts(lab: Lab, runner_of: Start) -> None:
     names = zipfile.ZipFile(io.BytesIO(raw)).namelist()
     assert names == ["pkg.tgz"]
     assert [r.state.value for r in handle.results] == ["success"] * 3
+    # GitLab saw a runner: the protocol's info fields, and the runner is online.
+    runner_id = tomllib.loads(config.read_text())["runners"][0]["id"]
+    seen = lab.gl.runners.get(runner_id)
+    assert (seen.version, seen.revision, seen.platform) == ("18.3.0", "runnerctl", "linux")
+    assert seen.status == "online"
+    assert (config.parent / ".runner_system_id").read_text().startswith("s_")
 
 
 FAILING = """
