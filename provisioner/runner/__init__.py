@@ -42,7 +42,6 @@ __all__ = [
     "RunnerSetup",
     "default_work_dir",
     "load_setup",
-    "run",
     "running",
     "start_background",
 ]
@@ -110,23 +109,3 @@ def running(config_path: Path, **kwargs: object) -> Iterator[RunnerHandle]:
         yield handle
     finally:
         handle.stop(timeout=30)
-
-
-def run(
-    config_path: Path,
-    *,
-    work_dir: Path | None = None,
-    on_event: EventSink | None = None,
-    once: bool = False,
-    max_jobs: int | None = None,
-    user: str | None = None,
-) -> RunnerHandle:
-    """Start in the background and return the handle (the CLI waits on it in the foreground)."""
-    return start_background(
-        config_path,
-        work_dir=work_dir,
-        on_event=on_event,
-        once=once,
-        max_jobs=max_jobs,
-        user=user,
-    )

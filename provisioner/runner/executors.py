@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -520,8 +520,3 @@ def environment_pairs(entries: tuple[str, ...]) -> list[tuple[str, str]]:
         if sep and key:
             pairs.append((key, value))
     return pairs
-
-
-def as_mapping(pairs: list[tuple[str, str]]) -> Mapping[str, str]:
-    """Later pairs win."""
-    return dict(pairs)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.errors import GitLabError
 from provisioner.runner.build import Build, JobContext, JobResult, JobState
@@ -29,6 +30,9 @@ from provisioner.runner.executors import DockerFactory, executor_for
 from provisioner.runner.job import parse_job
 from provisioner.runner.protocol import JobClient, Verdict, status_text
 from provisioner.runner.sources import strip_credentials
+
+if TYPE_CHECKING:
+    from provisioner.docker_api import DockerAPI
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ def system_id_for(config_path: Path) -> str:
     return value
 
 
-def _docker_connect(host: str) -> object:
+def _docker_connect(host: str) -> DockerAPI:
     from provisioner.docker_api import DockerAPI
 
     return DockerAPI.from_host(host, timeout=120)
@@ -119,7 +123,7 @@ class RunnerService:
         self.once = once
         self.max_jobs = max_jobs
         self.user = user
-        self.connect: DockerFactory = connect or _docker_connect  # type: ignore[assignment]
+        self.connect: DockerFactory = connect or _docker_connect
         self.system_id = system_id_for(setup.path)
         self._lock = threading.Condition()
         self._running = 0
@@ -138,8 +142,16 @@ class RunnerService:
 
     # -- events -----------------------------------------------------------------------------
 
-    def _emit(self, level: EventLevel, message: str, **kw: object) -> None:
-        event = RunnerEvent(level, message, **kw)  # type: ignore[arg-type]
+    def _emit(
+        self,
+        level: EventLevel,
+        message: str,
+        *,
+        runner: str = "",
+        job_id: int | None = None,
+        result: JobResult | None = None,
+    ) -> None:
+        event = RunnerEvent(level, message, runner=runner, job_id=job_id, result=result)
         log.info("%s", event.render())
         if self.on_event is not None:
             self.on_event(event)
