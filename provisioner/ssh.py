@@ -170,7 +170,7 @@ class SFTP:
 
     def write_new(self, path: str, data: bytes, *, mode: int = 0o600) -> None:
         """Create ``path`` (it must not exist) with ``mode`` before any byte is written."""
-        with _translate(f"sftp write {path}"), self._client.open(path, "xb") as fh:
+        with _translate(f"sftp write {path}"), self._client.open(path, "wx") as fh:
             fh.chmod(mode)
             fh.write(data)
             fh.flush()
