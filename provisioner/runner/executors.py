@@ -425,6 +425,7 @@ class DockerExecutor:
             nano_cpus=int(settings.cpus * 1e9) if settings.cpus else None,
             labels={
                 "com.gitlab.gitlab-runner.job.id": str(self.job.id),
+                "com.gitlab.gitlab-runner.job.url": self.job.variable("CI_JOB_URL") or "",
                 "com.gitlab.gitlab-runner.project.id": str(self.job.project_id),
                 "io.runnerctl.runner": self.entry.short_token,
                 "io.runnerctl.job": str(self.job.id),

@@ -115,7 +115,10 @@ def test_three_stages_in_the_job_image(
     assert f"in /builds/{project.path_with_namespace} as root" in publish_log
     # Every job container is gone.
     for job in jobs.values():
-        assert docker_api.containers_with_label(f"io.runnerctl.job={job.id}") == ()
+        assert (
+            docker_api.containers_with_label(f"com.gitlab.gitlab-runner.job.url={job.web_url}")
+            == ()
+        )
 
 
 TOOLS = """
@@ -270,12 +273,12 @@ def test_canceled_job_container_is_killed_and_removed(
         time.sleep(0.3)
     else:
         raise AssertionError("the job never started sleeping")
-    assert docker_api.containers_with_label(f"io.runnerctl.job={job.id}") != ()
+    assert docker_api.containers_with_label(f"com.gitlab.gitlab-runner.job.url={job.web_url}") != ()
     job.cancel()
     while time.monotonic() < deadline and not handle.results:
         time.sleep(0.2)
     assert [r.state.value for r in handle.results] == ["canceled"]
-    assert docker_api.containers_with_label(f"io.runnerctl.job={job.id}") == ()
+    assert docker_api.containers_with_label(f"com.gitlab.gitlab-runner.job.url={job.web_url}") == ()
     assert project.jobs.get(job.id).status == "canceled"
 
 
@@ -303,7 +306,8 @@ def test_adapter_long_lived_container_lifecycle(
         assert docker_api.kill_container(container) is True
         assert docker_api.wait_container(container, timeout=10) == 137
         assert docker_api.kill_container(container) is False  # not running any more
-        assert "".join(docker_api.follow_output(container)) == "up\nerr\n"
+        # stdout and stderr are separate streams: their relative order is not kept.
+        assert sorted("".join(docker_api.follow_output(container)).splitlines()) == ["err", "up"]
     finally:
         assert docker_api.remove_container(container) is True
     assert docker_api.remove_container(container) is False
