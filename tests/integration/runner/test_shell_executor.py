@@ -58,8 +58,9 @@ package:
 
 def test_three_stages_pass_artifacts(lab: Lab, runner_of: Start) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-3",))
-    project = lab.project(THREE_STAGES.replace("@TAG@", "shell-3"))
+    tag = lab.sandbox.unique("shell-3")
+    lab.register(config, tags=(tag,))
+    project = lab.project(THREE_STAGES.replace("@TAG@", tag))
     pipeline = lab.run_pipeline(project)
     handle = runner_of(config, once=True)
     assert handle.wait(90), "the runner did not drain the pipeline"
@@ -118,8 +119,9 @@ def test_failure_stops_later_stages_but_always_and_on_failure_run(
     lab: Lab, runner_of: Start
 ) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-fail",))
-    project = lab.project(FAILING.replace("@TAG@", "shell-fail"))
+    tag = lab.sandbox.unique("shell-fail")
+    lab.register(config, tags=(tag,))
+    project = lab.project(FAILING.replace("@TAG@", tag))
     pipeline = lab.run_pipeline(project)
     handle = runner_of(config, once=True)
     assert handle.wait(90)
@@ -155,8 +157,9 @@ secret:
 
 def test_masked_variables_never_reach_the_trace(lab: Lab, runner_of: Start) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-mask",))
-    project = lab.project(MASKING.replace("@TAG@", "shell-mask"))
+    tag = lab.sandbox.unique("shell-mask")
+    lab.register(config, tags=(tag,))
+    project = lab.project(MASKING.replace("@TAG@", tag))
     secret = "Zx9-masked-deploy-pw-7781"
     project.variables.create({"key": "DEPLOY_PASSWORD", "value": secret, "masked": True})
     project.variables.create(
@@ -179,7 +182,7 @@ def test_masked_variables_never_reach_the_trace(lab: Lab, runner_of: Start) -> N
 TIMEOUT = """
 slow:
   tags: [@TAG@]
-  timeout: 3s
+  timeout: 5s
   script:
     - echo started
     - sleep 60
@@ -190,8 +193,9 @@ slow:
 
 def test_job_timeout_is_job_execution_timeout(lab: Lab, runner_of: Start) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-timeout",))
-    project = lab.project(TIMEOUT.replace("@TAG@", "shell-timeout"))
+    tag = lab.sandbox.unique("shell-timeout")
+    lab.register(config, tags=(tag,))
+    project = lab.project(TIMEOUT.replace("@TAG@", tag))
     pipeline = lab.run_pipeline(project)
     handle = runner_of(config, once=True)
     assert handle.wait(60)
@@ -202,7 +206,7 @@ def test_job_timeout_is_job_execution_timeout(lab: Lab, runner_of: Start) -> Non
     assert "started" in log
     assert "not reached" not in log
     assert "after_script after the timeout" in log
-    assert "ERROR: Job failed: execution took longer than 3s seconds" in log
+    assert "ERROR: Job failed: execution took longer than 5s seconds" in log
     assert handle.results[0].failure_reason == "job_execution_timeout"
 
 
@@ -256,8 +260,9 @@ def _stamp(value: Any) -> datetime:
 
 def test_concurrent_four_runs_four_jobs_at_once(lab: Lab, runner_of: Start) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-par",), globals_={"concurrent": 4})
-    project = lab.project(CONCURRENT.replace("@TAG@", "shell-par"))
+    tag = lab.sandbox.unique("shell-par")
+    lab.register(config, tags=(tag,), globals_={"concurrent": 4})
+    project = lab.project(CONCURRENT.replace("@TAG@", tag))
     pipeline = lab.run_pipeline(project)
     handle = runner_of(config, once=True)
     assert handle.wait(60)
@@ -282,8 +287,9 @@ def test_one_job_at_a_time_with_concurrent_1_or_limit_1(
     lab: Lab, runner_of: Start, globals_: dict[str, int], runner: dict[str, int]
 ) -> None:
     config = lab.config()
-    lab.register(config, tags=("shell-serial",), globals_=globals_, runner=runner)
-    ci = "\n".join(f"s-{n}:\n  tags: [shell-serial]\n  script: [sleep 1]\n" for n in range(2))
+    tag = lab.sandbox.unique("shell-serial")
+    lab.register(config, tags=(tag,), globals_=globals_, runner=runner)
+    ci = "\n".join(f"s-{n}:\n  tags: [{tag}]\n  script: [sleep 1]\n" for n in range(2))
     project = lab.project(ci)
     lab.run_pipeline(project)
     handle = runner_of(config, once=True)
