@@ -29,20 +29,20 @@ from tests.integration.hosts.conftest import (  # noqa: E402 (after the path set
     IMAGE,
     RUN_FLAGS,
     STANDIN,
-    TestHost,
+    VmHost,
     _ensure_base,
     _wait_for_sshd,
     docker,
 )
 
 
-def start_hosts(prefix: str, names: list[str], public: str) -> list[TestHost]:
+def start_hosts(prefix: str, names: list[str], public: str) -> list[VmHost]:
     hosts = []
     for name in names:
         container = f"{prefix}-{name}"
         docker("run", "-d", "--name", container, *RUN_FLAGS, IMAGE)
         ip = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", container)
-        hosts.append(TestHost(name, container, ip))
+        hosts.append(VmHost(name, container, ip))
     for host in hosts:
         _wait_for_sshd(host, time.monotonic() + 60)
         host.sh(
@@ -52,7 +52,7 @@ def start_hosts(prefix: str, names: list[str], public: str) -> list[TestHost]:
     return hosts
 
 
-def timed(hosts: list[TestHost], key: Path, work: Path, extra: dict[str, Any]) -> float:
+def timed(hosts: list[VmHost], key: Path, work: Path, extra: dict[str, Any]) -> float:
     from provisioner.hosts.provision import ProvisionRequest, provision
     from provisioner.ssh import SSHOptions, SSHTarget
 
@@ -90,7 +90,7 @@ def main() -> int:
         work = Path(tmp)
         key = work / "id_ed25519"
         public = generate_key(key)
-        hosts: list[TestHost] = []
+        hosts: list[VmHost] = []
         try:
             hosts = start_hosts(prefix, ["one", "a", "b", "c"], public)
             print("first run (fresh hosts):")
