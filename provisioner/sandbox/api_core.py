@@ -48,13 +48,8 @@ PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 VISIBILITIES = ("private", "internal", "public")
 
 
-def _store(ctx: Ctx) -> Store:
-    store: Store = ctx.app.store
-    return store
-
-
 def version(ctx: Ctx) -> Response:
-    require_user(_store(ctx), ctx, write=False)
+    require_user(ctx.store, ctx, write=False)
     return json_response(
         {
             "version": ent.VERSION,
@@ -71,7 +66,7 @@ def version(ctx: Ctx) -> Response:
 
 
 def current_user(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx)
     if ident is None or ident.is_job:
         raise ApiError(401, "401 Unauthorized")
@@ -89,7 +84,7 @@ def current_user(ctx: Ctx) -> Response:
 
 
 def create_user(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     require_admin(ident)
     username = ctx.arg("username")
@@ -128,7 +123,7 @@ def create_user(ctx: Ctx) -> Response:
 
 
 def get_user(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     require_user(store, ctx)
     uid = to_int(ctx.params["user_id"], "id")
     if store.one("SELECT 1 FROM users WHERE id = ?", [uid]) is None:
@@ -138,7 +133,7 @@ def get_user(ctx: Ctx) -> Response:
 
 
 def list_users(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     require_user(store, ctx)
     username = ctx.query("username")
     rows = store.all("SELECT id FROM users ORDER BY id")
@@ -154,7 +149,7 @@ def list_users(ctx: Ctx) -> Response:
 
 def create_user_token(ctx: Ctx) -> Response:
     """``POST /users/:id/personal_access_tokens`` (admin)."""
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     require_admin(ident)
     uid = to_int(ctx.params["user_id"], "id")
@@ -203,7 +198,7 @@ def create_user_token(ctx: Ctx) -> Response:
 
 
 def create_group(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     name, path = ctx.arg("name"), ctx.arg("path")
     if not name:
@@ -264,7 +259,7 @@ def create_group(ctx: Ctx) -> Response:
 
 
 def get_group(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     group = load_group(store, ident, ctx.params["id"])
     return json_response(
@@ -273,7 +268,7 @@ def get_group(ctx: Ctx) -> Response:
 
 
 def list_groups(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     rows = []
     for g in store.all("SELECT * FROM namespaces WHERE kind = 'group' ORDER BY full_path"):
@@ -289,7 +284,7 @@ def list_groups(ctx: Ctx) -> Response:
 
 
 def list_subgroups(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     group = load_group(store, ident, ctx.params["id"])
     rows = store.all("SELECT * FROM namespaces WHERE parent_id = ? ORDER BY id", [group["id"]])
@@ -297,7 +292,7 @@ def list_subgroups(ctx: Ctx) -> Response:
 
 
 def group_projects(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     group = load_group(store, ident, ctx.params["id"])
     ns_ids = (
@@ -341,7 +336,7 @@ def group_projects(ctx: Ctx) -> Response:
 
 
 def create_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     name, path = ctx.arg("name"), ctx.arg("path")
     if not name and not path:
@@ -443,7 +438,7 @@ def create_project(ctx: Ctx) -> Response:
 
 
 def get_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     return json_response(
@@ -452,7 +447,7 @@ def get_project(ctx: Ctx) -> Response:
 
 
 def list_projects(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     visible = visible_project_ids(store, ident)
     rows = [r for r in store.all("SELECT * FROM projects ORDER BY id DESC") if r["id"] in visible]
@@ -465,7 +460,7 @@ def list_projects(ctx: Ctx) -> Response:
 
 
 def edit_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     changes: dict[str, Any] = {}
@@ -504,7 +499,7 @@ def edit_project(ctx: Ctx) -> Response:
 
 
 def delete_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(
         store, ident, ctx.params["id"], min_level=OWNER if not ident.is_admin else 0
@@ -555,7 +550,7 @@ def _source(ctx: Ctx, store: Store, kind: str, write: bool) -> Row:
 
 def members_handlers(kind: str) -> dict[str, Handler]:
     def list_members(ctx: Ctx) -> Response:
-        store = _store(ctx)
+        store = ctx.store
         src = _source(ctx, store, kind, False)
         rows = store.all(
             "SELECT * FROM members WHERE source_type = ? AND source_id = ? ORDER BY user_id",
@@ -568,7 +563,7 @@ def members_handlers(kind: str) -> dict[str, Handler]:
         )
 
     def add_member(ctx: Ctx) -> Response:
-        store = _store(ctx)
+        store = ctx.store
         src = _source(ctx, store, kind, True)
         uid = to_int(ctx.arg("user_id"), "user_id")
         level = to_int(ctx.arg("access_level"), "access_level")
@@ -590,7 +585,7 @@ def members_handlers(kind: str) -> dict[str, Handler]:
         return json_response(_member_doc(store, ctx, uid, level, now), 201)
 
     def remove_member(ctx: Ctx) -> Response:
-        store = _store(ctx)
+        store = ctx.store
         src = _source(ctx, store, kind, True)
         uid = to_int(ctx.params["user_id"], "user_id")
         if (
@@ -616,7 +611,7 @@ def members_handlers(kind: str) -> dict[str, Handler]:
 
 
 def allowlist_list(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rows = store.all(
@@ -628,7 +623,7 @@ def allowlist_list(ctx: Ctx) -> Response:
 
 
 def allowlist_add(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     target_id = to_int(ctx.arg("target_project_id"), "target_project_id")
@@ -680,7 +675,7 @@ def _var_owner(ctx: Ctx, store: Store, ident: Identity) -> int:
 
 
 def list_variables(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     owner = _var_owner(ctx, store, ident)
     rows = store.all("SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [owner])
@@ -688,7 +683,7 @@ def list_variables(ctx: Ctx) -> Response:
 
 
 def get_variable(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     owner = _var_owner(ctx, store, ident)
     row = store.one(
@@ -730,7 +725,7 @@ def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
 
 
 def create_variable(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     owner = _var_owner(ctx, store, ident)
     key = ctx.arg("key")
@@ -751,7 +746,7 @@ def create_variable(ctx: Ctx) -> Response:
 
 
 def update_variable(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     owner = _var_owner(ctx, store, ident)
     key = ctx.params["key"]
@@ -770,7 +765,7 @@ def update_variable(ctx: Ctx) -> Response:
 
 
 def delete_variable(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     owner = _var_owner(ctx, store, ident)
     if (
@@ -803,13 +798,13 @@ def _settings_doc(store: Store) -> dict[str, Any]:
 
 
 def get_settings(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     require_admin(require_user(store, ctx))
     return json_response(_settings_doc(store))
 
 
 def put_settings(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     require_admin(require_user(store, ctx))
     value = ctx.arg("allow_runner_registration_token")
     if value is not None:
@@ -821,7 +816,7 @@ def put_settings(ctx: Ctx) -> Response:
 
 
 def create_commit(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     body = ctx.json()
@@ -870,7 +865,7 @@ def create_commit(ctx: Ctx) -> Response:
 
 
 def get_commit(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     found = repo.resolve(repo.repo_dir(store, project), ctx.params["sha"])
@@ -889,7 +884,7 @@ def get_commit(ctx: Ctx) -> Response:
 
 
 def _file_at(ctx: Ctx) -> tuple[Row, str, str, bytes, tuple[str, str]]:
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx, job_token=False)
     if ident is None:
         raise ApiError(401, "401 Unauthorized")
@@ -911,7 +906,7 @@ def _file_at(ctx: Ctx) -> tuple[Row, str, str, bytes, tuple[str, str]]:
 
 def get_file(ctx: Ctx) -> Response:
     project, sha, file_path, data, entry = _file_at(ctx)
-    store = _store(ctx)
+    store = ctx.store
     path = repo.repo_dir(store, project)
     return json_response(
         {
@@ -938,7 +933,7 @@ def get_raw_file(ctx: Ctx) -> Response:
 
 
 def list_branches(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     path = repo.repo_dir(store, project)
@@ -976,7 +971,7 @@ def _branch_doc(ctx: Ctx, store: Store, project: Row, name: str, sha: str) -> di
 
 
 def get_branch(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     name = ctx.params["branch"]
@@ -987,7 +982,7 @@ def get_branch(ctx: Ctx) -> Response:
 
 
 def create_branch(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     name, ref = ctx.arg("branch"), ctx.arg("ref")
@@ -1009,7 +1004,7 @@ def create_branch(ctx: Ctx) -> Response:
 
 
 def delete_branch(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     name = ctx.params["branch"]
@@ -1026,7 +1021,7 @@ def delete_branch(ctx: Ctx) -> Response:
 
 
 def list_commits(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     path = repo.repo_dir(store, project)
@@ -1038,7 +1033,7 @@ def list_commits(ctx: Ctx) -> Response:
 
 
 def repository_tree(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     path = repo.repo_dir(store, project)
@@ -1057,7 +1052,7 @@ def repository_tree(ctx: Ctx) -> Response:
 
 def _file_commit(ctx: Ctx, action: str) -> Response:
     """``POST|PUT|DELETE /projects/:id/repository/files/:file_path``: one-file commits."""
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     body = {
@@ -1143,7 +1138,7 @@ def _tag_doc(ctx: Ctx, store: Store, project: Row, tag: tuple[str, str, str]) ->
 
 
 def list_tags(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     all_tags = repo.tags(repo.repo_dir(store, project))
@@ -1151,7 +1146,7 @@ def list_tags(ctx: Ctx) -> Response:
 
 
 def create_tag(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     name, ref = ctx.arg("tag_name"), ctx.arg("ref")
@@ -1175,7 +1170,7 @@ def create_tag(ctx: Ctx) -> Response:
 
 
 def list_namespaces(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     rows = []
     for ns in store.all("SELECT * FROM namespaces ORDER BY id"):
@@ -1212,7 +1207,7 @@ def _namespace_doc(store: Store, ctx: Ctx, ns: Row) -> dict[str, Any]:
 
 
 def get_namespace(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     ns = find_namespace(store, ctx.params["id"])
     if ns is None:
@@ -1228,7 +1223,7 @@ def get_namespace(ctx: Ctx) -> Response:
 
 
 def descendant_groups(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     group = load_group(store, ident, ctx.params["id"])
     ids = [i for i in descendant_ids(store, group["id"]) if i != group["id"]]

@@ -42,11 +42,6 @@ MAX_FILE_BYTES = 512 << 20
 PACKAGE_TYPES = ("pypi", "generic")
 
 
-def _store(ctx: Ctx) -> Store:
-    store: Store = ctx.app.store
-    return store
-
-
 def normalize(name: str) -> str:
     """PEP 503 normalisation (how GitLab looks PyPI packages up)."""
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -54,7 +49,7 @@ def normalize(name: str) -> str:
 
 def _caller(ctx: Ctx, *, basic_only: bool) -> Identity | None:
     """Packages take Basic (PAT or ``gitlab-ci-token:<job token>``); generic also headers."""
-    store = _store(ctx)
+    store = ctx.store
     if basic_only and (ctx.header("private-token") or ctx.header("job-token")):
         return None
     try:
@@ -68,7 +63,7 @@ def _challenge() -> ApiError:
 
 
 def _project(ctx: Ctx, *, write: bool, basic_only: bool) -> Row:
-    store = _store(ctx)
+    store = ctx.store
     ident = _caller(ctx, basic_only=basic_only)
     project_ref = ctx.params["id"]
     if ident is None:
@@ -185,7 +180,7 @@ def _pipeline_of(ctx: Ctx) -> int | None:
 
 
 def pypi_upload(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=True, basic_only=True)
     upload = ctx.files.get("content")
     if upload is None:
@@ -236,7 +231,7 @@ _SIMPLE_PAGE = """        <!DOCTYPE html>
 
 
 def pypi_simple_package(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
     wanted = normalize(ctx.params["package_name"].strip("/"))
     packages = store.all(
@@ -262,7 +257,7 @@ def pypi_simple_package(ctx: Ctx) -> Response:
 
 
 def pypi_simple_index(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
     rows = store.all(
         "SELECT DISTINCT name, normalized_name FROM packages WHERE project_id = ? "
@@ -280,7 +275,7 @@ def pypi_simple_index(ctx: Ctx) -> Response:
 
 
 def pypi_file(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
     sha256 = ctx.params["sha256"]
     file_name = ctx.params["file_identifier"].rsplit("/", 1)[-1]
@@ -319,7 +314,7 @@ def _generic_parts(ctx: Ctx) -> tuple[str, str, str]:
 
 
 def generic_put(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=True, basic_only=False)
     name, version, file_path = _generic_parts(ctx)
     if len(ctx.body) > MAX_FILE_BYTES:
@@ -346,7 +341,7 @@ def generic_put(ctx: Ctx) -> Response:
 
 
 def generic_get(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=False, basic_only=False)
     name, version, file_path = _generic_parts(ctx)
     row = store.one(
@@ -392,7 +387,7 @@ def _package_doc(store: Store, ctx: Ctx, row: Row) -> dict[str, Any]:
 
 
 def list_packages(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     project = _project(ctx, write=False, basic_only=False)
     rows = store.all("SELECT * FROM packages WHERE project_id = ? ORDER BY id", [project["id"]])
     kind = ctx.query("package_type")
@@ -417,7 +412,7 @@ def list_packages(ctx: Ctx) -> Response:
 
 
 def _one_package(ctx: Ctx, *, write: bool) -> tuple[Store, Row]:
-    store = _store(ctx)
+    store = ctx.store
     ident = _caller(ctx, basic_only=False)
     if ident is None:
         raise ApiError(401, "401 Unauthorized")

@@ -70,11 +70,6 @@ JOB_STATUSES = (
 )
 
 
-def _store(ctx: Ctx) -> Store:
-    store: Store = ctx.app.store
-    return store
-
-
 def _pipeline(store: Store, project: Row, ctx: Ctx) -> Row:
     pid = to_int(ctx.params["pipeline_id"], "pipeline_id")
     row = store.one("SELECT * FROM pipelines WHERE id = ? AND project_id = ?", [pid, project["id"]])
@@ -92,7 +87,7 @@ def _job(store: Store, project: Row, ctx: Ctx) -> Row:
 
 
 def create_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     ref = ctx.arg("ref")
@@ -121,7 +116,7 @@ def create_pipeline(ctx: Ctx) -> Response:
 
 
 def list_pipelines(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     rows = store.all("SELECT * FROM pipelines WHERE project_id = ?", [project["id"]])
@@ -181,14 +176,14 @@ def list_pipelines(ctx: Ctx) -> Response:
 
 
 def get_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     return json_response(ent.pipeline_entity(store, ctx.base_url, _pipeline(store, project, ctx)))
 
 
 def latest_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     ref = ctx.query("ref") or project["default_branch"]
@@ -202,7 +197,7 @@ def latest_pipeline(ctx: Ctx) -> Response:
 
 
 def delete_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(
         store, ident, ctx.params["id"], min_level=OWNER if not ident.is_admin else 0
@@ -217,7 +212,7 @@ def delete_pipeline(ctx: Ctx) -> Response:
 
 
 def pipeline_variables(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
@@ -244,7 +239,7 @@ def _job_filter(ctx: Ctx, rows: list[Row]) -> list[Row]:
 
 
 def pipeline_jobs(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     row = _pipeline(store, project, ctx)
@@ -255,7 +250,7 @@ def pipeline_jobs(ctx: Ctx) -> Response:
 
 
 def project_jobs(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     jobs = store.all("SELECT * FROM jobs WHERE project_id = ? ORDER BY id DESC", [project["id"]])
@@ -263,14 +258,14 @@ def project_jobs(ctx: Ctx) -> Response:
 
 
 def get_job(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     return json_response(ent.job_entity(store, ctx.base_url, _job(store, project, ctx)))
 
 
 def job_trace(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"])
     job = _job(store, project, ctx)
@@ -286,7 +281,7 @@ def job_trace(ctx: Ctx) -> Response:
 
 
 def _action(ctx: Ctx) -> tuple[Store, Identity, Row, Row]:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     return store, ident, project, _job(store, project, ctx)
@@ -321,7 +316,7 @@ def play_job(ctx: Ctx) -> Response:
 
 
 def retry_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
@@ -332,7 +327,7 @@ def retry_pipeline(ctx: Ctx) -> Response:
 
 
 def cancel_pipeline(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
@@ -343,7 +338,7 @@ def cancel_pipeline(ctx: Ctx) -> Response:
 
 
 def _artifact_job(ctx: Ctx) -> tuple[Store, Row]:
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx, job_token=True)
     if ident is None:
         raise ApiError(401, "401 Unauthorized")

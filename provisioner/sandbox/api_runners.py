@@ -48,11 +48,6 @@ PARTITION = {"instance_type": "t1_", "group_type": "t2_", "project_type": "t3_"}
 STATUSES = ("active", "paused", "online", "offline", "never_contacted", "stale")
 
 
-def _store(ctx: Ctx) -> Store:
-    store: Store = ctx.app.store
-    return store
-
-
 def find_runner_by_token(store: Store, token: str | None) -> Row | None:
     if not token:
         return None
@@ -174,7 +169,7 @@ def _insert_runner(
 
 def create_user_runner(ctx: Ctx) -> Response:
     """``POST /user/runners``: the new workflow; the PAT needs ``create_runner`` or ``api``."""
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx)
     if ident is None or ident.is_job:
         raise ApiError(401, "401 Unauthorized")
@@ -226,7 +221,7 @@ def create_user_runner(ctx: Ctx) -> Response:
 
 def register_legacy(ctx: Ctx) -> Response:
     """``POST /runners`` with a registration token (410 once registration tokens are off)."""
-    store = _store(ctx)
+    store = ctx.store
     token = ctx.arg("token")
     if not token:
         raise missing_param("token")
@@ -279,7 +274,7 @@ def register_legacy(ctx: Ctx) -> Response:
 
 
 def verify(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     token = ctx.arg("token") or ctx.header("runner-token")
     if not token:
         raise missing_param("token")
@@ -300,7 +295,7 @@ def _delete_runner_rows(store: Store, rid: int) -> None:
 
 
 def delete_by_token(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     token = ctx.arg("token")
     if not token:
         raise missing_param("token")
@@ -312,7 +307,7 @@ def delete_by_token(ctx: Ctx) -> Response:
 
 
 def delete_manager(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     token, system_id = ctx.arg("token"), ctx.arg("system_id")
     if not token:
         raise missing_param("token")
@@ -332,7 +327,7 @@ def delete_manager(ctx: Ctx) -> Response:
 
 
 def reset_with_token(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     token = ctx.arg("token")
     if not token:
         raise missing_param("token")
@@ -381,7 +376,7 @@ def can_admin_runner(store: Store, ident: Identity, runner: Row) -> bool:
 
 
 def _load_runner(ctx: Ctx, *, admin: bool) -> tuple[Store, Identity, Row]:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     rid = to_int(ctx.params["runner_id"], "id")
     runner = store.one("SELECT * FROM runners WHERE id = ?", [rid])
@@ -549,7 +544,7 @@ def _paginate_runners(ctx: Ctx, store: Store, ids: list[int]) -> Response:
 
 
 def list_owned(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     rows = store.all(f"SELECT {LIGHT_COLUMNS} FROM runners ORDER BY id")  # noqa: S608
     if not ident.is_admin:
@@ -566,7 +561,7 @@ def list_owned(ctx: Ctx) -> Response:
 
 
 def list_all(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     require_admin(ident)
     scopes = (*STATUSES, "specific", "shared", *RUNNER_TYPES)
@@ -590,7 +585,7 @@ def list_all(ctx: Ctx) -> Response:
 
 
 def list_group(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     group = load_group(store, ident, ctx.params["id"], min_level=MAINTAINER)
     chain = ancestor_ids(store, group["id"])
@@ -613,7 +608,7 @@ def list_group(ctx: Ctx) -> Response:
 
 
 def list_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rows = [
@@ -636,7 +631,7 @@ def runner_serves_project(store: Store, runner: Row, project: Row) -> bool:
 
 
 def assign_to_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rid = to_int(ctx.arg("runner_id"), "runner_id")
@@ -662,7 +657,7 @@ def assign_to_project(ctx: Ctx) -> Response:
 
 
 def unassign_from_project(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = require_user(store, ctx)
     project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rid = to_int(ctx.params["runner_id"], "runner_id")

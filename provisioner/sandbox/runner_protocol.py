@@ -75,11 +75,6 @@ FAILURE_REASONS = (
 )
 
 
-def _store(ctx: Ctx) -> Store:
-    store: Store = ctx.app.store
-    return store
-
-
 def trace_path(store: Store, job_id: int) -> Path:
     return store.data_dir / "traces" / f"{job_id}.log"
 
@@ -112,7 +107,7 @@ def _runner_takes(store: Store, runner: Row, job: Row, project: Row) -> bool:
 
 
 def request_job(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     token = ctx.json().get("token") or ctx.header("runner-token")
     if not token:
         raise missing_param("token")
@@ -503,7 +498,7 @@ def _dependencies(store: Store, job: Row, spec: dict[str, Any], token: str) -> l
 
 
 def _job_for_token(ctx: Ctx, *, body_token: bool) -> Row:
-    store = _store(ctx)
+    store = ctx.store
     job_id = to_int(ctx.params["job_id"], "id")
     job = store.one("SELECT * FROM jobs WHERE id = ?", [job_id])
     if job is None:
@@ -523,7 +518,7 @@ def _job_for_token(ctx: Ctx, *, body_token: bool) -> Row:
 
 
 def update_job(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     job = _job_for_token(ctx, body_token=True)
     body = ctx.json()
     state = body.get("state")
@@ -553,7 +548,7 @@ def update_job(ctx: Ctx) -> Response:
 
 
 def patch_trace(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     job = _job_for_token(ctx, body_token=False)
     content_range = ctx.header("content-range")
     if not content_range:
@@ -595,7 +590,7 @@ def _expire_at(expire_in: str | None) -> str | None:
 
 
 def upload_artifacts(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     job = _job_for_token(ctx, body_token=False)
     upload = ctx.files.get("file")
     if upload is None:
@@ -653,7 +648,7 @@ def _artifact_response(store: Store, job: Row) -> Response:
 
 def download_artifacts(ctx: Ctx) -> Response:
     """``GET /jobs/:id/artifacts``: dependencies downloaded with a running job's token."""
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx, job_token=True)
     if ident is None:
         raise ApiError(401, "401 Unauthorized")
@@ -671,7 +666,7 @@ def download_artifacts(ctx: Ctx) -> Response:
 
 
 def current_job(ctx: Ctx) -> Response:
-    store = _store(ctx)
+    store = ctx.store
     ident = authenticate(store, ctx, job_token=True)
     if ident is None or ident.job is None:
         raise ApiError(401, "401 Unauthorized")

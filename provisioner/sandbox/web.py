@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from provisioner.sandbox.state import Row
+    from provisioner.sandbox.state import Row, Store
 
 
 class ApiError(Exception):
@@ -104,6 +104,12 @@ class Ctx:
     files: dict[str, UploadedFile] = field(default_factory=dict)
     _json: Any = None
     app: Any = None
+
+    @property
+    def store(self) -> Store:
+        """The sandbox's state (the app's SQLite store)."""
+        store: Store = self.app.store
+        return store
 
     @property
     def base_url(self) -> str:
