@@ -455,20 +455,23 @@ def bridge_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Any:
         handle.stop()
 
 
+# What the smoke pipeline's shell jobs need (its .python-job uses them when present).
+SMOKE_TOOLS = ["build", "setuptools", "wheel", "twine", "pytest", "pytest-cov", "cryptography"]
+
+
 def _install_runnerctl(host: VmHost, tmp_path: Path) -> None:
-    """runnerctl on the host, from wheels built here (the host has no PyPI access)."""
+    """runnerctl and the smoke tools on the host, from wheels fetched here (no PyPI there)."""
     repo = Path(__file__).resolve().parents[3]
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(repo)], check=True)
-    subprocess.run(
-        [*pip, "download", "-d", str(wheels), "--only-binary=:all:", str(repo)], check=True
-    )
+    download = [*pip, "download", "-d", str(wheels), "--only-binary=:all:"]
+    subprocess.run([*download, str(repo), *SMOKE_TOOLS], check=True)
     docker("cp", str(wheels), f"{host.container}:/tmp/wheels")
     host.sh(
         "python3 -m venv /opt/runnerctl && /opt/runnerctl/bin/pip install -q --no-index "
-        "--find-links /tmp/wheels runnerctl && ln -sf /opt/runnerctl/bin/runnerctl "
-        "/usr/local/bin/runnerctl"
+        f"--find-links /tmp/wheels runnerctl {' '.join(SMOKE_TOOLS)} && "
+        "ln -sf /opt/runnerctl/bin/runnerctl /usr/local/bin/runnerctl"
     )
 
 
@@ -516,3 +519,34 @@ def test_jobs_run_on_the_provisioned_host(
         "tail -30 /var/log/gitlab-runner-standin.log"
     )
     assert "ran on vm-b as gitlab-runner" in trace
+
+    # runnerctl smoke: the whole pipeline (test, build, sign with the cosign the playbook
+    # installed, verify, publish, consumer verify) runs on the host.
+    from provisioner.hosts.remote_store import RemoteConfigStore
+    from provisioner.runner_config import RunnerRef
+    from provisioner.ssh import SSHOptions, SSHSession, SSHTarget
+
+    target = SSHTarget.parse(host.target())
+    with SSHSession.connect(target, SSHOptions(key_file=lab.key, known_hosts=lab.known_hosts)) as s:
+        gateway = bridge_sandbox.url.split("//", 1)[1].split(":", 1)[0]
+        env_path = [
+            "PATH=/opt/runnerctl/bin:/usr/local/bin:/usr/bin:/bin",
+            # pip refuses a plain-http index unless trusted: the sandbox here is http.
+            f"PIP_TRUSTED_HOST={gateway}",
+        ]
+        RemoteConfigStore(s).update(
+            lambda doc: doc.update_runner(RunnerRef(name="vm-e2e"), {"environment": env_path})
+        )
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # cosign for the checks
+    smoke = runnerctl(
+        "smoke", "--tag", "vm-e2e", "--gitlab-url", bridge_sandbox.url, "--token-file",
+        str(token_file), "--timeout", "5m", "--junit", str(tmp_path / "smoke.xml"),
+        # The sandbox runner fetches as root into a build dir it handed to the job's user, and
+        # git refuses such a dir ("dubious ownership") on the next job: clone fresh instead.
+        "--variable", "GIT_STRATEGY=clone", env=env,
+    )  # fmt: skip
+    log = host.sh("tail -40 /var/log/gitlab-runner-standin.log")
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr + log
+    assert "Smoke passed" in smoke.stdout + smoke.stderr
+    received = host.sh("grep -c 'Checking for jobs... received' /var/log/gitlab-runner-standin.log")
+    assert int(received) >= 8  # the first pipeline's job and the 7 smoke jobs ran here
