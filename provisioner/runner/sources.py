@@ -53,13 +53,17 @@ def git_env(base: Mapping[str, str], token: str) -> dict[str, str]:
             "SSH_ASKPASS": "",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_CONFIG_COUNT": "3",
+            "GIT_CONFIG_COUNT": "4",
             "GIT_CONFIG_KEY_0": "credential.helper",
             "GIT_CONFIG_VALUE_0": "",
             "GIT_CONFIG_KEY_1": "credential.helper",
             "GIT_CONFIG_VALUE_1": CREDENTIAL_HELPER,
             "GIT_CONFIG_KEY_2": "init.defaultBranch",
             "GIT_CONFIG_VALUE_2": "main",
+            # With `--user`, the build dir belongs to the job's user after the first job; the
+            # runner's own fetch into it must not stop at git's "dubious ownership" check.
+            "GIT_CONFIG_KEY_3": "safe.directory",
+            "GIT_CONFIG_VALUE_3": "*",
             TOKEN_ENV: token,
         }
     )

@@ -540,10 +540,7 @@ def test_jobs_run_on_the_provisioned_host(
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # cosign for the checks
     smoke = runnerctl(
         "smoke", "--tag", "vm-e2e", "--gitlab-url", bridge_sandbox.url, "--token-file",
-        str(token_file), "--timeout", "5m", "--junit", str(tmp_path / "smoke.xml"),
-        # The sandbox runner fetches as root into a build dir it handed to the job's user, and
-        # git refuses such a dir ("dubious ownership") on the next job: clone fresh instead.
-        "--variable", "GIT_STRATEGY=clone", env=env,
+        str(token_file), "--timeout", "5m", "--junit", str(tmp_path / "smoke.xml"), env=env,
     )  # fmt: skip
     log = host.sh("tail -40 /var/log/gitlab-runner-standin.log")
     assert smoke.returncode == 0, smoke.stdout + smoke.stderr + log

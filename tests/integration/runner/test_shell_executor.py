@@ -344,6 +344,15 @@ who:
         assert log.index("pre-build as") < log.index("$ id -un") < log.index("post-build")
         assert "services are not started by the stand-in runner: postgres:16" in log
         assert str(builds) in log
+
+        # The next job fetches into the same build dir, which now belongs to the job's user.
+        again = lab.run_pipeline(project)
+        handle = runner_of(config, once=True, user=user)
+        assert handle.wait(60)
+        second = lab.jobs(project, again.id)["who"]
+        log = lab.trace(project, second)
+        assert second.status == "success", log
+        assert "dubious ownership" not in log
     finally:
         shutil.rmtree(builds, ignore_errors=True)
 
