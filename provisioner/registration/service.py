@@ -48,6 +48,7 @@ from provisioner.runner_config import (
     lint_document,
     validate_text,
 )
+from provisioner.runner_config.model import SECRET_KEYS, mask_environment_entry
 from provisioner.secrets import MASK
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,12 @@ log = logging.getLogger(__name__)
 SecretSink = Callable[[str], None]
 MAX_TAGS = 50
 MIN_TIMEOUT = 600
-# Keys of a [[runners]] entry that register owns; everything else the user added is kept.
-_TOKEN_LINE_RE = re.compile(r'^(?P<head>[+\- ]?\s*token\s*=\s*)"[^"]*"', re.MULTILINE)
+# One `key = value` line of a config diff, with its +/-/space marker.
+_ASSIGNMENT_LINE_RE = re.compile(
+    r"^(?P<head>[+\- ]?\s*(?P<key>[A-Za-z0-9_\-]+)\s*=\s*)(?P<value>.*)$", re.MULTILINE
+)
+_TOML_STRING_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_SECRET_KEYS_FOLDED = frozenset(key.lower() for key in SECRET_KEYS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -902,8 +907,22 @@ def _diff(before: str, after: str, path: Path) -> str:
 
 
 def mask_tokens(text: str) -> str:
-    """Replace every ``token = "..."`` value (any token shape, legacy ones too)."""
-    return _TOKEN_LINE_RE.sub(lambda m: f'{m.group("head")}"{MASK}"', text)
+    """Mask secrets in config diff lines: every value of a secret key (``token``, cache
+    credentials...; any token shape, legacy ones too) and secret ``environment`` entries,
+    with the same rules as ``runnerctl config show``."""
+
+    def mask_line(match: re.Match[str]) -> str:
+        key, value = match.group("key").lower(), match.group("value")
+        if key in _SECRET_KEYS_FOLDED:
+            return f'{match.group("head")}"{MASK}"'
+        if key == "environment":
+            entries = _TOML_STRING_RE.sub(
+                lambda s: f'"{mask_environment_entry(s.group(1))}"', value
+            )
+            return match.group("head") + entries
+        return match.group(0)
+
+    return _ASSIGNMENT_LINE_RE.sub(mask_line, text)
 
 
 # ---------------------------------------------------------------------------------------------

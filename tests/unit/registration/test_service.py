@@ -301,6 +301,21 @@ def test_mask_tokens_hides_every_token_shape() -> None:
     assert 'name = "x"' in masked
 
 
+def test_mask_tokens_hides_other_secrets_in_diff_context() -> None:
+    text = (
+        '   SecretKey = "s3-secret-value"\n'
+        '+  bearer_token = "k8s-bearer-value"\n'
+        '-  environment = ["DB_PASSWORD=hunter2hunter2", "LANG=C.UTF-8"]\n'
+        '   Type = "s3"\n'
+    )
+    masked = mask_tokens(text)
+    for secret in ("s3-secret-value", "k8s-bearer-value", "hunter2hunter2"):
+        assert secret not in masked
+    assert '"LANG=C.UTF-8"' in masked
+    assert 'Type = "s3"' in masked
+    assert '-  environment = ["DB_PASSWORD=[MASKED]", "LANG=C.UTF-8"]' in masked
+
+
 def test_legacy_registration_without_access_token_and_its_rollback(tmp_path: Path) -> None:
     fake = FakeGitLab(legacy_enabled=True)
     api = make_api(fake, token="")
