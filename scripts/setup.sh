@@ -16,7 +16,7 @@ COSIGN_DEB_SHA256="aef4fb6635710fd369ef73c07dde35540f45c877984e20f37aa11e181bb59
 declare -A TOOLS=(
   [git]=git [debootstrap]=debootstrap [ssh]=openssh-client [ssh-keygen]=openssh-client
   [rsync]=rsync [curl]=curl [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd [ip]=iproute2
-  [docker-registry]=docker-registry
+  [docker-registry]=docker-registry [pgrep]=procps
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -31,7 +31,10 @@ need_root() {
 
 apt_install() {
   need_root "$@"
-  if [ ! -f "$CACHE/.apt-updated" ] || [ -n "$(find "$CACHE/.apt-updated" -mmin +360 2>/dev/null)" ]; then
+  # The stamp lives in our cache, which may outlive apt's own lists (a reused home on a new
+  # machine): update whenever the lists are empty too.
+  if [ ! -f "$CACHE/.apt-updated" ] || [ -n "$(find "$CACHE/.apt-updated" -mmin +360 2>/dev/null)" ] \
+    || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
     log "apt-get update"
     apt-get update -qq >&2
     mkdir -p "$CACHE" && touch "$CACHE/.apt-updated"
