@@ -582,18 +582,6 @@ class DockerAPI:
             found = self.client.api.containers(all=True, filters={"label": label})
         return tuple(str(c["Id"]) for c in found)
 
-    def volume_exists(self, name: str) -> bool:
-        """True when a named volume exists."""
-        import docker.errors
-
-        try:
-            self.client.api.inspect_volume(name)
-        except docker.errors.NotFound:
-            return False
-        except docker.errors.DockerException as exc:
-            raise _as_error(f"inspect volume {name}", exc) from exc
-        return True
-
     def create_volume(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
         """Create (or reuse) a named volume; returns its name."""
         with _translate(f"create volume {name}"):

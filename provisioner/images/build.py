@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -366,8 +366,3 @@ def ensure_job_image(
     if info is not None:
         return ImageRef(spec.image_tag, info.id)
     return build_image(spec, docker=docker, cache=cache, on_event=on_event).ref
-
-
-def with_python(spec: BuildSpec, python: str) -> BuildSpec:
-    """A copy of ``spec`` for another Python version (matrix builds)."""
-    return replace(spec, python=python)

@@ -76,11 +76,6 @@ class JobFailure(Exception):
         self.reason = reason
         self.exit_code = exit_code
 
-    @property
-    def system(self) -> bool:
-        """True for failures gitlab-runner words as ``Job failed (system failure)``."""
-        return self.reason == "runner_system_failure"
-
 
 class Executor(Protocol):
     """What the build needs from an executor."""
@@ -92,10 +87,6 @@ class Executor(Protocol):
     host_project_dir: Path
     host_tmp_dir: Path
     world_writable: bool
-
-    def describe(self) -> str:
-        """``Shell (bash)``/``Docker`` as the trace names it."""
-        ...
 
     def prepare(self, trace: JobTrace) -> None:
         """Check and set up what the job needs; raise :class:`JobFailure` when it cannot run."""
@@ -143,9 +134,6 @@ class ShellExecutor:
         self.project_dir = str(self.host_project_dir)
         self.host_tmp_dir = self.host_project_dir.with_name(self.host_project_dir.name + ".tmp")
         self.tmp_dir = str(self.host_tmp_dir)
-
-    def describe(self) -> str:
-        return f"Shell ({self.entry.shell})"
 
     def prepare(self, trace: JobTrace) -> None:
         if self.user:
@@ -275,9 +263,6 @@ class DockerExecutor:
         self._mounts: list[Mount] = []
         self._containers: list[str] = []
         self._lock = threading.Lock()
-
-    def describe(self) -> str:
-        return "Docker"
 
     def host_env(self) -> dict[str, str]:
         return _passed_env()

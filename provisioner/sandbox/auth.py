@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from provisioner.sandbox.state import digest, now_iso, parse_iso
+from provisioner.sandbox.state import digest, now_iso
 from provisioner.sandbox.web import ApiError, Ctx, forbidden, not_found, unauthorized
 
 if TYPE_CHECKING:
@@ -304,13 +304,3 @@ def visible_project_ids(store: Store, ident: Identity) -> set[int]:
         for r in rows
         if r["visibility"] != "private" or project_access(store, ident.user_id, r) > 0
     }
-
-
-def runner_last_contact(row: Row) -> str | None:
-    value: str | None = row["contacted_at"]
-    return value
-
-
-def is_expired(value: str | None) -> bool:
-    moment = parse_iso(value)
-    return moment is not None and moment.isoformat() < now_iso()

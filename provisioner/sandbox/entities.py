@@ -96,10 +96,6 @@ _PROJECT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def dt_or_none(value: str | None) -> str | None:
-    return value or None
-
-
 def user_basic(store: Store, base: str, user_id: int | None) -> dict[str, Any] | None:
     if user_id is None:
         return None

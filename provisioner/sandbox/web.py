@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from provisioner.sandbox.state import Row, Store
+    from provisioner.sandbox.state import Store
 
 
 class ApiError(Exception):
@@ -312,7 +312,3 @@ class Router:
                 continue
             return route, {k: unquote(v) for k, v in found.groupdict().items()}, False
         return None, {}, path_seen
-
-
-def row_bool(row: Row, key: str) -> bool:
-    return bool(row[key])
