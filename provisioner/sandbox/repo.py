@@ -63,19 +63,9 @@ def init(path: Path, default_branch: str) -> None:
     """``git init --bare`` with HEAD on the default branch (or clones warn about HEAD)."""
     if (path / "HEAD").exists():
         return
-    try:
-        from provisioner.sandbox import git_http
-    except ImportError:
-        git_http = None  # type: ignore[assignment]
-    if git_http is not None:
-        git_http.init_bare_repo(path)
-    else:
-        subprocess.run(
-            ["git", "init", "--bare", "-q", str(path)],
-            check=True,
-            capture_output=True,
-            env=_env(),
-        )
+    from provisioner.sandbox import git_http
+
+    git_http.init_bare_repo(path)
     git(path, "symbolic-ref", "HEAD", f"refs/heads/{default_branch}")
     git(path, "config", "http.receivepack", "true")
     git(path, "config", "uploadpack.allowAnySHA1InWant", "true")

@@ -17,7 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from provisioner.errors import SandboxError
-from provisioner.sandbox import api_core, api_runners
+from provisioner.sandbox import (
+    api_core,
+    api_packages,
+    api_pipelines,
+    api_runners,
+    control,
+    git_routes,
+    graphql_source,
+    idtokens,
+    runner_protocol,
+)
 from provisioner.sandbox.faults import Faults
 from provisioner.sandbox.state import Store
 from provisioner.sandbox.web import ApiError, Ctx, Router, UploadedFile, json_response
@@ -55,21 +65,17 @@ class SandboxApp:
             latency_ms=options.latency_ms, fault_rate=options.fault_rate, seed=options.seed
         )
         self.router = Router()
-        self.router.extend(api_core.routes())
-        self.router.extend(api_runners.routes())
-        from provisioner.sandbox.idtokens import Signer
-
-        self.signer = Signer(options.data_dir)
-        for module_name in (
-            "api_pipelines",
-            "runner_protocol",
-            "api_packages",
-            "idtokens",
-            "control",
+        self.signer = idtokens.Signer(options.data_dir)
+        for module in (
+            api_core,
+            api_runners,
+            api_pipelines,
+            runner_protocol,
+            api_packages,
+            idtokens,
+            control,
         ):
-            module = _optional(f"provisioner.sandbox.{module_name}")
-            if module is not None:
-                self.router.extend(module.routes())
+            self.router.extend(module.routes())
         self.extras: dict[str, Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -105,14 +111,11 @@ class SandboxApp:
                 return self.faults.response(status)
         git = GIT_PATH.match(raw_path)
         if git is not None:
-            git_routes = _optional("provisioner.sandbox.git_routes")
-            if git_routes is not None:
-                served: Response = await git_routes.handle(
-                    self, request, git.group("project"), git.group("rest")
-                )
-                return served
+            served: Response = await git_routes.handle(
+                self, request, git.group("project"), git.group("rest")
+            )
+            return served
         if raw_path == "/api/graphql" and request.method == "POST":
-            graphql_source = _optional("provisioner.sandbox.graphql_source")
             body = await request.body()
             ctx = self._ctx(request, raw_path, body)
             result: Response = await anyio.to_thread.run_sync(graphql_source.handle, ctx)
@@ -163,17 +166,6 @@ def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
         return handler(ctx)
     except ApiError as exc:
         return exc.response()
-
-
-def _optional(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 # starting -----------------------------------------------------------------------------------
