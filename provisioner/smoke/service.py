@@ -27,6 +27,7 @@ from provisioner.gitlab_api import (
     Project,
     Variable,
 )
+from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
 from provisioner.smoke import signing
 from provisioner.smoke.template import MARKER_FILE, template_digest, template_files
 
@@ -172,11 +173,6 @@ class Hooks:
     note: Callable[[str], None] = lambda _text: None
     jobs: Callable[[tuple[Job, ...]], None] = lambda _jobs: None
     secret: Callable[[str], None] = lambda _secret: None
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalization, as the template's jobs compute NORMALIZED_NAME."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def check_request(request: SmokeRequest, gitlab_url: str) -> None:
