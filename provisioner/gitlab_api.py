@@ -531,16 +531,30 @@ class GitLabAPI:
         retry: bool = True,
     ) -> requests.Response:
         """Send with retries on 429/5xx/connection errors; raise :class:`GitLabError` at the end."""
+        if retry:
+            result, attempts = self._send_retrying(verb, path, query=query, body=body)
+        else:
+            result, attempts = self._send(verb, path, query=query, body=body), 1
+        if isinstance(result, _Outcome):
+            raise self._error(result, what=what, hints=hints, attempts=attempts)
+        return result
+
+    def _send_retrying(
+        self,
+        verb: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> tuple[requests.Response | _Outcome, int]:
+        """Send, retrying 429/5xx/connection errors; the final result and how many tries."""
         attempt = 0
-        while True:
+        result = self._send(verb, path, query=query, body=body)
+        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
+            self._sleep(self._backoff(result, attempt))
+            attempt += 1
             result = self._send(verb, path, query=query, body=body)
-            if not isinstance(result, _Outcome):
-                return result
-            if retry and self._should_retry(result, attempt):
-                self._sleep(self._backoff(result, attempt))
-                attempt += 1
-                continue
-            raise self._error(result, what=what, hints=hints, attempts=attempt + 1)
+        return result, attempt + 1
 
     def _should_retry(self, outcome: _Outcome, attempt: int) -> bool:
         if attempt >= self.settings.max_retries:
@@ -729,16 +743,11 @@ class GitLabAPI:
 
     def verify(self, token: str) -> VerifyResult:
         """``POST /runners/verify``: does GitLab accept this runner token?"""
-        result = self._send("post", "/runners/verify", body={"token": token})
-        attempt = 0
-        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
-            self._sleep(self._backoff(result, attempt))
-            attempt += 1
-            result = self._send("post", "/runners/verify", body={"token": token})
+        result, attempts = self._send_retrying("post", "/runners/verify", body={"token": token})
         if isinstance(result, _Outcome):
             if result.status in (401, 403, 404, 422):
                 return VerifyResult(valid=False)
-            raise self._error(result, what="verifying a runner token", hints={}, attempts=1)
+            raise self._error(result, what="verifying a runner token", hints={}, attempts=attempts)
         data = self._json(result)
         if isinstance(data, dict) and data.get("id") is not None:
             return VerifyResult(True, int(data["id"]), _parse_time(data.get("token_expires_at")))
@@ -758,16 +767,13 @@ class GitLabAPI:
 
     def find_runner(self, runner_id: int) -> Runner | None:
         """Like :meth:`get_runner`, but ``None`` when GitLab has no such runner."""
-        result = self._send("get", f"/runners/{runner_id}")
-        attempt = 0
-        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
-            self._sleep(self._backoff(result, attempt))
-            attempt += 1
-            result = self._send("get", f"/runners/{runner_id}")
+        result, attempts = self._send_retrying("get", f"/runners/{runner_id}")
         if isinstance(result, _Outcome):
             if result.status == 404:
                 return None
-            raise self._error(result, what=f"reading runner {runner_id}", hints={}, attempts=1)
+            raise self._error(
+                result, what=f"reading runner {runner_id}", hints={}, attempts=attempts
+            )
         return _runner(self._json(result), detailed=True)
 
     def update_runner(self, runner_id: int, changes: Mapping[str, Any]) -> Runner:
@@ -800,12 +806,7 @@ class GitLabAPI:
 
     def delete_runner(self, runner_id: int) -> bool:
         """``DELETE /runners/:id``; ``False`` when it was already gone."""
-        result = self._send("delete", f"/runners/{runner_id}")
-        attempt = 0
-        while isinstance(result, _Outcome) and self._should_retry(result, attempt):
-            self._sleep(self._backoff(result, attempt))
-            attempt += 1
-            result = self._send("delete", f"/runners/{runner_id}")
+        result, attempts = self._send_retrying("delete", f"/runners/{runner_id}")
         if isinstance(result, _Outcome):
             # After a retried delete a 404 means the first attempt went through.
             if result.status == 404:
@@ -818,7 +819,7 @@ class GitLabAPI:
                     "other projects, or need admin rights); use --keep-server to only drop "
                     "the config entry."
                 },
-                attempts=attempt + 1,
+                attempts=attempts,
             )
         return True
 
