@@ -30,7 +30,8 @@ GOAL_RERUN = 2
 
 
 def _ours(url: str, token: str, config: Path, n: int, scope_text: str) -> dict[str, Any]:
-    from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import ConnectionSettings
     from provisioner.registration import Executor, ExecutorConfig, parse_scope
     from provisioner.registration.service import Action, RegisterRequest, register
     from provisioner.runner_config import ConfigStore

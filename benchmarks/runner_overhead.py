@@ -29,7 +29,8 @@ IMAGE = "runnerctl/python:3.11"
 
 
 def _register(url: str, token: str, config: Path, executor: str, tag: str) -> None:
-    from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import ConnectionSettings
     from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
     from provisioner.registration.service import RegisterRequest, register
     from provisioner.runner_config import ConfigDocument, ConfigStore
@@ -76,7 +77,7 @@ def _pipeline(gl: Any, n: int, tag: str) -> Any:
 
 
 def _run_pipeline(url: str, token: str, gl: Any, tmp: Path, *, executor: str, n: int) -> float:
-    from provisioner.runner import start_background
+    from provisioner.sandbox_runner import start_background
 
     tag = f"bench-{executor}"
     config = tmp / f"{executor}.toml"

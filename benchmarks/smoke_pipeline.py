@@ -33,13 +33,14 @@ import uuid
 from pathlib import Path
 
 from provisioner.docker_api import DockerAPI
-from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+from provisioner.gitlab.client import GitLabAPI
+from provisioner.gitlab.models import ConnectionSettings
 from provisioner.images.build import ensure_job_image
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import RegisterRequest, register
-from provisioner.runner import start_background as start_runner
 from provisioner.runner_config import ConfigDocument, ConfigStore
 from provisioner.sandbox import start_background as start_sandbox
+from provisioner.sandbox_runner import start_background as start_runner
 from provisioner.smoke import SmokeRequest, SmokeResult, SmokeStatus, run_smoke
 from provisioner.smoke.service import STAGES
 from provisioner.smoke.signing import find_cosign

@@ -99,7 +99,7 @@ class Sandbox(Protocol):
 
 
 class Runner(Protocol):
-    """A running stand-in runner (``provisioner.runner.start_background`` returns one)."""
+    """A running stand-in runner (``provisioner.sandbox_runner.start_background`` returns one)."""
 
     def stop(self, *, force: bool = False, timeout: float | None = None) -> object: ...
 

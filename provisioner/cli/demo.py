@@ -57,10 +57,11 @@ def _real_pieces(
 ) -> DemoPieces:
     from provisioner.demo import DEMO_RUNNER_TAG, DEMO_SMOKE_PROJECT, DemoPieces, ImageOutcome
     from provisioner.docker_api import DockerAPI
-    from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import ConnectionSettings
     from provisioner.images.build import default_tag, ensure_job_image
-    from provisioner.runner import start_background as start_runner
     from provisioner.sandbox import start_background
+    from provisioner.sandbox_runner import start_background as start_runner
     from provisioner.smoke import Hooks, SmokeRequest, SmokeResult, run_smoke
 
     docker = DockerAPI.from_env()

@@ -18,11 +18,12 @@ import typer
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.host import RemoteHostOption, SshKeyOption
 from provisioner.errors import UsageError
-from provisioner.gitlab_api import AccessLevel, RunnerStatus
+from provisioner.gitlab.models import AccessLevel, RunnerStatus
 from provisioner.registration.executors import Executor, PullPolicy, Shell
 
 if TYPE_CHECKING:
-    from provisioner.gitlab_api import GitLabAPI, Runner
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import Runner
     from provisioner.registration.service import ConfigStorePort, RegisterResult
     from provisioner.runner_config import ConfigStore
 
@@ -102,7 +103,8 @@ def connect(
     require_token: bool = True,
 ) -> GitLabAPI:
     """Resolve connection settings and build the adapter; the token joins the redactor."""
-    from provisioner.gitlab_api import GitLabAPI, resolve_connection
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.connection import resolve_connection
 
     settings = resolve_connection(
         url=gitlab_url,

@@ -111,7 +111,7 @@ def runner(
     """
     import signal
 
-    from provisioner.runner import RunnerEvent, start_background
+    from provisioner.sandbox_runner import RunnerEvent, start_background
     from provisioner.settings import default_config_path
 
     state = get_app(ctx)

@@ -12,7 +12,7 @@ from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.register import CaBundle, ConfigSection, GitLabUrl, Insecure, TokenFile
 
 if TYPE_CHECKING:
-    from provisioner.gitlab_api import Job
+    from provisioner.gitlab.models import Job
     from provisioner.smoke import SmokeResult
 
 

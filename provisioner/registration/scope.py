@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from provisioner.errors import UsageError
-from provisioner.gitlab_api import Runner, RunnerType
+from provisioner.gitlab.models import Runner, RunnerType
 
 SCOPE_CHOICES = "instance, group:PATH or group:ID, project:PATH or project:ID"
 _PATH_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")

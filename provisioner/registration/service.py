@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner.errors import ConfigError, GitLabError, ProvisionerError, UsageError
-from provisioner.gitlab_api import (
+from provisioner.gitlab.models import (
     AccessLevel,
     ListFilter,
     Runner,
@@ -69,7 +69,7 @@ _SECRET_KEYS_FOLDED = frozenset(key.lower() for key in SECRET_KEYS)
 
 
 class RunnerAPI(Protocol):
-    """What registration needs from GitLab (:class:`~provisioner.gitlab_api.GitLabAPI`)."""
+    """What registration needs from GitLab (:class:`~provisioner.gitlab.client.GitLabAPI`)."""
 
     @property
     def request_count(self) -> int:

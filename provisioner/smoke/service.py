@@ -18,15 +18,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from provisioner.errors import UsageError
-from provisioner.gitlab_api import (
-    DistFile,
-    Job,
-    Namespace,
-    Package,
-    Pipeline,
-    Project,
-    Variable,
-)
+from provisioner.gitlab.models import DistFile, Job, Namespace, Package, Pipeline, Project, Variable
 from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
 from provisioner.smoke import signing
 from provisioner.smoke.template import MARKER_FILE, template_digest, template_files
@@ -126,7 +118,7 @@ class SmokeResult:
 
 
 class SmokeAPI(Protocol):
-    """The GitLab calls a smoke run makes (``provisioner.gitlab_api.GitLabAPI`` has them)."""
+    """The GitLab calls a smoke run makes (``provisioner.gitlab.client.GitLabAPI`` has them)."""
 
     @property
     def settings(self) -> object: ...

@@ -22,7 +22,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+from provisioner.gitlab.client import GitLabAPI
+from provisioner.gitlab.models import ConnectionSettings
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import RegisterRequest, register
 from provisioner.runner_config import ConfigDocument, ConfigStore
@@ -102,7 +103,7 @@ def _register(
 def docker_runner(lab: Lab) -> Iterator[str]:
     from provisioner.docker_api import DockerAPI
     from provisioner.images.build import ensure_job_image
-    from provisioner.runner import start_background
+    from provisioner.sandbox_runner import start_background
 
     docker = DockerAPI.from_env()
     ensure_job_image("3.11", docker=docker)
@@ -253,7 +254,7 @@ def test_runner_with_another_tag_never_picks_the_jobs_up(lab: Lab, docker_runner
 
 
 def test_smoke_pipeline_is_green_on_a_shell_executor_runner(lab: Lab) -> None:
-    from provisioner.runner import start_background
+    from provisioner.sandbox_runner import start_background
 
     config = lab.tmp / "shell-config.toml"
     tag = "smoke-e2e-shell"

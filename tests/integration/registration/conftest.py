@@ -33,7 +33,8 @@ class Lab:
 
     def api(self, token: str | None = None) -> Any:
         """Our adapter, talking to the sandbox with python-gitlab."""
-        from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+        from provisioner.gitlab.client import GitLabAPI
+        from provisioner.gitlab.models import ConnectionSettings
 
         return GitLabAPI.from_settings(ConnectionSettings(url=self.url, token=token or self.token))
 
@@ -94,6 +95,6 @@ def run(lab: Lab) -> Run:
 
 def runners_named(lab: Lab, name: str) -> list[Any]:
     """Every runner in GitLab whose description is ``name``."""
-    from provisioner.gitlab_api import ListFilter
+    from provisioner.gitlab.models import ListFilter
 
     return [r for r in lab.api().list_runners(ListFilter()) if r.description == name]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from provisioner.gitlab_api import ListFilter
+from provisioner.gitlab.models import ListFilter
 from provisioner.runner_config import validate_text
 from provisioner.secrets import contains_secret
 from tests.integration.registration.conftest import RUNNERCTL, Lab, Run, runners_named

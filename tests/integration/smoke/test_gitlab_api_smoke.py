@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from provisioner.gitlab_api import ConnectionSettings, GitLabAPI, Variable
+from provisioner.gitlab.client import GitLabAPI
+from provisioner.gitlab.models import ConnectionSettings, Variable
 
 pytestmark = [pytest.mark.sandbox]
 

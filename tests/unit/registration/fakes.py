@@ -266,7 +266,8 @@ def _token() -> str:
 
 def make_api(fake: FakeGitLab, *, token: str = PAT, sleeps: list[float] | None = None) -> Any:
     """A real :class:`GitLabAPI` whose session is served by ``fake``."""
-    from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import ConnectionSettings
 
     session = requests.Session()
     session.mount(BASE, fake)

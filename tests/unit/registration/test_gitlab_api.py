@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import GitLabError, UsageError
-from provisioner.gitlab_api import (
-    AccessLevel,
-    RunnerSpec,
-    RunnerType,
-    resolve_connection,
-)
+from provisioner.gitlab.connection import resolve_connection
+from provisioner.gitlab.models import AccessLevel, RunnerSpec, RunnerType
 from provisioner.secrets import contains_secret
 from tests.unit.registration.fakes import PAT, FakeGitLab, Fault, make_api
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from provisioner.errors import UsageError
-from provisioner.gitlab_api import Runner, RunnerStatus, RunnerType
+from provisioner.gitlab.models import Runner, RunnerStatus, RunnerType
 from provisioner.registration import (
     DockerOptions,
     Executor,

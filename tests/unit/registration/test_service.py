@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from provisioner.errors import ConfigError, UsageError
-from provisioner.gitlab_api import AccessLevel
+from provisioner.gitlab.models import AccessLevel
 from provisioner.registration import (
     DockerOptions,
     Executor,

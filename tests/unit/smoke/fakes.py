@@ -6,15 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from provisioner.gitlab_api import (
-    DistFile,
-    Job,
-    Namespace,
-    Package,
-    Pipeline,
-    Project,
-    Variable,
-)
+from provisioner.gitlab.models import DistFile, Job, Namespace, Package, Pipeline, Project, Variable
 from provisioner.smoke.service import STAGES
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,8 +6,8 @@ executor would look for an image literally called ``$PYTHON_IMAGE``.
 
 from __future__ import annotations
 
-from provisioner.runner.executors import expand_variables
-from provisioner.runner.job import GitInfo, Job, Variable
+from provisioner.sandbox_runner.executors import expand_variables
+from provisioner.sandbox_runner.job import GitInfo, Job, Variable
 
 
 def _job(*variables: Variable) -> Job:

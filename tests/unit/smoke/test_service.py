@@ -7,7 +7,7 @@ from itertools import count
 import pytest
 
 from provisioner.errors import UsageError
-from provisioner.gitlab_api import Package, Variable
+from provisioner.gitlab.models import Package, Variable
 from provisioner.secrets import redact
 from provisioner.smoke import service
 from provisioner.smoke.service import (

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from provisioner.errors import GitLabError
-from provisioner.runner.protocol import JobClient
+from provisioner.sandbox_runner.protocol import JobClient
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.errors import GitLabError
-from provisioner.runner.build import Build, JobContext, JobResult, JobState
-from provisioner.runner.config import RunnerEntry, RunnerSetup
-from provisioner.runner.executors import DockerFactory, executor_for
-from provisioner.runner.job import parse_job
-from provisioner.runner.protocol import JobClient, Verdict, status_text
-from provisioner.runner.sources import strip_credentials
+from provisioner.sandbox_runner.build import Build, JobContext, JobResult, JobState
+from provisioner.sandbox_runner.config import RunnerEntry, RunnerSetup
+from provisioner.sandbox_runner.executors import DockerFactory, executor_for
+from provisioner.sandbox_runner.job import parse_job
+from provisioner.sandbox_runner.protocol import JobClient, Verdict, status_text
+from provisioner.sandbox_runner.sources import strip_credentials
 
 if TYPE_CHECKING:
     from provisioner.docker_api import DockerAPI

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from provisioner.runner.job import Job
-from provisioner.runner.process import ProcessOutcome, StopCheck, run_process
-from provisioner.runner.protocol import PROTOCOL_VERSION
-from provisioner.runner.trace import JobTrace
+from provisioner.sandbox_runner.job import Job
+from provisioner.sandbox_runner.process import ProcessOutcome, StopCheck, run_process
+from provisioner.sandbox_runner.protocol import PROTOCOL_VERSION
+from provisioner.sandbox_runner.trace import JobTrace
 
 TOKEN_ENV = "RUNNERCTL_GIT_JOB_TOKEN"  # noqa: S105 - a variable name, not a secret
 # Runs as `sh -c '<helper> get'`: the argv holds this text, never the token itself.

@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from provisioner.runner.job import ArtifactSpec
+from provisioner.sandbox_runner.job import ArtifactSpec
 
 
 def _within(root: Path, path: Path) -> bool:

@@ -20,20 +20,20 @@ from enum import StrEnum
 from pathlib import Path
 
 from provisioner.errors import GitLabError
-from provisioner.runner import artifacts as art
-from provisioner.runner.config import RunnerEntry
-from provisioner.runner.executors import Executor, JobFailure, environment_pairs
-from provisioner.runner.job import Job
-from provisioner.runner.process import ProcessOutcome
-from provisioner.runner.protocol import (
+from provisioner.sandbox_runner import artifacts as art
+from provisioner.sandbox_runner.config import RunnerEntry
+from provisioner.sandbox_runner.executors import Executor, JobFailure, environment_pairs
+from provisioner.sandbox_runner.job import Job
+from provisioner.sandbox_runner.process import ProcessOutcome
+from provisioner.sandbox_runner.protocol import (
     PROTOCOL_VERSION,
     REVISION,
     JobClient,
     map_failure_reason,
     status_text,
 )
-from provisioner.runner.sources import fetch_sources
-from provisioner.runner.trace import BOLD_GREEN, RESET, JobTrace, Masker
+from provisioner.sandbox_runner.sources import fetch_sources
+from provisioner.sandbox_runner.trace import BOLD_GREEN, RESET, JobTrace, Masker
 
 AFTER_SCRIPT_TIMEOUT = 300  # gitlab-runner's default after_script timeout
 RUNNER_NAME = "runnerctl sandbox runner"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.secrets import contains_secret
-from tests.integration.runner.conftest import Lab
+from tests.integration.sandbox_runner.conftest import Lab
 
 pytestmark = pytest.mark.sandbox
 

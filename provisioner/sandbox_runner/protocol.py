@@ -1,7 +1,7 @@
 """The runner job protocol, client side: what gitlab-runner sends to GitLab.
 
 This is the runner's own protocol (``/api/v4/runners/verify``, ``/api/v4/jobs/...``), not
-GitLab's REST API for people and tools, which only :mod:`provisioner.gitlab_api` speaks. It is
+GitLab's REST API for people and tools, which only :mod:`provisioner.gitlab` speaks. It is
 therefore kept here, inside the stand-in runner, and talks ``requests`` directly. Headers,
 bodies and status handling follow gitlab-runner's ``network/gitlab.go`` and ``network/trace.go``
 (see ``docs/sandbox-runner.md``): the token goes in the ``RUNNER-TOKEN``/``JOB-TOKEN`` header

@@ -19,38 +19,49 @@ Every HTTP request goes through one ``requests.Session`` whose response hook cou
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from html import unescape
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from provisioner.errors import GitLabError, UsageError
+from provisioner.errors import GitLabError
 from provisioner.secrets import redact
 
 if TYPE_CHECKING:
     import gitlab
     import requests
 
+from provisioner.gitlab.connection import ACCESS_HINT
+from provisioner.gitlab.models import (
+    AccessLevel,
+    ConnectionSettings,
+    DistFile,
+    Job,
+    ListFilter,
+    Namespace,
+    Package,
+    Pipeline,
+    Project,
+    Runner,
+    RunnerCredentials,
+    RunnerSpec,
+    RunnerStatus,
+    RunnerType,
+    Variable,
+    VerifyResult,
+)
+
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v4"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 MARKER_PREFIX = "runnerctl create "
 
-ACCESS_HINT = (
-    "Pass a personal, group or project access token with the create_runner (or api) scope "
-    "in GITLAB_TOKEN, --token-file FILE or --gitlab-config-section NAME; never on the "
-    "command line."
-)
 NEW_WORKFLOW_HINT = (
     "This GitLab has registration tokens disabled (the default since GitLab 17.0). Use the "
     "new workflow instead: drop --legacy-registration-token-env and run `runnerctl register` "
@@ -58,347 +69,6 @@ NEW_WORKFLOW_HINT = (
     "or a group/project access token with the Owner/Maintainer role); runnerctl then creates "
     "the runner with POST /user/runners and gets a glrt- token."
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Values
-
-
-class RunnerType(StrEnum):
-    """Where a runner is attached (GitLab's ``runner_type``)."""
-
-    INSTANCE = "instance_type"
-    GROUP = "group_type"
-    PROJECT = "project_type"
-
-
-class RunnerStatus(StrEnum):
-    """GitLab's REST ``status`` of a runner."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
-    STALE = "stale"
-    NEVER_CONTACTED = "never_contacted"
-    PAUSED = "paused"
-    ACTIVE = "active"
-    UNKNOWN = "unknown"
-
-    @classmethod
-    def parse(cls, value: object) -> RunnerStatus:
-        """The status for ``value``; :attr:`UNKNOWN` for anything GitLab adds later."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.UNKNOWN
-
-
-class AccessLevel(StrEnum):
-    """Which refs a runner may run jobs for."""
-
-    NOT_PROTECTED = "not_protected"
-    REF_PROTECTED = "ref_protected"
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """Where GitLab is and how to authenticate. The token never shows in ``repr``."""
-
-    url: str
-    token: str = field(repr=False)
-    auth_source: str = "GITLAB_TOKEN"
-    ca_bundle: Path | None = None
-    insecure: bool = False
-    timeout: float = 30.0
-    max_retries: int = 4
-
-    @property
-    def api_url(self) -> str:
-        """The REST v4 base URL."""
-        return self.url.rstrip("/") + API_PREFIX
-
-
-@dataclass(frozen=True)
-class Namespace:
-    """A group or a project, resolved from its path or id."""
-
-    id: int
-    full_path: str
-    kind: str  # "group" or "project"
-
-
-@dataclass(frozen=True)
-class RunnerSpec:
-    """The server-side settings of a runner, as ``POST /user/runners`` takes them."""
-
-    runner_type: RunnerType
-    description: str
-    group_id: int | None = None
-    project_id: int | None = None
-    tag_list: tuple[str, ...] = ()
-    run_untagged: bool = False
-    locked: bool = False
-    paused: bool = False
-    access_level: AccessLevel = AccessLevel.NOT_PROTECTED
-    maximum_timeout: int | None = None
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body of the create call (without the marker)."""
-        data: dict[str, Any] = {
-            "runner_type": self.runner_type.value,
-            "description": self.description,
-            "tag_list": list(self.tag_list),
-            "run_untagged": self.run_untagged,
-            "locked": self.locked,
-            "paused": self.paused,
-            "access_level": self.access_level.value,
-        }
-        if self.group_id is not None:
-            data["group_id"] = self.group_id
-        if self.project_id is not None:
-            data["project_id"] = self.project_id
-        if self.maximum_timeout is not None:
-            data["maximum_timeout"] = self.maximum_timeout
-        return data
-
-
-@dataclass(frozen=True)
-class RunnerCredentials:
-    """A runner id and its authentication token, as create, register and reset return them."""
-
-    id: int
-    token: str = field(repr=False)
-    token_expires_at: datetime | None = None
-    recovered: bool = False  # True when found after a lost create answer (token was reset)
-
-
-@dataclass(frozen=True)
-class Runner:
-    """A runner as ``GET /runners/:id`` (or a list entry) describes it."""
-
-    id: int
-    description: str
-    runner_type: RunnerType
-    status: RunnerStatus
-    paused: bool
-    online: bool | None = None
-    tag_list: tuple[str, ...] = ()
-    run_untagged: bool | None = None
-    locked: bool | None = None
-    access_level: AccessLevel | None = None
-    maximum_timeout: int | None = None
-    contacted_at: datetime | None = None
-    maintenance_note: str | None = None
-    group_ids: tuple[int, ...] = ()
-    project_ids: tuple[int, ...] = ()
-    group_paths: tuple[str, ...] = ()
-    project_paths: tuple[str, ...] = ()
-    detailed: bool = False
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of ``POST /runners/verify``: ``valid`` and the id GitLab reports."""
-
-    valid: bool
-    runner_id: int | None = None
-    token_expires_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    """Filters of ``runners list``: scope (where to look), status and tags."""
-
-    runner_type: RunnerType | None = None
-    namespace_id: int | None = None
-    status: RunnerStatus | None = None
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Project:
-    """A project as the smoke pipeline needs it."""
-
-    id: int
-    path_with_namespace: str
-    web_url: str
-    default_branch: str | None
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A project CI/CD variable; the value never shows in ``repr``."""
-
-    key: str
-    value: str = field(repr=False)
-    variable_type: str = "env_var"
-    masked: bool = False
-    protected: bool = False
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """A pipeline's id, status and where to see it."""
-
-    id: int
-    iid: int
-    status: str
-    web_url: str
-    duration: float | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of a pipeline, as ``GET /projects/:id/pipelines/:pid/jobs`` lists it."""
-
-    id: int
-    name: str
-    stage: str
-    status: str
-    duration: float | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    failure_reason: str | None = None
-    web_url: str = ""
-    tag_list: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Package:
-    """A package of the project's package registry."""
-
-    id: int
-    name: str
-    version: str
-    package_type: str
-    created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class DistFile:
-    """A file link of the PyPI simple index: name, absolute URL and the sha256 GitLab stored."""
-
-    filename: str
-    url: str
-    sha256: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-
-
-def resolve_connection(
-    *,
-    url: str | None = None,
-    token_file: Path | None = None,
-    config_section: str | None = None,
-    config_file: Path | None = None,
-    ca_bundle: Path | None = None,
-    insecure: bool = False,
-    env: Mapping[str, str] | None = None,
-    require_token: bool = True,
-) -> ConnectionSettings:
-    """Build connection settings from options, the environment and a python-gitlab config.
-
-    The URL comes from ``url``, then ``GITLAB_URL``, ``CI_SERVER_URL`` and the config section.
-    The token comes from ``--token-file``, then ``GITLAB_TOKEN``, then the config section; never
-    from argv.
-
-    Raises:
-        UsageError: when no URL or token can be found, or an option is contradictory.
-    """
-    env = os.environ if env is None else env
-    section_url: str | None = None
-    section_token: str | None = None
-    section_verify: bool | str = True
-    if config_section:
-        section_url, section_token, section_verify = _read_gitlab_config(
-            config_section, config_file
-        )
-    resolved_url = url or env.get("GITLAB_URL") or env.get("CI_SERVER_URL") or section_url
-    if not resolved_url:
-        raise UsageError(
-            "No GitLab URL given.",
-            hint="Pass --gitlab-url https://gitlab.example.com or set GITLAB_URL.",
-        )
-    parts = urlsplit(resolved_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(
-            f"The GitLab URL {redact(resolved_url)!r} is not an http(s) URL.",
-            hint="Use the address you open in a browser, e.g. https://gitlab.example.com.",
-        )
-    if parts.username or parts.password:
-        raise UsageError(
-            "The GitLab URL must not carry credentials.",
-            hint=ACCESS_HINT,
-        )
-    try:
-        token, source = _resolve_token(token_file, env, config_section, section_token)
-    except UsageError:
-        if require_token or token_file is not None:
-            raise
-        token, source = "", "no access token"
-    if ca_bundle is not None and insecure:
-        raise UsageError(
-            "--ca-bundle and --insecure contradict each other.",
-            hint="Keep --ca-bundle: it verifies GitLab against your CA instead of not at all.",
-        )
-    if ca_bundle is not None and not ca_bundle.is_file():
-        raise UsageError(
-            f"CA bundle {ca_bundle} does not exist.",
-            hint="Pass a PEM file with your GitLab's CA chain to --ca-bundle.",
-        )
-    if ca_bundle is None and not insecure and isinstance(section_verify, str):
-        ca_bundle = Path(section_verify)
-    if section_verify is False and ca_bundle is None:
-        insecure = True
-    return ConnectionSettings(
-        url=resolved_url.rstrip("/"),
-        token=token,
-        auth_source=source,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
-
-
-def _resolve_token(
-    token_file: Path | None,
-    env: Mapping[str, str],
-    config_section: str | None,
-    section_token: str | None,
-) -> tuple[str, str]:
-    if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"Cannot read the token file {token_file}: {exc.strerror}.",
-                hint="Point --token-file at a readable file (mode 0600) holding only the token.",
-            ) from None
-        if not token:
-            raise UsageError(f"The token file {token_file} is empty.", hint=ACCESS_HINT)
-        return token, f"token file {token_file}"
-    if env.get("GITLAB_TOKEN"):
-        return env["GITLAB_TOKEN"].strip(), "GITLAB_TOKEN"
-    if section_token:
-        return section_token, f"python-gitlab config section [{config_section}]"
-    raise UsageError("No GitLab access token found.", hint=ACCESS_HINT)
-
-
-def _read_gitlab_config(
-    section: str, config_file: Path | None
-) -> tuple[str | None, str | None, bool | str]:
-    import gitlab.config
-
-    files = [str(config_file)] if config_file is not None else None
-    try:
-        parser = gitlab.config.GitlabConfigParser(gitlab_id=section, config_files=files)
-    except gitlab.config.ConfigError as exc:
-        raise UsageError(
-            f"python-gitlab config section [{section}] is unusable: {redact(str(exc))}",
-            hint="Check ~/.python-gitlab.cfg (or PYTHON_GITLAB_CFG) for that section, "
-            "with url and private_token.",
-        ) from None
-    return parser.url, parser.private_token or parser.oauth_token, parser.ssl_verify
 
 
 # ---------------------------------------------------------------------------------------------

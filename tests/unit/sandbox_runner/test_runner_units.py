@@ -11,14 +11,24 @@ from typing import Any
 import pytest
 
 from provisioner.errors import ConfigError
-from provisioner.runner import artifacts as art
-from provisioner.runner.build import go_duration, render_script
-from provisioner.runner.config import load_setup, parse_size
-from provisioner.runner.executors import _doublestar, docker_connect_message
-from provisioner.runner.job import ArtifactSpec, parse_job
-from provisioner.runner.protocol import PatchResult, UpdateResult, base_url, map_failure_reason
-from provisioner.runner.sources import CREDENTIAL_HELPER, clone_url_for, git_env, strip_credentials
-from provisioner.runner.trace import JobTrace, Masker
+from provisioner.sandbox_runner import artifacts as art
+from provisioner.sandbox_runner.build import go_duration, render_script
+from provisioner.sandbox_runner.config import load_setup, parse_size
+from provisioner.sandbox_runner.executors import _doublestar, docker_connect_message
+from provisioner.sandbox_runner.job import ArtifactSpec, parse_job
+from provisioner.sandbox_runner.protocol import (
+    PatchResult,
+    UpdateResult,
+    base_url,
+    map_failure_reason,
+)
+from provisioner.sandbox_runner.sources import (
+    CREDENTIAL_HELPER,
+    clone_url_for,
+    git_env,
+    strip_credentials,
+)
+from provisioner.sandbox_runner.trace import JobTrace, Masker
 
 TOKEN = "glcbt-64_abcdefghijklmnopqrst"
 PAYLOAD: dict[str, Any] = {

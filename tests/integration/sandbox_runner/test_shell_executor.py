@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from provisioner.runner import RunnerHandle
+from provisioner.sandbox_runner import RunnerHandle
 from provisioner.secrets import contains_secret
-from tests.integration.runner.conftest import Lab
+from tests.integration.sandbox_runner.conftest import Lab
 
 pytestmark = pytest.mark.sandbox
 

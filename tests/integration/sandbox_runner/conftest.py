@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from provisioner.gitlab_api import ConnectionSettings, GitLabAPI
+from provisioner.gitlab.client import GitLabAPI
+from provisioner.gitlab.models import ConnectionSettings
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import RegisterRequest, register
-from provisioner.runner import RunnerEvent, RunnerHandle, start_background
 from provisioner.runner_config import ConfigDocument, ConfigStore
+from provisioner.sandbox_runner import RunnerEvent, RunnerHandle, start_background
 from tests.integration.conftest import RunningSandbox
 
 JOB_IMAGE = "runnerctl/python:3.11"

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from provisioner.runner.config import RunnerEntry
-from provisioner.runner.job import Job
-from provisioner.runner.process import ProcessOutcome, StopCheck, run_process
-from provisioner.runner.trace import JobTrace
+from provisioner.sandbox_runner.config import RunnerEntry
+from provisioner.sandbox_runner.job import Job
+from provisioner.sandbox_runner.process import ProcessOutcome, StopCheck, run_process
+from provisioner.sandbox_runner.trace import JobTrace
 
 if TYPE_CHECKING:
     from provisioner.docker_api import DockerAPI, Mount

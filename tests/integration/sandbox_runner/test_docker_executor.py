@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.docker_api import DockerAPI
-from provisioner.runner import RunnerHandle
+from provisioner.sandbox_runner import RunnerHandle
 from tests.integration.conftest import RunningSandbox
-from tests.integration.runner.conftest import Lab
+from tests.integration.sandbox_runner.conftest import Lab
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.docker]
 

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.runner.build import JobResult, JobState
-from provisioner.runner.config import RunnerEntry, RunnerSetup, load_setup
-from provisioner.runner.service import (
+from provisioner.sandbox_runner.build import JobResult, JobState
+from provisioner.sandbox_runner.config import RunnerEntry, RunnerSetup, load_setup
+from provisioner.sandbox_runner.service import (
     EventLevel,
     EventSink,
     RunnerEvent,
