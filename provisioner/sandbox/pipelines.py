@@ -31,7 +31,7 @@ class PipelineError(Exception):
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses, mappings and tuples from ``ci_config`` as plain JSON values."""
+    """Dataclasses, mappings and tuples from ``ci`` as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
@@ -90,7 +90,7 @@ def create(
     variables: list[dict[str, str]] | None = None,
 ) -> int:
     """Create the pipeline for ``ref``; raise :class:`PipelineError` as GitLab would refuse it."""
-    from provisioner.sandbox import ci_config
+    from provisioner.sandbox import ci
 
     path = repo.repo_dir(store, project)
     found = repo.resolve(path, ref)
@@ -111,10 +111,10 @@ def create(
         return data.decode(errors="replace") if data is not None else None
 
     try:
-        spec = ci_config.load_pipeline(
+        spec = ci.load_pipeline(
             blob.decode(errors="replace"), ref=ref, variables=env, read_file=read_file
         )
-    except ci_config.CiConfigError as exc:
+    except ci.CiConfigError as exc:
         raise PipelineError([exc.message]) from exc
     if not spec.jobs:
         raise PipelineError(

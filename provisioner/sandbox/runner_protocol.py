@@ -579,7 +579,7 @@ def _expire_at(expire_in: str | None) -> str | None:
     if not expire_in or expire_in == "never":
         return None
     try:
-        from provisioner.sandbox.ci_config import parse_duration
+        from provisioner.sandbox.ci import parse_duration
 
         seconds = parse_duration(expire_in)
     except ImportError:

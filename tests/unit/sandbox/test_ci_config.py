@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from provisioner.sandbox.ci_config import (
+from provisioner.sandbox.ci import (
     CiConfigError,
     PipelineSpec,
     evaluate_expression,

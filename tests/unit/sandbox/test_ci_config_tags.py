@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.sandbox.ci_config import load_pipeline
+from provisioner.sandbox.ci import load_pipeline
 
 CI = """
 variables:

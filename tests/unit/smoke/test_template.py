@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from provisioner.sandbox.ci_config import load_pipeline
+from provisioner.sandbox.ci import load_pipeline
 from provisioner.smoke.service import STAGES
 from provisioner.smoke.template import template_digest, template_files
 
