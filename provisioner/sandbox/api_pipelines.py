@@ -18,8 +18,8 @@ from provisioner.sandbox.auth import (
     Identity,
     authenticate,
     load_project,
+    project_route,
     require_scope,
-    require_user,
 )
 from provisioner.sandbox.runner_protocol import remove_job_files, trace_path
 from provisioner.sandbox.web import (
@@ -86,10 +86,9 @@ def _job(store: Store, project: Row, ctx: Ctx) -> Row:
     return row
 
 
-def create_pipeline(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     ref = ctx.arg("ref")
     if not ref:
         raise missing_param("ref")
@@ -115,10 +114,9 @@ def create_pipeline(ctx: Ctx) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, row), 201)
 
 
-def list_pipelines(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def list_pipelines(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     rows = store.all("SELECT * FROM pipelines WHERE project_id = ?", [project["id"]])
     scope = ctx.query("scope")
     if scope is not None and scope not in ("running", "pending", "finished", "branches", "tags"):
@@ -175,17 +173,15 @@ def list_pipelines(ctx: Ctx) -> Response:
     return paginate(ctx, out, lambda r: ent.pipeline_basic(store, ctx.base_url, r))
 
 
-def get_pipeline(ctx: Ctx) -> Response:
+@project_route()
+def get_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"])
     return json_response(ent.pipeline_entity(store, ctx.base_url, _pipeline(store, project, ctx)))
 
 
-def latest_pipeline(ctx: Ctx) -> Response:
+@project_route()
+def latest_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"])
     ref = ctx.query("ref") or project["default_branch"]
     row = store.one(
         "SELECT * FROM pipelines WHERE project_id = ? AND ref = ? ORDER BY id DESC LIMIT 1",
@@ -196,12 +192,9 @@ def latest_pipeline(ctx: Ctx) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, row))
 
 
-def delete_pipeline(ctx: Ctx) -> Response:
+@project_route(OWNER)  # administrators hold OWNER on every project
+def delete_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(
-        store, ident, ctx.params["id"], min_level=OWNER if not ident.is_admin else 0
-    )
     row = _pipeline(store, project, ctx)
     with store.tx():
         for job in store.all("SELECT id FROM jobs WHERE pipeline_id = ?", [row["id"]]):
@@ -211,10 +204,9 @@ def delete_pipeline(ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
-def pipeline_variables(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def pipeline_variables(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
     return json_response(
         [
@@ -238,10 +230,9 @@ def _job_filter(ctx: Ctx, rows: list[Row]) -> list[Row]:
     return rows
 
 
-def pipeline_jobs(ctx: Ctx) -> Response:
+@project_route()
+def pipeline_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"])
     row = _pipeline(store, project, ctx)
     retried = to_bool(ctx.query("include_retried"))
     jobs = store.all("SELECT * FROM jobs WHERE pipeline_id = ? ORDER BY id DESC", [row["id"]])
@@ -249,25 +240,22 @@ def pipeline_jobs(ctx: Ctx) -> Response:
     return paginate(ctx, _job_filter(ctx, jobs), lambda j: ent.job_entity(store, ctx.base_url, j))
 
 
-def project_jobs(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def project_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     jobs = store.all("SELECT * FROM jobs WHERE project_id = ? ORDER BY id DESC", [project["id"]])
     return paginate(ctx, _job_filter(ctx, jobs), lambda j: ent.job_entity(store, ctx.base_url, j))
 
 
-def get_job(ctx: Ctx) -> Response:
+@project_route()
+def get_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"])
     return json_response(ent.job_entity(store, ctx.base_url, _job(store, project, ctx)))
 
 
-def job_trace(ctx: Ctx) -> Response:
+@project_route()
+def job_trace(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"])
     job = _job(store, project, ctx)
     path = trace_path(store, job["id"])
     data = path.read_bytes() if path.exists() else b""
@@ -280,15 +268,10 @@ def job_trace(ctx: Ctx) -> Response:
     )
 
 
-def _action(ctx: Ctx) -> tuple[Store, Identity, Row, Row]:
+@project_route(DEVELOPER)
+def retry_job(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
-    return store, ident, project, _job(store, project, ctx)
-
-
-def retry_job(ctx: Ctx) -> Response:
-    store, ident, _, job = _action(ctx)
+    job = _job(store, project, ctx)
     if job["status"] not in ("failed", "canceled", "success") or job["retried"]:
         raise forbidden("Job is not retryable")
     new_id = pipelines.retry_job(store, job, ident.user_id)
@@ -297,16 +280,20 @@ def retry_job(ctx: Ctx) -> Response:
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
 
 
-def cancel_job(ctx: Ctx) -> Response:
-    store, _, _, job = _action(ctx)
+@project_route(DEVELOPER)
+def cancel_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
+    store = ctx.store
+    job = _job(store, project, ctx)
     pipelines.cancel_job(store, job)
     fresh = store.one("SELECT * FROM jobs WHERE id = ?", [job["id"]])
     assert fresh is not None
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
 
 
-def play_job(ctx: Ctx) -> Response:
-    store, _, _, job = _action(ctx)
+@project_route(DEVELOPER)
+def play_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
+    store = ctx.store
+    job = _job(store, project, ctx)
     if job["status"] != "manual":
         raise ApiError(400, "400 Bad request - Unplayable Job")
     pipelines.play_job(store, job)
@@ -315,10 +302,9 @@ def play_job(ctx: Ctx) -> Response:
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 200)
 
 
-def retry_pipeline(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def retry_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
     pipelines.retry_pipeline(store, row["id"], ident.user_id)
     fresh = store.one("SELECT * FROM pipelines WHERE id = ?", [row["id"]])
@@ -326,10 +312,9 @@ def retry_pipeline(ctx: Ctx) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, fresh), 201)
 
 
-def cancel_pipeline(ctx: Ctx) -> Response:
+@project_route(DEVELOPER)
+def cancel_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=DEVELOPER)
     row = _pipeline(store, project, ctx)
     pipelines.cancel_pipeline(store, row["id"])
     fresh = store.one("SELECT * FROM pipelines WHERE id = ?", [row["id"]])

@@ -17,11 +17,13 @@ from provisioner.sandbox.auth import (
     authenticate,
     descendant_ids,
     group_access,
+    group_route,
     load_group,
     load_project,
     project_access,
-    require_admin,
+    project_route,
     require_user,
+    user_route,
 )
 from provisioner.sandbox.state import digest, new_token, now_iso
 from provisioner.sandbox.web import (
@@ -543,9 +545,9 @@ def _paginate_runners(ctx: Ctx, store: Store, ids: list[int]) -> Response:
     return paginate_query(ctx, len(ids), fetch, _render(ctx, store))
 
 
-def list_owned(ctx: Ctx) -> Response:
+@user_route()
+def list_owned(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
     rows = store.all(f"SELECT {LIGHT_COLUMNS} FROM runners ORDER BY id")  # noqa: S608
     if not ident.is_admin:
         rows = [
@@ -560,10 +562,9 @@ def list_owned(ctx: Ctx) -> Response:
     return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
-def list_all(ctx: Ctx) -> Response:
+@user_route(admin=True)
+def list_all(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    require_admin(ident)
     scopes = (*STATUSES, "specific", "shared", *RUNNER_TYPES)
     if not any(ctx.query(f) is not None for f in FILTERS):
         # The common case (python-gitlab paging through everything) loads one page only.
@@ -584,10 +585,9 @@ def list_all(ctx: Ctx) -> Response:
     return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
-def list_group(ctx: Ctx) -> Response:
+@group_route(MAINTAINER)
+def list_group(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    group = load_group(store, ident, ctx.params["id"], min_level=MAINTAINER)
     chain = ancestor_ids(store, group["id"])
     inner = set(descendant_ids(store, group["id"]))
     rows = []
@@ -607,10 +607,9 @@ def list_group(ctx: Ctx) -> Response:
     return paginate(ctx, rows, _render(ctx, store))
 
 
-def list_project(ctx: Ctx) -> Response:
+@project_route(MAINTAINER)
+def list_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rows = [
         r
         for r in store.all("SELECT * FROM runners ORDER BY id")
@@ -630,10 +629,9 @@ def runner_serves_project(store: Store, runner: Row, project: Row) -> bool:
     return project["id"] in _runner_projects(store, runner["id"])
 
 
-def assign_to_project(ctx: Ctx) -> Response:
+@project_route(MAINTAINER)
+def assign_to_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rid = to_int(ctx.arg("runner_id"), "runner_id")
     if rid is None:
         raise missing_param("runner_id")
@@ -656,10 +654,9 @@ def assign_to_project(ctx: Ctx) -> Response:
     return json_response(ent.runner_entity(store, ctx.base_url, runner), 201)
 
 
-def unassign_from_project(ctx: Ctx) -> Response:
+@project_route(MAINTAINER)
+def unassign_from_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ident = require_user(store, ctx)
-    project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
     rid = to_int(ctx.params["runner_id"], "runner_id")
     pids = _runner_projects(store, rid or 0)
     if project["id"] not in pids:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provisioner.sandbox.state import digest, now_iso
-from provisioner.sandbox.web import ApiError, Ctx, forbidden, not_found, unauthorized
+from provisioner.sandbox.web import ApiError, Ctx, Handler, forbidden, not_found, unauthorized
 
 if TYPE_CHECKING:
+    from starlette.responses import Response
+
     from provisioner.sandbox.state import Row, Store
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
@@ -304,3 +308,63 @@ def visible_project_ids(store: Store, ident: Identity) -> set[int]:
         for r in rows
         if r["visibility"] != "private" or project_access(store, ident.user_id, r) > 0
     }
+
+
+# route prologues ----------------------------------------------------------------------------
+# Most REST handlers start the same way: authenticate a PAT user (401, or 403
+# ``insufficient_scope``), then load the group or project named by ``:id`` with a minimum
+# access level (404 or 403). These decorators do that once, in that order, and hand the
+# handler what they found.
+
+UserHandler = Callable[[Ctx, Identity], "Response"]
+ScopedHandler = Callable[[Ctx, Identity, "Row"], "Response"]
+
+
+def user_route(
+    *, write: bool | None = None, admin: bool = False
+) -> Callable[[UserHandler], Handler]:
+    """``handler(ctx, ident)`` for a PAT user (``write`` as in :func:`require_user`)."""
+
+    def decorate(fn: UserHandler) -> Handler:
+        @functools.wraps(fn)
+        def handler(ctx: Ctx) -> Response:
+            ident = require_user(ctx.store, ctx, write=write)
+            if admin:
+                require_admin(ident)
+            return fn(ctx, ident)
+
+        return handler
+
+    return decorate
+
+
+def project_route(min_level: int = GUEST) -> Callable[[ScopedHandler], Handler]:
+    """``handler(ctx, ident, project)``: a PAT user reaching ``:id`` with ``min_level``."""
+
+    def decorate(fn: ScopedHandler) -> Handler:
+        @functools.wraps(fn)
+        def handler(ctx: Ctx) -> Response:
+            store = ctx.store
+            ident = require_user(store, ctx)
+            project = load_project(store, ident, ctx.params["id"], min_level=min_level)
+            return fn(ctx, ident, project)
+
+        return handler
+
+    return decorate
+
+
+def group_route(min_level: int = GUEST) -> Callable[[ScopedHandler], Handler]:
+    """``handler(ctx, ident, group)``: a PAT user reaching group ``:id`` with ``min_level``."""
+
+    def decorate(fn: ScopedHandler) -> Handler:
+        @functools.wraps(fn)
+        def handler(ctx: Ctx) -> Response:
+            store = ctx.store
+            ident = require_user(store, ctx)
+            group = load_group(store, ident, ctx.params["id"], min_level=min_level)
+            return fn(ctx, ident, group)
+
+        return handler
+
+    return decorate

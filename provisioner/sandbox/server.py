@@ -18,10 +18,16 @@ from starlette.responses import Response
 
 from provisioner.errors import SandboxError
 from provisioner.sandbox import (
-    api_core,
+    api_groups,
+    api_instance,
+    api_members,
     api_packages,
     api_pipelines,
+    api_projects,
+    api_repository,
     api_runners,
+    api_users,
+    api_variables,
     control,
     git_routes,
     graphql_source,
@@ -67,7 +73,13 @@ class SandboxApp:
         self.router = Router()
         self.signer = idtokens.Signer(options.data_dir)
         for module in (
-            api_core,
+            api_instance,
+            api_users,
+            api_groups,
+            api_members,
+            api_projects,
+            api_variables,
+            api_repository,
             api_runners,
             api_pipelines,
             runner_protocol,

@@ -1,0 +1,167 @@
+"""REST v4 users: the current user, users (admin) and their personal access tokens."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.responses import Response
+
+from provisioner.sandbox import entities as ent
+from provisioner.sandbox.auth import (
+    Identity,
+    authenticate,
+    user_route,
+)
+from provisioner.sandbox.state import digest, new_token, now_iso
+from provisioner.sandbox.web import (
+    ApiError,
+    Ctx,
+    Handler,
+    json_response,
+    missing_param,
+    not_found,
+    paginate,
+    to_bool,
+    to_int,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def current_user(ctx: Ctx) -> Response:
+    store = ctx.store
+    ident = authenticate(store, ctx)
+    if ident is None or ident.is_job:
+        raise ApiError(401, "401 Unauthorized")
+    if not ident.scopes & {"api", "read_api", "read_user"}:
+        raise ApiError(
+            403,
+            body={
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided by "
+                "the access token.",
+                "scope": "api read_api read_user",
+            },
+        )
+    return json_response(ent.user_full(store, ctx.base_url, ident.user_id))
+
+
+@user_route(admin=True)
+def create_user(ctx: Ctx, _ident: Identity) -> Response:
+    store = ctx.store
+    username = ctx.arg("username")
+    if not username:
+        raise missing_param("username")
+    name = ctx.arg("name") or username
+    email = ctx.arg("email") or f"{username}@example.com"
+    with store.tx():
+        if store.one(
+            "SELECT 1 FROM users WHERE lower(username) = lower(?)", [username]
+        ) or store.one("SELECT 1 FROM namespaces WHERE lower(full_path) = lower(?)", [username]):
+            raise ApiError(409, "Username has already been taken")
+        now = now_iso()
+        ns = store.insert(
+            "namespaces",
+            {
+                "kind": "user",
+                "name": name,
+                "path": username,
+                "full_path": username,
+                "created_at": now,
+            },
+        )
+        uid = store.insert(
+            "users",
+            {
+                "username": username,
+                "name": name,
+                "email": email,
+                "is_admin": 1 if to_bool(ctx.arg("admin")) else 0,
+                "created_at": now,
+                "namespace_id": ns,
+            },
+        )
+    return json_response(ent.user_full(store, ctx.base_url, uid), 201)
+
+
+@user_route()
+def get_user(ctx: Ctx, _ident: Identity) -> Response:
+    store = ctx.store
+    uid = to_int(ctx.params["user_id"], "id")
+    if store.one("SELECT 1 FROM users WHERE id = ?", [uid]) is None:
+        raise not_found("User")
+    assert uid is not None
+    return json_response(ent.user_full(store, ctx.base_url, uid))
+
+
+@user_route()
+def list_users(ctx: Ctx, _ident: Identity) -> Response:
+    store = ctx.store
+    username = ctx.query("username")
+    rows = store.all("SELECT id FROM users ORDER BY id")
+    if username:
+        rows = [
+            r
+            for r in rows
+            if store.scalar("SELECT username FROM users WHERE id=?", [r["id"]]).lower()
+            == username.lower()
+        ]
+    return paginate(ctx, rows, lambda r: ent.user_full(store, ctx.base_url, r["id"]))
+
+
+@user_route(admin=True)
+def create_user_token(ctx: Ctx, _ident: Identity) -> Response:
+    """``POST /users/:id/personal_access_tokens`` (admin)."""
+    store = ctx.store
+    uid = to_int(ctx.params["user_id"], "id")
+    if store.one("SELECT 1 FROM users WHERE id = ?", [uid]) is None:
+        raise not_found("User")
+    name = ctx.arg("name")
+    scopes = ctx.arg("scopes")
+    if not name:
+        raise missing_param("name")
+    if not scopes:
+        raise missing_param("scopes")
+    if isinstance(scopes, str):
+        scopes = [s.strip() for s in scopes.split(",") if s.strip()]
+    token = new_token("glpat-", 20)
+    now = now_iso()
+    tid = store.insert(
+        "tokens",
+        {
+            "user_id": uid,
+            "name": name,
+            "digest": digest(token),
+            "scopes": json.dumps(list(scopes)),
+            "created_at": now,
+            "expires_at": ctx.arg("expires_at"),
+        },
+    )
+    return json_response(
+        {
+            "id": tid,
+            "name": name,
+            "revoked": False,
+            "created_at": now,
+            "description": None,
+            "scopes": list(scopes),
+            "user_id": uid,
+            "last_used_at": None,
+            "active": True,
+            "expires_at": ctx.arg("expires_at"),
+            "token": token,
+        },
+        201,
+    )
+
+
+def routes() -> list[tuple[str, str, Handler]]:
+    return [
+        ("GET", "/api/v4/user", current_user),
+        ("GET", "/api/v4/users", list_users),
+        ("POST", "/api/v4/users", create_user),
+        ("GET", "/api/v4/users/{user_id}", get_user),
+        ("POST", "/api/v4/users/{user_id}/personal_access_tokens", create_user_token),
+    ]

@@ -1,0 +1,182 @@
+"""REST v4 CI/CD variables of projects and groups."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from provisioner.sandbox.auth import (
+    MAINTAINER,
+    OWNER,
+    Identity,
+    load_group,
+    load_project,
+    user_route,
+)
+from provisioner.sandbox.web import (
+    ApiError,
+    Ctx,
+    Handler,
+    json_response,
+    missing_param,
+    not_found,
+    paginate,
+    to_bool,
+)
+
+if TYPE_CHECKING:
+    from provisioner.sandbox.state import Row, Store
+
+
+VAR_KEY_RE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
+
+
+def _var_doc(row: Row) -> dict[str, Any]:
+    return {
+        "variable_type": row["variable_type"],
+        "key": row["key"],
+        "value": row["value"],
+        "hidden": False,
+        "protected": bool(row["protected"]),
+        "masked": bool(row["masked"]),
+        "raw": bool(row["raw"]),
+        "environment_scope": row["environment_scope"],
+        "description": row["description"],
+    }
+
+
+def _masked_ok(value: str) -> bool:
+    return (
+        len(value) >= 8 and "\n" not in value and re.fullmatch(r"[\x20-\x7e]+", value) is not None
+    )
+
+
+def _var_owner(ctx: Ctx, store: Store, ident: Identity) -> int:
+    """The ``variables.project_id`` value: a project id, or minus the id for a group's."""
+    if ctx.raw_path.startswith("/api/v4/groups/"):
+        group = load_group(store, ident, ctx.params["id"], min_level=OWNER)
+        return -int(group["id"])
+    return int(load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)["id"])
+
+
+@user_route()
+def list_variables(ctx: Ctx, ident: Identity) -> Response:
+    store = ctx.store
+    owner = _var_owner(ctx, store, ident)
+    rows = store.all("SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [owner])
+    return paginate(ctx, rows, _var_doc)
+
+
+@user_route()
+def get_variable(ctx: Ctx, ident: Identity) -> Response:
+    store = ctx.store
+    owner = _var_owner(ctx, store, ident)
+    row = store.one(
+        "SELECT * FROM variables WHERE project_id = ? AND key = ?",
+        [owner, ctx.params["key"]],
+    )
+    if row is None:
+        raise not_found("Variable")
+    return json_response(_var_doc(row))
+
+
+def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
+    def pick(name: str, default: Any) -> Any:
+        value = ctx.arg(name)
+        return default if value is None else value
+
+    vtype = pick("variable_type", existing["variable_type"] if existing else "env_var")
+    if vtype not in ("env_var", "file"):
+        raise ApiError(400, "variable_type does not have a valid value", key="error")
+    value = pick("value", existing["value"] if existing else None)
+    if value is None:
+        raise missing_param("value")
+    masked = to_bool(pick("masked", existing["masked"] if existing else False))
+    if masked and not _masked_ok(str(value)):
+        raise ApiError(400, {"value": ["is invalid"]})
+    return {
+        "value": str(value),
+        "variable_type": vtype,
+        "protected": 1
+        if to_bool(pick("protected", existing["protected"] if existing else 0))
+        else 0,
+        "masked": 1 if masked else 0,
+        "raw": 1 if to_bool(pick("raw", existing["raw"] if existing else 0)) else 0,
+        "environment_scope": str(
+            pick("environment_scope", existing["environment_scope"] if existing else "*")
+        ),
+        "description": pick("description", existing["description"] if existing else None),
+    }
+
+
+@user_route()
+def create_variable(ctx: Ctx, ident: Identity) -> Response:
+    store = ctx.store
+    owner = _var_owner(ctx, store, ident)
+    key = ctx.arg("key")
+    if not key:
+        raise missing_param("key")
+    if not VAR_KEY_RE.match(str(key)):
+        raise ApiError(400, {"key": ["can contain only letters, digits and '_'."]})
+    values = _var_values(ctx, None)
+    if store.one(
+        "SELECT 1 FROM variables WHERE project_id=? AND key=? AND environment_scope=?",
+        [owner, key, values["environment_scope"]],
+    ):
+        raise ApiError(400, {"key": [f"({key}) has already been taken"]})
+    store.insert("variables", {"project_id": owner, "key": key, **values})
+    row = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
+    assert row is not None
+    return json_response(_var_doc(row), 201)
+
+
+@user_route()
+def update_variable(ctx: Ctx, ident: Identity) -> Response:
+    store = ctx.store
+    owner = _var_owner(ctx, store, ident)
+    key = ctx.params["key"]
+    row = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
+    if row is None:
+        raise not_found("Variable")
+    values = _var_values(ctx, row)
+    sets = ", ".join(f"{k} = ?" for k in values)
+    store.run(
+        f"UPDATE variables SET {sets} WHERE project_id = ? AND key = ?",  # noqa: S608
+        [*values.values(), owner, key],
+    )
+    fresh = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
+    assert fresh is not None
+    return json_response(_var_doc(fresh))
+
+
+@user_route()
+def delete_variable(ctx: Ctx, ident: Identity) -> Response:
+    store = ctx.store
+    owner = _var_owner(ctx, store, ident)
+    if (
+        store.one(
+            "SELECT 1 FROM variables WHERE project_id = ? AND key = ?",
+            [owner, ctx.params["key"]],
+        )
+        is None
+    ):
+        raise not_found("Variable")
+    store.run("DELETE FROM variables WHERE project_id = ? AND key = ?", [owner, ctx.params["key"]])
+    return Response(status_code=204)
+
+
+def routes() -> list[tuple[str, str, Handler]]:
+    return [
+        ("GET", "/api/v4/groups/{id}/variables", list_variables),
+        ("POST", "/api/v4/groups/{id}/variables", create_variable),
+        ("GET", "/api/v4/groups/{id}/variables/{key}", get_variable),
+        ("PUT", "/api/v4/groups/{id}/variables/{key}", update_variable),
+        ("DELETE", "/api/v4/groups/{id}/variables/{key}", delete_variable),
+        ("GET", "/api/v4/projects/{id}/variables", list_variables),
+        ("POST", "/api/v4/projects/{id}/variables", create_variable),
+        ("GET", "/api/v4/projects/{id}/variables/{key}", get_variable),
+        ("PUT", "/api/v4/projects/{id}/variables/{key}", update_variable),
+        ("DELETE", "/api/v4/projects/{id}/variables/{key}", delete_variable),
+    ]
