@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import uuid
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
+from tests.helpers import zip_bytes
 
 INFO = {
     "name": "gitlab-runner",
@@ -110,10 +110,6 @@ class RunnerClient:
     def upload_artifacts(
         self, job: dict[str, Any], files: dict[str, bytes], artifact_type: str = "archive"
     ) -> requests.Response:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for name, content in files.items():
-                zf.writestr(name, content)
         return self.session.post(
             f"{self.url}/api/v4/jobs/{job['id']}/artifacts",
             params={
@@ -121,7 +117,7 @@ class RunnerClient:
                 "artifact_type": artifact_type,
                 "expire_in": "1 week",
             },
-            files={"file": ("artifacts.zip", buf.getvalue(), "application/octet-stream")},
+            files={"file": ("artifacts.zip", zip_bytes(files), "application/octet-stream")},
             headers=_headers({"JOB-TOKEN": job["token"]}),
             timeout=30,
         )

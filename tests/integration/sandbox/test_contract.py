@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from tests.helpers import zip_bytes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.sandbox.runner_client import RunnerClient
 
@@ -113,10 +112,9 @@ def world(sandbox: RunningSandbox) -> World:
 
 
 def _wheel() -> tuple[str, bytes]:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("contract_pkg/__init__.py", "")
-    return "contract_pkg-1.0-py3-none-any.whl", buf.getvalue()
+    # Built more than once per test (upload, then the download URL's digest): it must not
+    # depend on the clock.
+    return "contract_pkg-1.0-py3-none-any.whl", zip_bytes({"contract_pkg/__init__.py": ""})
 
 
 def _pypi_upload(w: World, version: str = "1.0") -> requests.Response:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import gitlab
 import pytest
 import requests
 
+from tests.helpers import tar_gz_bytes, zip_bytes
 from tests.integration.conftest import RunningSandbox
 from tests.integration.sandbox.runner_client import RunnerClient
 
@@ -47,20 +45,16 @@ def build_dists(out: Path, version: str) -> tuple[Path, Path]:
     record = f"sandbox_demo-{version}.dist-info/RECORD"
     lines = [_record_line(n, d) for n, d in files.items()] + [f"{record},,"]
     wheel = out / f"sandbox_demo-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr(record, "\n".join(lines) + "\n")
+    wheel.write_bytes(zip_bytes({**files, record: "\n".join(lines) + "\n"}))
     sdist = out / f"sandbox_demo-{version}.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tf:
-        for name, data in {
-            "PKG-INFO": METADATA.format(version=version).encode(),
-            "pyproject.toml": b'[project]\nname = "sandbox-demo"\n',
-            "sandbox_demo/__init__.py": files["sandbox_demo/__init__.py"],
-        }.items():
-            info = tarfile.TarInfo(f"sandbox_demo-{version}/{name}")
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
+    sdist_files = {
+        "PKG-INFO": METADATA.format(version=version).encode(),
+        "pyproject.toml": b'[project]\nname = "sandbox-demo"\n',
+        "sandbox_demo/__init__.py": files["sandbox_demo/__init__.py"],
+    }
+    sdist.write_bytes(
+        tar_gz_bytes({f"sandbox_demo-{version}/{n}": d for n, d in sdist_files.items()})
+    )
     return wheel, sdist
 
 

@@ -1,0 +1,66 @@
+"""Helpers shared by every test tier: polling with a deadline, and reproducible archives."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# The earliest time a zip entry can carry; any fixed value makes the bytes reproducible.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float,
+    message: str | Callable[[], str],
+) -> T:
+    """Call ``predicate`` until it returns something truthy, and return that value.
+
+    The predicate may raise (an ``AssertionError`` ends the wait at once, e.g. when the
+    process it waits for died). After ``timeout`` seconds this raises ``AssertionError`` with
+    ``message``; a callable message is built only then, so it can show the latest state.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(interval)
+
+
+def zip_bytes(files: Mapping[str, bytes | str]) -> bytes:
+    """A zip (wheel, artifacts archive) of ``files`` whose bytes do not depend on the clock.
+
+    ``ZipFile.writestr(name, ...)`` stamps each entry with the current time (two-second
+    resolution), so building "the same" archive twice gives two digests when the clock
+    crosses a two-second boundary in between.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.external_attr = 0o600 << 16  # what writestr(name, ...) gives a file
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def tar_gz_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A ``.tar.gz`` (sdist) of ``files`` with zero timestamps in both tar and gzip headers."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
