@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
+
 HERE = Path(__file__).resolve().parent
 BASE = "runnerctl/base:bookworm"
 IMAGE = "runnerctl-hosttest/host:bookworm"
@@ -92,12 +94,12 @@ def _ensure_base() -> None:
 
 
 def _wait_for_sshd(host: VmHost, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        state = host.sh("systemctl is-active ssh.service", check=False)
-        if state == "active":
-            return
-        time.sleep(0.3)
-    raise RuntimeError(f"sshd did not start in {host.container}")
+    wait_until(
+        lambda: host.sh("systemctl is-active ssh.service", check=False) == "active",
+        timeout=max(deadline - time.monotonic(), 0),
+        interval=0.3,
+        message=f"sshd did not start in {host.container}",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.integration.hosts.conftest import COSIGN, Lab, VmHost, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -480,7 +481,6 @@ def test_jobs_run_on_the_provisioned_host(
     converged: Any, lab: Lab, bridge_sandbox: Any, tmp_path: Path
 ) -> None:
     import os
-    import time
 
     import gitlab
 
@@ -507,12 +507,20 @@ def test_jobs_run_on_the_provisioned_host(
         }
     )
     pipeline = project.pipelines.create({"ref": "main"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
         pipeline.refresh()
-        if pipeline.status in ("success", "failed", "canceled"):
-            break
-        time.sleep(1)
+        return pipeline.status in ("success", "failed", "canceled")
+
+    wait_until(
+        finished,
+        timeout=120,
+        interval=1,
+        message=lambda: (
+            f"pipeline still {pipeline.status} after 120 s: "
+            + host.sh("tail -30 /var/log/gitlab-runner-standin.log")
+        ),
+    )
     (job,) = project.jobs.list(get_all=True)
     trace = project.jobs.get(job.id).trace().decode()
     assert pipeline.status == "success", trace + host.sh(

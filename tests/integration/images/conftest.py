@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest
 from provisioner.docker_api import DockerAPI
 from provisioner.images import BaseResult, BuildResult, BuildSpec, build_base, build_image
 from provisioner.images import cosign as cosign_mod
+from tests.helpers import wait_until
 
 # Unique per session: two test sessions on one engine (CI and a developer) must not remove
 # each other's images.
@@ -95,18 +95,20 @@ def registry(tmp_path: Path) -> Iterator[str]:
     )
     log = (tmp_path / "registry.log").open("w")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+    def not_started() -> str:
+        return "docker-registry did not start: " + (tmp_path / "registry.log").read_text()
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            assert proc.poll() is None, not_started()
+            return False
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "docker-registry did not start: " + (tmp_path / "registry.log").read_text()
-                    ) from None
-                time.sleep(0.1)
+        wait_until(listening, timeout=20, interval=0.1, message=not_started)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from provisioner.sandbox.git_http import (
     not_found_response,
     unauthorized_response,
 )
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -107,11 +107,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
+
+    def started() -> bool:
+        if uv.started:
+            return True
         assert thread.is_alive(), "uvicorn died while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+        return False
+
+    wait_until(started, timeout=20, interval=0.05, message="uvicorn did not start")
     _seed(state)
     yield state
     uv.should_exit = True

@@ -7,7 +7,6 @@ prove that registration and the stand-in runner work together on one real config
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from provisioner.registration import DockerOptions, Executor, ExecutorConfig, pa
 from provisioner.registration.service import RegisterRequest, register
 from provisioner.runner_config import ConfigDocument, ConfigStore
 from provisioner.sandbox_runner import RunnerEvent, RunnerHandle, start_background
+from tests.helpers import wait_until
 from tests.integration.conftest import RunningSandbox
 
 JOB_IMAGE = "runnerctl/python:3.11"
@@ -102,13 +102,18 @@ class Lab:
         return start_background(config, on_event=self.events.append, **kwargs)
 
     def wait_pipeline(self, project: Any, pipeline_id: int, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pipeline = project.pipelines.get(pipeline_id)
-            if pipeline.status in TERMINAL:
-                return pipeline
-            time.sleep(0.3)
-        raise AssertionError(f"pipeline {pipeline_id} still {pipeline.status} after {timeout}s")
+        seen: list[Any] = []
+
+        def finished() -> Any:
+            seen[:] = [project.pipelines.get(pipeline_id)]
+            return seen[0] if seen[0].status in TERMINAL else None
+
+        return wait_until(
+            finished,
+            timeout=timeout,
+            interval=0.3,
+            message=lambda: f"pipeline {pipeline_id} still {seen[0].status} after {timeout}s",
+        )
 
     def jobs(self, project: Any, pipeline_id: int) -> dict[str, Any]:
         pipeline = project.pipelines.get(pipeline_id)

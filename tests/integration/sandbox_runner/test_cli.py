@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.secrets import contains_secret
+from tests.helpers import wait_until
 from tests.integration.sandbox_runner.conftest import Lab
 
 pytestmark = pytest.mark.sandbox
@@ -126,11 +127,14 @@ def test_sigterm_twice_aborts_the_running_job_as_a_system_failure(lab: Lab) -> N
     )
     try:
         job = lab.jobs(project, pipeline.id)["ticker"]
-        deadline = time.monotonic() + 60
-        while "tick 2" not in lab.trace(project, job):
-            assert time.monotonic() < deadline, "the job never started"
+
+        def ticked() -> bool:
+            if "tick 2" in lab.trace(project, job):
+                return True
             assert proc.poll() is None, proc.communicate()
-            time.sleep(0.3)
+            return False
+
+        wait_until(ticked, timeout=60, interval=0.3, message="the job never started")
         proc.send_signal(signal.SIGTERM)
         time.sleep(1.5)
         assert proc.poll() is None, "the first SIGTERM must let the running job go on"

@@ -14,6 +14,7 @@ import pytest
 
 from provisioner.docker_api import DockerAPI
 from provisioner.sandbox_runner import RunnerHandle
+from tests.helpers import wait_until
 from tests.integration.conftest import RunningSandbox
 from tests.integration.sandbox_runner.conftest import Lab
 
@@ -267,16 +268,20 @@ def test_canceled_job_container_is_killed_and_removed(
     handle = runner_of(config)
     deadline = time.monotonic() + 60
     job = lab.jobs(project, pipeline.id)["sleeper"]
-    while time.monotonic() < deadline:
-        if "sleeping" in lab.trace(project, job):
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError("the job never started sleeping")
+    wait_until(
+        lambda: "sleeping" in lab.trace(project, job),
+        timeout=60,
+        interval=0.3,
+        message="the job never started sleeping",
+    )
     assert docker_api.containers_with_label(f"com.gitlab.gitlab-runner.job.url={job.web_url}") != ()
     job.cancel()
-    while time.monotonic() < deadline and not handle.results:
-        time.sleep(0.2)
+    wait_until(
+        lambda: handle.results,
+        timeout=max(deadline - time.monotonic(), 0),
+        interval=0.2,
+        message="the canceled job never ended",
+    )
     assert [r.state.value for r in handle.results] == ["canceled"]
     assert docker_api.containers_with_label(f"com.gitlab.gitlab-runner.job.url={job.web_url}") == ()
     assert project.jobs.get(job.id).status == "canceled"
