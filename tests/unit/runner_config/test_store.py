@@ -6,11 +6,9 @@ import multiprocessing
 import os
 import signal
 import stat
-import threading
 import time
 import tomllib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,62 +134,6 @@ def test_an_edit_that_fails_changes_nothing(cfg: Path) -> None:
         store.update(adder(1))
     assert cfg.read_bytes() == before
     assert temps(cfg.parent) == []
-
-
-def _reader(
-    path: Path, stop: threading.Event, seen: list[int], errors: list[BaseException]
-) -> None:
-    while not stop.is_set():
-        try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
-            seen.append(1)
-            time.sleep(0.002)  # leave the GIL to the writers
-        except BaseException as exc:
-            errors.append(exc)
-
-
-def test_fifty_concurrent_threads_lose_no_runner(cfg: Path) -> None:
-    ConfigStore(cfg).update(lambda _doc: None, create=True)
-    stop, seen, errors = threading.Event(), [], []  # type: ignore[var-annotated]
-    reader = threading.Thread(target=_reader, args=(cfg, stop, seen, errors))
-    reader.start()
-    try:
-        with ThreadPoolExecutor(max_workers=50) as pool:
-            results = list(pool.map(lambda i: ConfigStore(cfg).update(adder(i)), range(50)))
-    finally:
-        stop.set()
-        reader.join()
-    assert all(r.changed for r in results)
-    assert sorted(names(cfg)) == sorted(f"runner-{i}" for i in range(50))
-    assert errors == []
-    assert seen, "the reader never read the file"
-    assert len(ConfigStore(cfg).backups()) == 5
-    assert temps(cfg.parent) == []
-
-
-def _process_writer(path: str, i: int) -> None:
-    ConfigStore(Path(path)).update(adder(i))
-
-
-def test_fifty_concurrent_processes_lose_no_runner(cfg: Path) -> None:
-    ConfigStore(cfg).update(lambda _doc: None, create=True)
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_process_writer, args=(str(cfg), i)) for i in range(50)]
-    for proc in procs:
-        proc.start()
-    stop, seen, errors = threading.Event(), [], []  # type: ignore[var-annotated]
-    reader = threading.Thread(target=_reader, args=(cfg, stop, seen, errors))
-    reader.start()
-    try:
-        for proc in procs:
-            proc.join(60)
-    finally:
-        stop.set()
-        reader.join()
-    assert [p.exitcode for p in procs] == [0] * 50
-    assert sorted(names(cfg)) == sorted(f"runner-{i}" for i in range(50))
-    assert errors == []
-    assert seen
 
 
 def _stalled_writer(path: str, stage: str, ready: object) -> None:
