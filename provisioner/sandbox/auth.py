@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from provisioner.sandbox.state import digest, now_iso
 from provisioner.sandbox.web import ApiError, Ctx, Handler, forbidden, not_found, unauthorized
@@ -338,33 +338,28 @@ def user_route(
     return decorate
 
 
-def project_route(min_level: int = GUEST) -> Callable[[ScopedHandler], Handler]:
-    """``handler(ctx, ident, project)``: a PAT user reaching ``:id`` with ``min_level``."""
+class _Loader(Protocol):
+    def __call__(self, store: Store, ident: Identity, ref: str, *, min_level: int) -> Row: ...
 
+
+def _scoped_route(load: _Loader, min_level: int) -> Callable[[ScopedHandler], Handler]:
     def decorate(fn: ScopedHandler) -> Handler:
         @functools.wraps(fn)
         def handler(ctx: Ctx) -> Response:
             store = ctx.store
             ident = require_user(store, ctx)
-            project = load_project(store, ident, ctx.params["id"], min_level=min_level)
-            return fn(ctx, ident, project)
+            return fn(ctx, ident, load(store, ident, ctx.params["id"], min_level=min_level))
 
         return handler
 
     return decorate
+
+
+def project_route(min_level: int = GUEST) -> Callable[[ScopedHandler], Handler]:
+    """``handler(ctx, ident, project)``: a PAT user reaching project ``:id`` with ``min_level``."""
+    return _scoped_route(load_project, min_level)
 
 
 def group_route(min_level: int = GUEST) -> Callable[[ScopedHandler], Handler]:
     """``handler(ctx, ident, group)``: a PAT user reaching group ``:id`` with ``min_level``."""
-
-    def decorate(fn: ScopedHandler) -> Handler:
-        @functools.wraps(fn)
-        def handler(ctx: Ctx) -> Response:
-            store = ctx.store
-            ident = require_user(store, ctx)
-            group = load_group(store, ident, ctx.params["id"], min_level=min_level)
-            return fn(ctx, ident, group)
-
-        return handler
-
-    return decorate
+    return _scoped_route(load_group, min_level)
