@@ -23,7 +23,7 @@ from provisioner.sandbox.state import new_token, now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     forbidden,
     json_response,
     missing_param,
@@ -42,6 +42,10 @@ PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 VISIBILITIES = ("private", "internal", "public")
 
 
+routes = RouteTable()
+
+
+@routes.post("/api/v4/groups")
 @user_route()
 def create_group(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -103,6 +107,7 @@ def create_group(ctx: Ctx, ident: Identity) -> Response:
     )
 
 
+@routes.get("/api/v4/groups/{id}")
 @group_route()
 def get_group(ctx: Ctx, ident: Identity, group: Row) -> Response:
     store = ctx.store
@@ -111,6 +116,7 @@ def get_group(ctx: Ctx, ident: Identity, group: Row) -> Response:
     )
 
 
+@routes.get("/api/v4/groups")
 @user_route()
 def list_groups(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -127,6 +133,7 @@ def list_groups(ctx: Ctx, ident: Identity) -> Response:
     return paginate(ctx, rows, lambda g: ent.group_entity(store, ctx.base_url, g))
 
 
+@routes.get("/api/v4/groups/{id}/subgroups")
 @group_route()
 def list_subgroups(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     store = ctx.store
@@ -134,6 +141,7 @@ def list_subgroups(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     return paginate(ctx, rows, lambda g: ent.group_entity(store, ctx.base_url, g))
 
 
+@routes.get("/api/v4/groups/{id}/projects")
 @group_route()
 def group_projects(ctx: Ctx, ident: Identity, group: Row) -> Response:
     store = ctx.store
@@ -174,6 +182,7 @@ def group_projects(ctx: Ctx, ident: Identity, group: Row) -> Response:
     )
 
 
+@routes.get("/api/v4/groups/{id}/descendant_groups")
 @group_route()
 def descendant_groups(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     store = ctx.store
@@ -184,6 +193,7 @@ def descendant_groups(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     )
 
 
+@routes.get("/api/v4/namespaces")
 @user_route()
 def list_namespaces(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -221,6 +231,7 @@ def _namespace_doc(store: Store, ctx: Ctx, ns: Row) -> dict[str, Any]:
     return doc
 
 
+@routes.get("/api/v4/namespaces/{id}")
 @user_route()
 def get_namespace(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -235,16 +246,3 @@ def get_namespace(ctx: Ctx, ident: Identity) -> Response:
     ):
         raise not_found("Namespace")
     return json_response(_namespace_doc(store, ctx, ns))
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/api/v4/groups", list_groups),
-        ("POST", "/api/v4/groups", create_group),
-        ("GET", "/api/v4/groups/{id}", get_group),
-        ("GET", "/api/v4/groups/{id}/subgroups", list_subgroups),
-        ("GET", "/api/v4/groups/{id}/projects", group_projects),
-        ("GET", "/api/v4/namespaces", list_namespaces),
-        ("GET", "/api/v4/namespaces/{id}", get_namespace),
-        ("GET", "/api/v4/groups/{id}/descendant_groups", descendant_groups),
-    ]

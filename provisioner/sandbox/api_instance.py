@@ -13,7 +13,7 @@ from provisioner.sandbox.auth import (
 )
 from provisioner.sandbox.web import (
     Ctx,
-    Handler,
+    RouteTable,
     json_response,
     to_bool,
 )
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from provisioner.sandbox.state import Store
 
 
+routes = RouteTable()
+
+
+@routes.get("/api/v4/version")
+@routes.get("/api/v4/metadata")
 @user_route(write=False)
 def version(_ctx: Ctx, _ident: Identity) -> Response:
     return json_response(
@@ -51,12 +56,14 @@ def _settings_doc(store: Store) -> dict[str, Any]:
     }
 
 
+@routes.get("/api/v4/application/settings")
 @user_route(admin=True)
 def get_settings(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
     return json_response(_settings_doc(store))
 
 
+@routes.put("/api/v4/application/settings")
 @user_route(admin=True)
 def put_settings(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
@@ -64,12 +71,3 @@ def put_settings(ctx: Ctx, _ident: Identity) -> Response:
     if value is not None:
         store.set_setting("allow_runner_registration_token", "true" if to_bool(value) else "false")
     return json_response(_settings_doc(store))
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/api/v4/version", version),
-        ("GET", "/api/v4/metadata", version),
-        ("GET", "/api/v4/application/settings", get_settings),
-        ("PUT", "/api/v4/application/settings", put_settings),
-    ]

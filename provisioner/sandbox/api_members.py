@@ -19,7 +19,7 @@ from provisioner.sandbox.state import now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     json_response,
     missing_param,
     not_found,
@@ -29,6 +29,9 @@ from provisioner.sandbox.web import (
 
 if TYPE_CHECKING:
     from provisioner.sandbox.state import Row, Store
+
+
+routes = RouteTable()
 
 
 def _member_doc(store: Store, ctx: Ctx, user_id: int, level: int, created: str) -> dict[str, Any]:
@@ -46,12 +49,14 @@ def _member_doc(store: Store, ctx: Ctx, user_id: int, level: int, created: str) 
     return doc
 
 
-def members_handlers(kind: str) -> dict[str, Handler]:
-    """The list/add/remove handlers for ``kind`` (``project`` or ``group``) members."""
-    route = project_route if kind == "project" else group_route
+def _member_routes(kind: str) -> None:
+    """Register list, add and remove for the members of a ``kind`` (``project`` or ``group``)."""
+    base = f"/api/v4/{kind}s/{{id}}/members"
+    scoped = project_route if kind == "project" else group_route
     write_level = MAINTAINER if kind == "project" else OWNER
 
-    @route(GUEST)
+    @routes.get(base)
+    @scoped(GUEST)
     def list_members(ctx: Ctx, _ident: Identity, src: Row) -> Response:
         store = ctx.store
         rows = store.all(
@@ -64,7 +69,8 @@ def members_handlers(kind: str) -> dict[str, Handler]:
             lambda r: _member_doc(store, ctx, r["user_id"], r["access_level"], r["created_at"]),
         )
 
-    @route(write_level)
+    @routes.post(base)
+    @scoped(write_level)
     def add_member(ctx: Ctx, _ident: Identity, src: Row) -> Response:
         store = ctx.store
         uid = to_int(ctx.arg("user_id"), "user_id")
@@ -86,7 +92,8 @@ def members_handlers(kind: str) -> dict[str, Handler]:
         assert level is not None
         return json_response(_member_doc(store, ctx, uid, level, now), 201)
 
-    @route(write_level)
+    @routes.delete(base + "/{user_id}")
+    @scoped(write_level)
     def remove_member(ctx: Ctx, _ident: Identity, src: Row) -> Response:
         store = ctx.store
         uid = to_int(ctx.params["user_id"], "user_id")
@@ -104,18 +111,9 @@ def members_handlers(kind: str) -> dict[str, Handler]:
         )
         return Response(status_code=204)
 
-    return {"list": list_members, "add": add_member, "remove": remove_member}
+    if kind == "project":
+        routes.add("GET", base + "/all", list_members)
 
 
-def routes() -> list[tuple[str, str, Handler]]:
-    pm = members_handlers("project")
-    gm = members_handlers("group")
-    return [
-        ("GET", "/api/v4/groups/{id}/members", gm["list"]),
-        ("POST", "/api/v4/groups/{id}/members", gm["add"]),
-        ("DELETE", "/api/v4/groups/{id}/members/{user_id}", gm["remove"]),
-        ("GET", "/api/v4/projects/{id}/members", pm["list"]),
-        ("GET", "/api/v4/projects/{id}/members/all", pm["list"]),
-        ("POST", "/api/v4/projects/{id}/members", pm["add"]),
-        ("DELETE", "/api/v4/projects/{id}/members/{user_id}", pm["remove"]),
-    ]
+_member_routes("group")
+_member_routes("project")

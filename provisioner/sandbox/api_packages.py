@@ -23,7 +23,7 @@ from provisioner.sandbox.state import now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     bad_request,
     json_response,
     missing_param,
@@ -40,6 +40,9 @@ GENERIC_NAME_RE = re.compile(r"^[A-Za-z0-9._+-]+$")
 GENERIC_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 MAX_FILE_BYTES = 512 << 20
 PACKAGE_TYPES = ("pypi", "generic")
+
+
+routes = RouteTable()
 
 
 def normalize(name: str) -> str:
@@ -179,6 +182,7 @@ def _pipeline_of(ctx: Ctx) -> int | None:
 # PyPI ---------------------------------------------------------------------------------------
 
 
+@routes.post("/api/v4/projects/{id}/packages/pypi")
 def pypi_upload(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=True, basic_only=True)
@@ -230,6 +234,7 @@ _SIMPLE_PAGE = """        <!DOCTYPE html>
 """
 
 
+@routes.get("/api/v4/projects/{id}/packages/pypi/simple/{package_name:path}")
 def pypi_simple_package(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
@@ -256,6 +261,8 @@ def pypi_simple_package(ctx: Ctx) -> Response:
     return Response(body, media_type="text/html; charset=utf-8")
 
 
+@routes.get("/api/v4/projects/{id}/packages/pypi/simple")
+@routes.get("/api/v4/projects/{id}/packages/pypi/simple/")
 def pypi_simple_index(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
@@ -274,6 +281,7 @@ def pypi_simple_index(ctx: Ctx) -> Response:
     return Response(body, media_type="text/html; charset=utf-8")
 
 
+@routes.get("/api/v4/projects/{id}/packages/pypi/files/{sha256}/{file_identifier:path}")
 def pypi_file(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=False, basic_only=True)
@@ -313,6 +321,9 @@ def _generic_parts(ctx: Ctx) -> tuple[str, str, str]:
     return name, version, file_path
 
 
+@routes.put(
+    "/api/v4/projects/{id}/packages/generic/{package_name}/{package_version}/{file_path:path}"
+)
 def generic_put(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=True, basic_only=False)
@@ -340,6 +351,9 @@ def generic_put(ctx: Ctx) -> Response:
     return json_response({"message": "201 Created"}, 201)
 
 
+@routes.get(
+    "/api/v4/projects/{id}/packages/generic/{package_name}/{package_version}/{file_path:path}"
+)
 def generic_get(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=False, basic_only=False)
@@ -386,6 +400,7 @@ def _package_doc(store: Store, ctx: Ctx, row: Row) -> dict[str, Any]:
     }
 
 
+@routes.get("/api/v4/projects/{id}/packages")
 def list_packages(ctx: Ctx) -> Response:
     store = ctx.store
     project = _project(ctx, write=False, basic_only=False)
@@ -424,17 +439,20 @@ def _one_package(ctx: Ctx, *, write: bool) -> tuple[Store, Row]:
     return store, row
 
 
+@routes.get("/api/v4/projects/{id}/packages/{package_id}")
 def get_package(ctx: Ctx) -> Response:
     store, row = _one_package(ctx, write=False)
     return json_response(_package_doc(store, ctx, row))
 
 
+@routes.get("/api/v4/projects/{id}/packages/{package_id}/package_files")
 def package_files(ctx: Ctx) -> Response:
     store, row = _one_package(ctx, write=False)
     files = store.all("SELECT * FROM package_files WHERE package_id = ? ORDER BY id", [row["id"]])
     return paginate(ctx, files, _file_doc)
 
 
+@routes.delete("/api/v4/projects/{id}/packages/{package_id}")
 def delete_package(ctx: Ctx) -> Response:
     store, row = _one_package(ctx, write=True)
     with store.tx():
@@ -442,30 +460,3 @@ def delete_package(ctx: Ctx) -> Response:
         store.run("DELETE FROM packages WHERE id = ?", [row["id"]])
     shutil.rmtree(store.data_dir / "packages" / str(row["id"]), ignore_errors=True)
     return Response(status_code=204)
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    generic = (
-        "/api/v4/projects/{id}/packages/generic/{package_name}/{package_version}/{file_path:path}"
-    )
-    return [
-        ("POST", "/api/v4/projects/{id}/packages/pypi", pypi_upload),
-        ("GET", "/api/v4/projects/{id}/packages/pypi/simple", pypi_simple_index),
-        ("GET", "/api/v4/projects/{id}/packages/pypi/simple/", pypi_simple_index),
-        (
-            "GET",
-            "/api/v4/projects/{id}/packages/pypi/simple/{package_name:path}",
-            pypi_simple_package,
-        ),
-        (
-            "GET",
-            "/api/v4/projects/{id}/packages/pypi/files/{sha256}/{file_identifier:path}",
-            pypi_file,
-        ),
-        ("PUT", generic, generic_put),
-        ("GET", generic, generic_get),
-        ("GET", "/api/v4/projects/{id}/packages", list_packages),
-        ("GET", "/api/v4/projects/{id}/packages/{package_id}", get_package),
-        ("GET", "/api/v4/projects/{id}/packages/{package_id}/package_files", package_files),
-        ("DELETE", "/api/v4/projects/{id}/packages/{package_id}", delete_package),
-    ]

@@ -25,7 +25,7 @@ from provisioner.sandbox.runner_protocol import remove_job_files, trace_path
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     forbidden,
     json_response,
     missing_param,
@@ -70,6 +70,9 @@ JOB_STATUSES = (
 )
 
 
+routes = RouteTable()
+
+
 def _pipeline(store: Store, project: Row, ctx: Ctx) -> Row:
     pid = to_int(ctx.params["pipeline_id"], "pipeline_id")
     row = store.one("SELECT * FROM pipelines WHERE id = ? AND project_id = ?", [pid, project["id"]])
@@ -86,6 +89,7 @@ def _job(store: Store, project: Row, ctx: Ctx) -> Row:
     return row
 
 
+@routes.post("/api/v4/projects/{id}/pipeline")
 @project_route(DEVELOPER)
 def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -114,6 +118,7 @@ def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, row), 201)
 
 
+@routes.get("/api/v4/projects/{id}/pipelines")
 @project_route(DEVELOPER)
 def list_pipelines(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -173,12 +178,8 @@ def list_pipelines(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, out, lambda r: ent.pipeline_basic(store, ctx.base_url, r))
 
 
-@project_route()
-def get_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
-    store = ctx.store
-    return json_response(ent.pipeline_entity(store, ctx.base_url, _pipeline(store, project, ctx)))
-
-
+# Before get_pipeline: routes are tried in the order they are defined.
+@routes.get("/api/v4/projects/{id}/pipelines/latest")
 @project_route()
 def latest_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -192,6 +193,14 @@ def latest_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, row))
 
 
+@routes.get("/api/v4/projects/{id}/pipelines/{pipeline_id}")
+@project_route()
+def get_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
+    store = ctx.store
+    return json_response(ent.pipeline_entity(store, ctx.base_url, _pipeline(store, project, ctx)))
+
+
+@routes.delete("/api/v4/projects/{id}/pipelines/{pipeline_id}")
 @project_route(OWNER)  # administrators hold OWNER on every project
 def delete_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -204,6 +213,7 @@ def delete_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return Response(status_code=204)
 
 
+@routes.get("/api/v4/projects/{id}/pipelines/{pipeline_id}/variables")
 @project_route(DEVELOPER)
 def pipeline_variables(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -230,6 +240,7 @@ def _job_filter(ctx: Ctx, rows: list[Row]) -> list[Row]:
     return rows
 
 
+@routes.get("/api/v4/projects/{id}/pipelines/{pipeline_id}/jobs")
 @project_route()
 def pipeline_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -240,6 +251,7 @@ def pipeline_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, _job_filter(ctx, jobs), lambda j: ent.job_entity(store, ctx.base_url, j))
 
 
+@routes.get("/api/v4/projects/{id}/jobs")
 @project_route(DEVELOPER)
 def project_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -247,12 +259,14 @@ def project_jobs(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, _job_filter(ctx, jobs), lambda j: ent.job_entity(store, ctx.base_url, j))
 
 
+@routes.get("/api/v4/projects/{id}/jobs/{job_id}")
 @project_route()
 def get_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     return json_response(ent.job_entity(store, ctx.base_url, _job(store, project, ctx)))
 
 
+@routes.get("/api/v4/projects/{id}/jobs/{job_id}/trace")
 @project_route()
 def job_trace(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -268,6 +282,7 @@ def job_trace(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     )
 
 
+@routes.post("/api/v4/projects/{id}/jobs/{job_id}/retry")
 @project_route(DEVELOPER)
 def retry_job(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -280,6 +295,7 @@ def retry_job(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
 
 
+@routes.post("/api/v4/projects/{id}/jobs/{job_id}/cancel")
 @project_route(DEVELOPER)
 def cancel_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -290,6 +306,7 @@ def cancel_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
 
 
+@routes.post("/api/v4/projects/{id}/jobs/{job_id}/play")
 @project_route(DEVELOPER)
 def play_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -302,6 +319,7 @@ def play_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response(ent.job_entity(store, ctx.base_url, fresh), 200)
 
 
+@routes.post("/api/v4/projects/{id}/pipelines/{pipeline_id}/retry")
 @project_route(DEVELOPER)
 def retry_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -312,6 +330,7 @@ def retry_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(ent.pipeline_entity(store, ctx.base_url, fresh), 201)
 
 
+@routes.post("/api/v4/projects/{id}/pipelines/{pipeline_id}/cancel")
 @project_route(DEVELOPER)
 def cancel_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -332,6 +351,7 @@ def _artifact_job(ctx: Ctx) -> tuple[Store, Row]:
     return store, _job(store, project, ctx)
 
 
+@routes.get("/api/v4/projects/{id}/jobs/{job_id}/artifacts")
 def job_artifacts(ctx: Ctx) -> Response:
     store, job = _artifact_job(ctx)
     archive = _archive(store, job)
@@ -353,6 +373,7 @@ def _archive(store: Store, job: Row) -> Path:
     return Path(row["path"])
 
 
+@routes.get("/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path:path}")
 def job_artifact_file(ctx: Ctx) -> Response:
     store, job = _artifact_job(ctx)
     archive = _archive(store, job)
@@ -369,29 +390,3 @@ def job_artifact_file(ctx: Ctx) -> Response:
             "Content-Disposition": f'attachment; filename="{Path(name).name}"',
         },
     )
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("POST", "/api/v4/projects/{id}/pipeline", create_pipeline),
-        ("GET", "/api/v4/projects/{id}/pipelines", list_pipelines),
-        ("GET", "/api/v4/projects/{id}/pipelines/latest", latest_pipeline),
-        ("GET", "/api/v4/projects/{id}/pipelines/{pipeline_id}", get_pipeline),
-        ("DELETE", "/api/v4/projects/{id}/pipelines/{pipeline_id}", delete_pipeline),
-        ("GET", "/api/v4/projects/{id}/pipelines/{pipeline_id}/variables", pipeline_variables),
-        ("GET", "/api/v4/projects/{id}/pipelines/{pipeline_id}/jobs", pipeline_jobs),
-        ("POST", "/api/v4/projects/{id}/pipelines/{pipeline_id}/retry", retry_pipeline),
-        ("POST", "/api/v4/projects/{id}/pipelines/{pipeline_id}/cancel", cancel_pipeline),
-        ("GET", "/api/v4/projects/{id}/jobs", project_jobs),
-        ("GET", "/api/v4/projects/{id}/jobs/{job_id}", get_job),
-        ("GET", "/api/v4/projects/{id}/jobs/{job_id}/trace", job_trace),
-        ("POST", "/api/v4/projects/{id}/jobs/{job_id}/retry", retry_job),
-        ("POST", "/api/v4/projects/{id}/jobs/{job_id}/cancel", cancel_job),
-        ("POST", "/api/v4/projects/{id}/jobs/{job_id}/play", play_job),
-        ("GET", "/api/v4/projects/{id}/jobs/{job_id}/artifacts", job_artifacts),
-        (
-            "GET",
-            "/api/v4/projects/{id}/jobs/{job_id}/artifacts/{artifact_path:path}",
-            job_artifact_file,
-        ),
-    ]

@@ -26,7 +26,7 @@ from provisioner.sandbox.state import new_token, now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     bad_request,
     forbidden,
     json_response,
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from provisioner.sandbox.state import Row
 
 
+routes = RouteTable()
+
+
+@routes.post("/api/v4/projects")
 @user_route()
 def create_project(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -143,6 +147,7 @@ def create_project(ctx: Ctx, ident: Identity) -> Response:
     )
 
 
+@routes.get("/api/v4/projects/{id}")
 @project_route()
 def get_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -151,6 +156,7 @@ def get_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     )
 
 
+@routes.get("/api/v4/projects")
 @user_route()
 def list_projects(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -164,6 +170,7 @@ def list_projects(ctx: Ctx, ident: Identity) -> Response:
     )
 
 
+@routes.put("/api/v4/projects/{id}")
 @project_route(MAINTAINER)
 def edit_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -202,6 +209,7 @@ def edit_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(ent.project_entity(store, ctx.base_url, fresh, viewer_id=ident.user_id))
 
 
+@routes.delete("/api/v4/projects/{id}")
 @project_route(OWNER)  # administrators hold OWNER on every project
 def delete_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -222,6 +230,7 @@ def delete_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response({"message": "202 Accepted"}, 202)
 
 
+@routes.get("/api/v4/projects/{id}/job_token_scope/allowlist")
 @project_route(MAINTAINER)
 def allowlist_list(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -233,6 +242,7 @@ def allowlist_list(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, rows, lambda r: ent.project_entity(store, ctx.base_url, r, basic=True))
 
 
+@routes.post("/api/v4/projects/{id}/job_token_scope/allowlist")
 @project_route(MAINTAINER)
 def allowlist_add(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -249,15 +259,3 @@ def allowlist_add(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(
         {"source_project_id": project["id"], "target_project_id": target["id"]}, 201
     )
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/api/v4/projects", list_projects),
-        ("POST", "/api/v4/projects", create_project),
-        ("GET", "/api/v4/projects/{id}", get_project),
-        ("PUT", "/api/v4/projects/{id}", edit_project),
-        ("DELETE", "/api/v4/projects/{id}", delete_project),
-        ("GET", "/api/v4/projects/{id}/job_token_scope/allowlist", allowlist_list),
-        ("POST", "/api/v4/projects/{id}/job_token_scope/allowlist", allowlist_add),
-    ]

@@ -22,7 +22,7 @@ from provisioner.sandbox.state import now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     bad_request,
     json_response,
     missing_param,
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from provisioner.sandbox.state import Row, Store
 
 
+routes = RouteTable()
+
+
+@routes.post("/api/v4/projects/{id}/repository/commits")
 @project_route(DEVELOPER)
 def create_commit(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -83,6 +87,7 @@ def create_commit(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(doc, 201)
 
 
+@routes.get("/api/v4/projects/{id}/repository/commits/{sha}")
 @project_route()
 def get_commit(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -122,6 +127,7 @@ def _file_at(ctx: Ctx) -> tuple[Row, str, str, bytes, tuple[str, str]]:
     return project, found[0], file_path, data, entry
 
 
+@routes.get("/api/v4/projects/{id}/repository/files/{file_path}")
 def get_file(ctx: Ctx) -> Response:
     project, sha, file_path, data, entry = _file_at(ctx)
     store = ctx.store
@@ -143,11 +149,13 @@ def get_file(ctx: Ctx) -> Response:
     )
 
 
+@routes.get("/api/v4/projects/{id}/repository/files/{file_path}/raw")
 def get_raw_file(ctx: Ctx) -> Response:
     _, _, _, data, _ = _file_at(ctx)
     return Response(data, media_type="text/plain; charset=utf-8")
 
 
+@routes.get("/api/v4/projects/{id}/repository/branches")
 @project_route()
 def list_branches(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -185,6 +193,7 @@ def _branch_doc(ctx: Ctx, store: Store, project: Row, name: str, sha: str) -> di
     }
 
 
+@routes.get("/api/v4/projects/{id}/repository/branches/{branch}")
 @project_route()
 def get_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -195,6 +204,7 @@ def get_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response(_branch_doc(ctx, store, project, name, found[0]))
 
 
+@routes.post("/api/v4/projects/{id}/repository/branches")
 @project_route(DEVELOPER)
 def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -216,6 +226,7 @@ def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return json_response(_branch_doc(ctx, store, project, str(name), found[0]), 201)
 
 
+@routes.delete("/api/v4/projects/{id}/repository/branches/{branch}")
 @project_route(DEVELOPER)
 def delete_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -230,6 +241,7 @@ def delete_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return Response(status_code=204)
 
 
+@routes.get("/api/v4/projects/{id}/repository/commits")
 @project_route()
 def list_commits(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -241,6 +253,7 @@ def list_commits(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, shas, lambda sha: ent.commit_entity(store, ctx.base_url, project, sha))
 
 
+@routes.get("/api/v4/projects/{id}/repository/tree")
 @project_route()
 def repository_tree(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -316,16 +329,19 @@ def _file_commit(ctx: Ctx, ident: Identity, project: Row, action: str) -> Respon
     )
 
 
+@routes.post("/api/v4/projects/{id}/repository/files/{file_path}")
 @project_route(DEVELOPER)
 def create_file(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return _file_commit(ctx, ident, project, "create")
 
 
+@routes.put("/api/v4/projects/{id}/repository/files/{file_path}")
 @project_route(DEVELOPER)
 def update_file(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return _file_commit(ctx, ident, project, "update")
 
 
+@routes.delete("/api/v4/projects/{id}/repository/files/{file_path}")
 @project_route(DEVELOPER)
 def delete_file(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return _file_commit(ctx, ident, project, "delete")
@@ -344,6 +360,7 @@ def _tag_doc(ctx: Ctx, store: Store, project: Row, tag: tuple[str, str, str]) ->
     }
 
 
+@routes.get("/api/v4/projects/{id}/repository/tags")
 @project_route()
 def list_tags(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -351,6 +368,7 @@ def list_tags(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, all_tags, lambda t: _tag_doc(ctx, store, project, t))
 
 
+@routes.post("/api/v4/projects/{id}/repository/tags")
 @project_route(DEVELOPER)
 def create_tag(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -372,23 +390,3 @@ def create_tag(ctx: Ctx, ident: Identity, project: Row) -> Response:
         path, str(name), found[0], str(message) if message else None, (user["name"], user["email"])
     )
     return json_response(_tag_doc(ctx, store, project, (str(name), found[0], message or "")), 201)
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("POST", "/api/v4/projects/{id}/repository/commits", create_commit),
-        ("GET", "/api/v4/projects/{id}/repository/commits/{sha}", get_commit),
-        ("GET", "/api/v4/projects/{id}/repository/branches", list_branches),
-        ("POST", "/api/v4/projects/{id}/repository/branches", create_branch),
-        ("GET", "/api/v4/projects/{id}/repository/branches/{branch}", get_branch),
-        ("DELETE", "/api/v4/projects/{id}/repository/branches/{branch}", delete_branch),
-        ("GET", "/api/v4/projects/{id}/repository/commits", list_commits),
-        ("GET", "/api/v4/projects/{id}/repository/tree", repository_tree),
-        ("GET", "/api/v4/projects/{id}/repository/tags", list_tags),
-        ("POST", "/api/v4/projects/{id}/repository/tags", create_tag),
-        ("POST", "/api/v4/projects/{id}/repository/files/{file_path}", create_file),
-        ("PUT", "/api/v4/projects/{id}/repository/files/{file_path}", update_file),
-        ("DELETE", "/api/v4/projects/{id}/repository/files/{file_path}", delete_file),
-        ("GET", "/api/v4/projects/{id}/repository/files/{file_path}/raw", get_raw_file),
-        ("GET", "/api/v4/projects/{id}/repository/files/{file_path}", get_file),
-    ]

@@ -29,7 +29,7 @@ from provisioner.sandbox.state import digest, new_token, now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     bad_request,
     forbidden,
     json_response,
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 RUNNER_TYPES = ("instance_type", "group_type", "project_type")
 PARTITION = {"instance_type": "t1_", "group_type": "t2_", "project_type": "t3_"}
 STATUSES = ("active", "paused", "online", "offline", "never_contacted", "stale")
+
+
+routes = RouteTable()
 
 
 def find_runner_by_token(store: Store, token: str | None) -> Row | None:
@@ -169,6 +172,7 @@ def _insert_runner(
     return rid, token
 
 
+@routes.post("/api/v4/user/runners")
 def create_user_runner(ctx: Ctx) -> Response:
     """``POST /user/runners``: the new workflow; the PAT needs ``create_runner`` or ``api``."""
     store = ctx.store
@@ -221,6 +225,7 @@ def create_user_runner(ctx: Ctx) -> Response:
     )
 
 
+@routes.post("/api/v4/runners")
 def register_legacy(ctx: Ctx) -> Response:
     """``POST /runners`` with a registration token (410 once registration tokens are off)."""
     store = ctx.store
@@ -275,6 +280,7 @@ def register_legacy(ctx: Ctx) -> Response:
     return json_response({"id": rid, "token": new, "token_expires_at": None}, 201)
 
 
+@routes.post("/api/v4/runners/verify")
 def verify(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token") or ctx.header("runner-token")
@@ -296,6 +302,7 @@ def _delete_runner_rows(store: Store, rid: int) -> None:
         store.run("DELETE FROM runner_managers WHERE runner_id = ?", [rid])
 
 
+@routes.delete("/api/v4/runners")
 def delete_by_token(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token")
@@ -308,6 +315,7 @@ def delete_by_token(ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
+@routes.delete("/api/v4/runners/managers")
 def delete_manager(ctx: Ctx) -> Response:
     store = ctx.store
     token, system_id = ctx.arg("token"), ctx.arg("system_id")
@@ -328,6 +336,7 @@ def delete_manager(ctx: Ctx) -> Response:
     return Response(status_code=204)
 
 
+@routes.post("/api/v4/runners/reset_authentication_token")
 def reset_with_token(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token")
@@ -375,104 +384,6 @@ def can_admin_runner(store: Store, ident: Identity, runner: Row) -> bool:
             if project is not None and project_access(store, ident.user_id, project) >= MAINTAINER:
                 return True
     return False
-
-
-def _load_runner(ctx: Ctx, *, admin: bool) -> tuple[Store, Identity, Row]:
-    store = ctx.store
-    ident = require_user(store, ctx)
-    rid = to_int(ctx.params["runner_id"], "id")
-    runner = store.one("SELECT * FROM runners WHERE id = ?", [rid])
-    if runner is None:
-        raise not_found("Runner")
-    allowed = (
-        can_admin_runner(store, ident, runner) if admin else can_read_runner(store, ident, runner)
-    )
-    if not allowed:
-        raise forbidden("No access granted")
-    return store, ident, runner
-
-
-def get_runner(ctx: Ctx) -> Response:
-    store, _, runner = _load_runner(ctx, admin=False)
-    doc = ent.runner_details(store, ctx.base_url, runner)
-    if not to_bool(ctx.query("include_projects"), True):
-        doc.pop("projects")
-    return json_response(doc)
-
-
-def update_runner(ctx: Ctx) -> Response:
-    store, _, runner = _load_runner(ctx, admin=True)
-    attrs = _runner_attrs(ctx)
-    if not attrs:
-        raise ApiError(
-            400,
-            "description, active, paused, tag_list, run_untagged, locked, "
-            "access_level, maximum_timeout, maintenance_note are missing, at "
-            "least one parameter must be provided",
-            key="error",
-        )
-    merged = {
-        "tag_list": attrs.get("tag_list", json.loads(runner["tag_list"])),
-        "run_untagged": attrs.get("run_untagged", bool(runner["run_untagged"])),
-        "maximum_timeout": attrs.get("maximum_timeout", runner["maximum_timeout"]),
-        "description": attrs.get("description", runner["description"]),
-    }
-    errors = _validate(merged)
-    if errors:
-        body: dict[str, list[str]] = {}
-        for field_name, msg in errors:
-            body.setdefault(field_name, []).append(msg)
-        raise ApiError(400, body)
-    values: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key == "tag_list":
-            values[key] = json.dumps(value)
-        elif key in ("paused", "locked", "run_untagged"):
-            values[key] = 1 if value else 0
-        else:
-            values[key] = value
-    store.update("runners", runner["id"], values)
-    fresh = store.one("SELECT * FROM runners WHERE id = ?", [runner["id"]])
-    assert fresh is not None
-    return json_response(ent.runner_details(store, ctx.base_url, fresh))
-
-
-def delete_runner(ctx: Ctx) -> Response:
-    store, ident, runner = _load_runner(ctx, admin=True)
-    if not ident.is_admin and len(_runner_projects(store, runner["id"])) > 1:
-        raise forbidden("Runner associated with more than one project")
-    _delete_runner_rows(store, runner["id"])
-    return Response(status_code=204)
-
-
-def reset_by_id(ctx: Ctx) -> Response:
-    store, _, runner = _load_runner(ctx, admin=True)
-    return json_response(_reset(store, runner), 201)
-
-
-def runner_managers(ctx: Ctx) -> Response:
-    store, _, runner = _load_runner(ctx, admin=False)
-    rows = store.all(
-        "SELECT * FROM runner_managers WHERE runner_id = ? ORDER BY id", [runner["id"]]
-    )
-    return json_response(
-        [
-            {
-                "id": r["id"],
-                "system_id": r["system_id"],
-                "version": r["version"],
-                "revision": r["revision"],
-                "platform": r["platform"],
-                "architecture": r["architecture"],
-                "created_at": r["created_at"],
-                "contacted_at": r["contacted_at"],
-                "ip_address": None,
-                "status": "online" if r["contacted_at"] else "never_contacted",
-                "job_execution_status": "idle",
-            }
-            for r in rows
-        ]
-    )
 
 
 # lists --------------------------------------------------------------------------------------
@@ -545,6 +456,7 @@ def _paginate_runners(ctx: Ctx, store: Store, ids: list[int]) -> Response:
     return paginate_query(ctx, len(ids), fetch, _render(ctx, store))
 
 
+@routes.get("/api/v4/runners")
 @user_route()
 def list_owned(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -562,6 +474,7 @@ def list_owned(ctx: Ctx, ident: Identity) -> Response:
     return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
+@routes.get("/api/v4/runners/all")
 @user_route(admin=True)
 def list_all(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
@@ -585,6 +498,7 @@ def list_all(ctx: Ctx, _ident: Identity) -> Response:
     return _paginate_runners(ctx, store, [r["id"] for r in rows])
 
 
+@routes.get("/api/v4/groups/{id}/runners")
 @group_route(MAINTAINER)
 def list_group(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     store = ctx.store
@@ -607,6 +521,7 @@ def list_group(ctx: Ctx, _ident: Identity, group: Row) -> Response:
     return paginate(ctx, rows, _render(ctx, store))
 
 
+@routes.get("/api/v4/projects/{id}/runners")
 @project_route(MAINTAINER)
 def list_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -619,6 +534,112 @@ def list_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     return paginate(ctx, rows, _render(ctx, store))
 
 
+# one runner; after the lists, so that /runners/all is tried before /runners/{runner_id}
+
+
+def _load_runner(ctx: Ctx, *, admin: bool) -> tuple[Store, Identity, Row]:
+    store = ctx.store
+    ident = require_user(store, ctx)
+    rid = to_int(ctx.params["runner_id"], "id")
+    runner = store.one("SELECT * FROM runners WHERE id = ?", [rid])
+    if runner is None:
+        raise not_found("Runner")
+    allowed = (
+        can_admin_runner(store, ident, runner) if admin else can_read_runner(store, ident, runner)
+    )
+    if not allowed:
+        raise forbidden("No access granted")
+    return store, ident, runner
+
+
+@routes.get("/api/v4/runners/{runner_id}")
+def get_runner(ctx: Ctx) -> Response:
+    store, _, runner = _load_runner(ctx, admin=False)
+    doc = ent.runner_details(store, ctx.base_url, runner)
+    if not to_bool(ctx.query("include_projects"), True):
+        doc.pop("projects")
+    return json_response(doc)
+
+
+@routes.put("/api/v4/runners/{runner_id}")
+def update_runner(ctx: Ctx) -> Response:
+    store, _, runner = _load_runner(ctx, admin=True)
+    attrs = _runner_attrs(ctx)
+    if not attrs:
+        raise ApiError(
+            400,
+            "description, active, paused, tag_list, run_untagged, locked, "
+            "access_level, maximum_timeout, maintenance_note are missing, at "
+            "least one parameter must be provided",
+            key="error",
+        )
+    merged = {
+        "tag_list": attrs.get("tag_list", json.loads(runner["tag_list"])),
+        "run_untagged": attrs.get("run_untagged", bool(runner["run_untagged"])),
+        "maximum_timeout": attrs.get("maximum_timeout", runner["maximum_timeout"]),
+        "description": attrs.get("description", runner["description"]),
+    }
+    errors = _validate(merged)
+    if errors:
+        body: dict[str, list[str]] = {}
+        for field_name, msg in errors:
+            body.setdefault(field_name, []).append(msg)
+        raise ApiError(400, body)
+    values: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key == "tag_list":
+            values[key] = json.dumps(value)
+        elif key in ("paused", "locked", "run_untagged"):
+            values[key] = 1 if value else 0
+        else:
+            values[key] = value
+    store.update("runners", runner["id"], values)
+    fresh = store.one("SELECT * FROM runners WHERE id = ?", [runner["id"]])
+    assert fresh is not None
+    return json_response(ent.runner_details(store, ctx.base_url, fresh))
+
+
+@routes.delete("/api/v4/runners/{runner_id}")
+def delete_runner(ctx: Ctx) -> Response:
+    store, ident, runner = _load_runner(ctx, admin=True)
+    if not ident.is_admin and len(_runner_projects(store, runner["id"])) > 1:
+        raise forbidden("Runner associated with more than one project")
+    _delete_runner_rows(store, runner["id"])
+    return Response(status_code=204)
+
+
+@routes.post("/api/v4/runners/{runner_id}/reset_authentication_token")
+def reset_by_id(ctx: Ctx) -> Response:
+    store, _, runner = _load_runner(ctx, admin=True)
+    return json_response(_reset(store, runner), 201)
+
+
+@routes.get("/api/v4/runners/{runner_id}/managers")
+def runner_managers(ctx: Ctx) -> Response:
+    store, _, runner = _load_runner(ctx, admin=False)
+    rows = store.all(
+        "SELECT * FROM runner_managers WHERE runner_id = ? ORDER BY id", [runner["id"]]
+    )
+    return json_response(
+        [
+            {
+                "id": r["id"],
+                "system_id": r["system_id"],
+                "version": r["version"],
+                "revision": r["revision"],
+                "platform": r["platform"],
+                "architecture": r["architecture"],
+                "created_at": r["created_at"],
+                "contacted_at": r["contacted_at"],
+                "ip_address": None,
+                "status": "online" if r["contacted_at"] else "never_contacted",
+                "job_execution_status": "idle",
+            }
+            for r in rows
+        ]
+    )
+
+
 def runner_serves_project(store: Store, runner: Row, project: Row) -> bool:
     if runner["runner_type"] == "instance_type":
         return bool(project["shared_runners_enabled"])
@@ -629,6 +650,7 @@ def runner_serves_project(store: Store, runner: Row, project: Row) -> bool:
     return project["id"] in _runner_projects(store, runner["id"])
 
 
+@routes.post("/api/v4/projects/{id}/runners")
 @project_route(MAINTAINER)
 def assign_to_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -654,6 +676,7 @@ def assign_to_project(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(ent.runner_entity(store, ctx.base_url, runner), 201)
 
 
+@routes.delete("/api/v4/projects/{id}/runners/{runner_id}")
 @project_route(MAINTAINER)
 def unassign_from_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
@@ -669,25 +692,3 @@ def unassign_from_project(ctx: Ctx, _ident: Identity, project: Row) -> Response:
         "DELETE FROM runner_projects WHERE runner_id = ? AND project_id = ?", [rid, project["id"]]
     )
     return Response(status_code=204)
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("POST", "/api/v4/user/runners", create_user_runner),
-        ("POST", "/api/v4/runners", register_legacy),
-        ("DELETE", "/api/v4/runners", delete_by_token),
-        ("GET", "/api/v4/runners", list_owned),
-        ("POST", "/api/v4/runners/verify", verify),
-        ("DELETE", "/api/v4/runners/managers", delete_manager),
-        ("POST", "/api/v4/runners/reset_authentication_token", reset_with_token),
-        ("GET", "/api/v4/runners/all", list_all),
-        ("GET", "/api/v4/runners/{runner_id}", get_runner),
-        ("PUT", "/api/v4/runners/{runner_id}", update_runner),
-        ("DELETE", "/api/v4/runners/{runner_id}", delete_runner),
-        ("GET", "/api/v4/runners/{runner_id}/managers", runner_managers),
-        ("POST", "/api/v4/runners/{runner_id}/reset_authentication_token", reset_by_id),
-        ("GET", "/api/v4/groups/{id}/runners", list_group),
-        ("GET", "/api/v4/projects/{id}/runners", list_project),
-        ("POST", "/api/v4/projects/{id}/runners", assign_to_project),
-        ("DELETE", "/api/v4/projects/{id}/runners/{runner_id}", unassign_from_project),
-    ]

@@ -17,7 +17,7 @@ from provisioner.sandbox.state import digest, new_token, now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     json_response,
     missing_param,
     not_found,
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     pass
 
 
+routes = RouteTable()
+
+
+@routes.get("/api/v4/user")
 def current_user(ctx: Ctx) -> Response:
     store = ctx.store
     ident = authenticate(store, ctx)
@@ -48,6 +52,7 @@ def current_user(ctx: Ctx) -> Response:
     return json_response(ent.user_full(store, ctx.base_url, ident.user_id))
 
 
+@routes.post("/api/v4/users")
 @user_route(admin=True)
 def create_user(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
@@ -86,6 +91,7 @@ def create_user(ctx: Ctx, _ident: Identity) -> Response:
     return json_response(ent.user_full(store, ctx.base_url, uid), 201)
 
 
+@routes.get("/api/v4/users/{user_id}")
 @user_route()
 def get_user(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
@@ -96,6 +102,7 @@ def get_user(ctx: Ctx, _ident: Identity) -> Response:
     return json_response(ent.user_full(store, ctx.base_url, uid))
 
 
+@routes.get("/api/v4/users")
 @user_route()
 def list_users(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
@@ -111,6 +118,7 @@ def list_users(ctx: Ctx, _ident: Identity) -> Response:
     return paginate(ctx, rows, lambda r: ent.user_full(store, ctx.base_url, r["id"]))
 
 
+@routes.post("/api/v4/users/{user_id}/personal_access_tokens")
 @user_route(admin=True)
 def create_user_token(ctx: Ctx, _ident: Identity) -> Response:
     """``POST /users/:id/personal_access_tokens`` (admin)."""
@@ -155,13 +163,3 @@ def create_user_token(ctx: Ctx, _ident: Identity) -> Response:
         },
         201,
     )
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/api/v4/user", current_user),
-        ("GET", "/api/v4/users", list_users),
-        ("POST", "/api/v4/users", create_user),
-        ("GET", "/api/v4/users/{user_id}", get_user),
-        ("POST", "/api/v4/users/{user_id}/personal_access_tokens", create_user_token),
-    ]

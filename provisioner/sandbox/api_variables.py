@@ -18,7 +18,7 @@ from provisioner.sandbox.auth import (
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     json_response,
     missing_param,
     not_found,
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 
 VAR_KEY_RE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
+
+
+routes = RouteTable()
 
 
 def _var_doc(row: Row) -> dict[str, Any]:
@@ -61,6 +64,8 @@ def _var_owner(ctx: Ctx, store: Store, ident: Identity) -> int:
     return int(load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)["id"])
 
 
+@routes.get("/api/v4/groups/{id}/variables")
+@routes.get("/api/v4/projects/{id}/variables")
 @user_route()
 def list_variables(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -69,6 +74,8 @@ def list_variables(ctx: Ctx, ident: Identity) -> Response:
     return paginate(ctx, rows, _var_doc)
 
 
+@routes.get("/api/v4/groups/{id}/variables/{key}")
+@routes.get("/api/v4/projects/{id}/variables/{key}")
 @user_route()
 def get_variable(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -111,6 +118,8 @@ def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
     }
 
 
+@routes.post("/api/v4/groups/{id}/variables")
+@routes.post("/api/v4/projects/{id}/variables")
 @user_route()
 def create_variable(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -132,6 +141,8 @@ def create_variable(ctx: Ctx, ident: Identity) -> Response:
     return json_response(_var_doc(row), 201)
 
 
+@routes.put("/api/v4/groups/{id}/variables/{key}")
+@routes.put("/api/v4/projects/{id}/variables/{key}")
 @user_route()
 def update_variable(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -151,6 +162,8 @@ def update_variable(ctx: Ctx, ident: Identity) -> Response:
     return json_response(_var_doc(fresh))
 
 
+@routes.delete("/api/v4/groups/{id}/variables/{key}")
+@routes.delete("/api/v4/projects/{id}/variables/{key}")
 @user_route()
 def delete_variable(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
@@ -165,18 +178,3 @@ def delete_variable(ctx: Ctx, ident: Identity) -> Response:
         raise not_found("Variable")
     store.run("DELETE FROM variables WHERE project_id = ? AND key = ?", [owner, ctx.params["key"]])
     return Response(status_code=204)
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/api/v4/groups/{id}/variables", list_variables),
-        ("POST", "/api/v4/groups/{id}/variables", create_variable),
-        ("GET", "/api/v4/groups/{id}/variables/{key}", get_variable),
-        ("PUT", "/api/v4/groups/{id}/variables/{key}", update_variable),
-        ("DELETE", "/api/v4/groups/{id}/variables/{key}", delete_variable),
-        ("GET", "/api/v4/projects/{id}/variables", list_variables),
-        ("POST", "/api/v4/projects/{id}/variables", create_variable),
-        ("GET", "/api/v4/projects/{id}/variables/{key}", get_variable),
-        ("PUT", "/api/v4/projects/{id}/variables/{key}", update_variable),
-        ("DELETE", "/api/v4/projects/{id}/variables/{key}", delete_variable),
-    ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from provisioner.sandbox.auth import require_admin, require_user
-from provisioner.sandbox.web import ApiError, Ctx, Handler, json_response, to_int
+from provisioner.sandbox.web import ApiError, Ctx, RouteTable, json_response, to_int
 
 if TYPE_CHECKING:
     from starlette.responses import Response
 
     from provisioner.sandbox.faults import Faults
+
+
+routes = RouteTable()
 
 
 def _faults(ctx: Ctx) -> Faults:
@@ -19,11 +22,13 @@ def _faults(ctx: Ctx) -> Faults:
     return faults
 
 
+@routes.get("/-/sandbox/faults")
 def get_faults(ctx: Ctx) -> Response:
     """``GET /-/sandbox/faults``: settings and how many faults were injected so far."""
     return json_response(_faults(ctx).snapshot())
 
 
+@routes.put("/-/sandbox/faults")
 def put_faults(ctx: Ctx) -> Response:
     """``PUT /-/sandbox/faults`` with ``latency_ms`` and/or ``fault_rate`` (admin token)."""
     faults = _faults(ctx)
@@ -36,10 +41,3 @@ def put_faults(ctx: Ctx) -> Response:
     except ValueError as exc:
         raise ApiError(400, f"400 Bad request - {exc}") from exc
     return json_response(faults.snapshot())
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/-/sandbox/faults", get_faults),
-        ("PUT", "/-/sandbox/faults", put_faults),
-    ]

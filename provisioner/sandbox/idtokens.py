@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from provisioner.sandbox.state import write_secret_file
-from provisioner.sandbox.web import Ctx, Handler, json_response
+from provisioner.sandbox.web import Ctx, RouteTable, json_response
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 KEY_FILE = "id_token_key.pem"
+
+
+routes = RouteTable()
 
 
 class Signer:
@@ -109,10 +112,13 @@ def _signer(ctx: Ctx) -> Signer:
     return signer
 
 
+@routes.get("/oauth/discovery/keys")
+@routes.get("/-/jwks")
 def jwks(ctx: Ctx) -> Response:
     return json_response({"keys": [_signer(ctx).jwk]})
 
 
+@routes.get("/.well-known/openid-configuration")
 def openid_configuration(ctx: Ctx) -> Response:
     base = ctx.base_url
     return json_response(
@@ -157,11 +163,3 @@ def openid_configuration(ctx: Ctx) -> Response:
             ],
         }
     )
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("GET", "/oauth/discovery/keys", jwks),
-        ("GET", "/-/jwks", jwks),
-        ("GET", "/.well-known/openid-configuration", openid_configuration),
-    ]

@@ -32,7 +32,7 @@ from provisioner.sandbox.state import digest, new_token, now_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
-    Handler,
+    RouteTable,
     forbidden,
     json_response,
     missing_param,
@@ -75,6 +75,9 @@ FAILURE_REASONS = (
 )
 
 
+routes = RouteTable()
+
+
 def trace_path(store: Store, job_id: int) -> Path:
     return store.data_dir / "traces" / f"{job_id}.log"
 
@@ -106,6 +109,7 @@ def _runner_takes(store: Store, runner: Row, job: Row, project: Row) -> bool:
     return job_tags <= runner_tags
 
 
+@routes.post("/api/v4/jobs/request")
 def request_job(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.json().get("token") or ctx.header("runner-token")
@@ -517,6 +521,7 @@ def _job_for_token(ctx: Ctx, *, body_token: bool) -> Row:
     return job
 
 
+@routes.put("/api/v4/jobs/{job_id}")
 def update_job(ctx: Ctx) -> Response:
     store = ctx.store
     job = _job_for_token(ctx, body_token=True)
@@ -547,6 +552,7 @@ def update_job(ctx: Ctx) -> Response:
     return Response("200", status_code=200, media_type="text/plain", headers=headers)
 
 
+@routes.patch("/api/v4/jobs/{job_id}/trace")
 def patch_trace(ctx: Ctx) -> Response:
     store = ctx.store
     job = _job_for_token(ctx, body_token=False)
@@ -589,6 +595,7 @@ def _expire_at(expire_in: str | None) -> str | None:
     return now_iso(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
+@routes.post("/api/v4/jobs/{job_id}/artifacts")
 def upload_artifacts(ctx: Ctx) -> Response:
     store = ctx.store
     job = _job_for_token(ctx, body_token=False)
@@ -646,6 +653,7 @@ def _artifact_response(store: Store, job: Row) -> Response:
     )
 
 
+@routes.get("/api/v4/jobs/{job_id}/artifacts")
 def download_artifacts(ctx: Ctx) -> Response:
     """``GET /jobs/:id/artifacts``: dependencies downloaded with a running job's token."""
     store = ctx.store
@@ -665,6 +673,7 @@ def download_artifacts(ctx: Ctx) -> Response:
     return _artifact_response(store, job)
 
 
+@routes.get("/api/v4/job")
 def current_job(ctx: Ctx) -> Response:
     store = ctx.store
     ident = authenticate(store, ctx, job_token=True)
@@ -676,14 +685,3 @@ def current_job(ctx: Ctx) -> Response:
 def remove_job_files(store: Store, job_id: int) -> None:
     shutil.rmtree(store.data_dir / "artifacts" / str(job_id), ignore_errors=True)
     trace_path(store, job_id).unlink(missing_ok=True)
-
-
-def routes() -> list[tuple[str, str, Handler]]:
-    return [
-        ("POST", "/api/v4/jobs/request", request_job),
-        ("PUT", "/api/v4/jobs/{job_id}", update_job),
-        ("PATCH", "/api/v4/jobs/{job_id}/trace", patch_trace),
-        ("POST", "/api/v4/jobs/{job_id}/artifacts", upload_artifacts),
-        ("GET", "/api/v4/jobs/{job_id}/artifacts", download_artifacts),
-        ("GET", "/api/v4/job", current_job),
-    ]

@@ -87,7 +87,7 @@ class SandboxApp:
             idtokens,
             control,
         ):
-            self.router.extend(module.routes())
+            self.router.extend(module.routes)
         self.extras: dict[str, Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

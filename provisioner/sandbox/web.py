@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -287,6 +287,44 @@ def compile_path(template: str) -> re.Pattern[str]:
         out += f"(?P<{match.group(1)}>.+)" if match.group(2) else f"(?P<{match.group(1)}>[^/]+)"
         pos = match.end()
     return re.compile(out + re.escape(template[pos:]) + "$")
+
+
+class RouteTable:
+    """A module's routes, registered where each handler is defined: ``@routes.get(template)``.
+
+    The server's router tries the routes of each module in the order they were registered.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, Handler]] = []
+
+    def __iter__(self) -> Iterator[tuple[str, str, Handler]]:
+        return iter(self.entries)
+
+    def add(self, method: str, template: str, handler: Handler) -> None:
+        self.entries.append((method, template, handler))
+
+    def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.add(method, template, handler)
+            return handler
+
+        return register
+
+    def get(self, template: str) -> Callable[[Handler], Handler]:
+        return self.route("GET", template)
+
+    def post(self, template: str) -> Callable[[Handler], Handler]:
+        return self.route("POST", template)
+
+    def put(self, template: str) -> Callable[[Handler], Handler]:
+        return self.route("PUT", template)
+
+    def patch(self, template: str) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", template)
+
+    def delete(self, template: str) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", template)
 
 
 class Router:
