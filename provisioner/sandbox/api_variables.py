@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -18,6 +20,7 @@ from provisioner.sandbox.auth import (
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
+    Handler,
     RouteTable,
     json_response,
     missing_param,
@@ -27,7 +30,7 @@ from provisioner.sandbox.web import (
 )
 
 if TYPE_CHECKING:
-    from provisioner.sandbox.state import Row, Store
+    from provisioner.sandbox.state import Row
 
 
 VAR_KEY_RE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
@@ -56,30 +59,40 @@ def _masked_ok(value: str) -> bool:
     )
 
 
-def _var_owner(ctx: Ctx, store: Store, ident: Identity) -> int:
-    """The ``variables.project_id`` value: a project id, or minus the id for a group's."""
-    if ctx.raw_path.startswith("/api/v4/groups/"):
-        group = load_group(store, ident, ctx.params["id"], min_level=OWNER)
-        return -int(group["id"])
-    return int(load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)["id"])
+def _variables_route(fn: Callable[[Ctx, int], Response]) -> Handler:
+    """``handler(ctx, owner)`` where ``owner`` is the ``variables.project_id`` of ``:id``.
+
+    That is the project's id, or minus the id for a group's variables; reaching them takes
+    the maintainer role in a project and the owner role in a group, as in GitLab.
+    """
+
+    @user_route()
+    @functools.wraps(fn)
+    def handler(ctx: Ctx, ident: Identity) -> Response:
+        store = ctx.store
+        if ctx.raw_path.startswith("/api/v4/groups/"):
+            group = load_group(store, ident, ctx.params["id"], min_level=OWNER)
+            return fn(ctx, -int(group["id"]))
+        project = load_project(store, ident, ctx.params["id"], min_level=MAINTAINER)
+        return fn(ctx, int(project["id"]))
+
+    return handler
 
 
 @routes.get("/api/v4/groups/{id}/variables")
 @routes.get("/api/v4/projects/{id}/variables")
-@user_route()
-def list_variables(ctx: Ctx, ident: Identity) -> Response:
+@_variables_route
+def list_variables(ctx: Ctx, owner: int) -> Response:
     store = ctx.store
-    owner = _var_owner(ctx, store, ident)
     rows = store.all("SELECT * FROM variables WHERE project_id = ? ORDER BY rowid", [owner])
     return paginate(ctx, rows, _var_doc)
 
 
 @routes.get("/api/v4/groups/{id}/variables/{key}")
 @routes.get("/api/v4/projects/{id}/variables/{key}")
-@user_route()
-def get_variable(ctx: Ctx, ident: Identity) -> Response:
+@_variables_route
+def get_variable(ctx: Ctx, owner: int) -> Response:
     store = ctx.store
-    owner = _var_owner(ctx, store, ident)
     row = store.one(
         "SELECT * FROM variables WHERE project_id = ? AND key = ?",
         [owner, ctx.params["key"]],
@@ -120,10 +133,9 @@ def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
 
 @routes.post("/api/v4/groups/{id}/variables")
 @routes.post("/api/v4/projects/{id}/variables")
-@user_route()
-def create_variable(ctx: Ctx, ident: Identity) -> Response:
+@_variables_route
+def create_variable(ctx: Ctx, owner: int) -> Response:
     store = ctx.store
-    owner = _var_owner(ctx, store, ident)
     key = ctx.arg("key")
     if not key:
         raise missing_param("key")
@@ -143,10 +155,9 @@ def create_variable(ctx: Ctx, ident: Identity) -> Response:
 
 @routes.put("/api/v4/groups/{id}/variables/{key}")
 @routes.put("/api/v4/projects/{id}/variables/{key}")
-@user_route()
-def update_variable(ctx: Ctx, ident: Identity) -> Response:
+@_variables_route
+def update_variable(ctx: Ctx, owner: int) -> Response:
     store = ctx.store
-    owner = _var_owner(ctx, store, ident)
     key = ctx.params["key"]
     row = store.one("SELECT * FROM variables WHERE project_id = ? AND key = ?", [owner, key])
     if row is None:
@@ -164,10 +175,9 @@ def update_variable(ctx: Ctx, ident: Identity) -> Response:
 
 @routes.delete("/api/v4/groups/{id}/variables/{key}")
 @routes.delete("/api/v4/projects/{id}/variables/{key}")
-@user_route()
-def delete_variable(ctx: Ctx, ident: Identity) -> Response:
+@_variables_route
+def delete_variable(ctx: Ctx, owner: int) -> Response:
     store = ctx.store
-    owner = _var_owner(ctx, store, ident)
     if (
         store.one(
             "SELECT 1 FROM variables WHERE project_id = ? AND key = ?",
