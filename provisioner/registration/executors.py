@@ -85,6 +85,7 @@ class KubernetesOptions:
     memory_request: str = "512Mi"
     memory_limit: str = "2Gi"
     pull_policy: PullPolicy | None = None
+    allowed_services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _kubernetes_settings(opts: KubernetesOptions) -> dict[str, Any]:
     _check_k8s_name(opts.namespace, "--k8s-namespace")
     _check_k8s_name(opts.service_account, "--k8s-service-account")
     policy = opts.pull_policy or default_pull_policy(opts.image)
-    return {
+    settings: dict[str, Any] = {
         "executor": "kubernetes",
         "kubernetes": {
             "host": "",
@@ -208,6 +209,11 @@ def _kubernetes_settings(opts: KubernetesOptions) -> dict[str, Any]:
             "pod_annotations_overwrite_allowed": "",
         },
     }
+    if opts.allowed_services:
+        # Job services need the `services` RBAC rule (provisioner/k8s/rbac.py); a runner
+        # without allowed services gets no such rule.
+        settings["kubernetes"]["allowed_services"] = list(opts.allowed_services)
+    return settings
 
 
 def _check_k8s_name(value: str, option: str) -> None:
