@@ -227,39 +227,15 @@ def _check_k8s_name(value: str, option: str) -> None:
         )
 
 
-# The API permissions the kubernetes executor needs in its namespace (GitLab runner docs,
-# "Configure runner API permissions"); nothing cluster-wide.
-_RBAC_RULES: tuple[dict[str, Any], ...] = (
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["pods"],
-        "verbs": ["create", "delete", "get", "list", "watch"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["pods/attach"],
-        "verbs": ["create", "delete", "get", "patch"],
-    },
-    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "delete", "get", "patch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
-    {
-        "apiGroups": [""],
-        "resources": ["secrets"],
-        "verbs": ["create", "delete", "get", "update"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["configmaps"],
-        "verbs": ["create", "delete", "get", "update"],
-    },
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
-)
-
-
 def rbac_manifests(opts: KubernetesOptions, *, runner_name: str) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding for the runner manager in ``opts.namespace``."""
+    """ServiceAccount, Role and RoleBinding for the runner manager in ``opts.namespace``.
+
+    The Role holds only what the runner's features need (gitlab-runner's permission table,
+    :mod:`provisioner.k8s.rbac`); nothing cluster-wide.
+    """
+    from provisioner.k8s.rbac import features_of, rules_for
+
+    rules = [rule.as_dict() for rule in rules_for(features_of(_kubernetes_settings(opts)))]
     labels = {
         "app.kubernetes.io/name": "gitlab-runner",
         "app.kubernetes.io/managed-by": "runnerctl",
@@ -278,7 +254,7 @@ def rbac_manifests(opts: KubernetesOptions, *, runner_name: str) -> list[dict[st
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": role_name, **meta},
-            "rules": [dict(rule) for rule in _RBAC_RULES],
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
