@@ -32,6 +32,7 @@ class KeyProblem:
     path: str
     deprecated: bool
     fix: str
+    suggestion: str | None = None
 
 
 @cache
@@ -69,10 +70,9 @@ def _walk(values: Mapping[str, Any], prefix: str, table: ChartKeys) -> Iterator[
                 if k.startswith(prefix) and "." not in k[len(prefix) :]
             )
             close = difflib.get_close_matches(str(key), siblings, n=1)
-            fix = f"did you mean {prefix}{close[0]}?" if close else "remove it"
-            yield KeyProblem(
-                path, False, f"Not a key of chart {table.chart} {table.version}: {fix}"
-            )
+            suggestion = f"{prefix}{close[0]}" if close else None
+            fix = f"Rename it to {suggestion}." if suggestion else "Remove it."
+            yield KeyProblem(path, False, fix, suggestion)
             continue
         if isinstance(value, Mapping) and path not in table.open:
             yield from _walk(value, f"{path}.", table)

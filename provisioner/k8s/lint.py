@@ -164,7 +164,9 @@ def lint_values(values: Mapping[str, Any]) -> list[Finding]:
                     "K8S003",
                     Severity.MEDIUM,
                     None,
-                    f"{problem.path} is not a documented key: Helm ignores it",
+                    f"{problem.path} is not a key of chart {keys.chart} {keys.version}: the "
+                    "chart ignores it"
+                    + (f" (did you mean {problem.suggestion}?)" if problem.suggestion else ""),
                     problem.fix,
                 )
             )
