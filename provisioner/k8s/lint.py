@@ -154,7 +154,8 @@ def lint_values(values: Mapping[str, Any]) -> list[Finding]:
                     "K8S002",
                     Severity.MEDIUM,
                     None,
-                    f"{problem.path} is deprecated by chart {keys.chart} {keys.version}",
+                    f"{problem.path} is a deprecated or legacy key of chart {keys.chart} "
+                    f"{keys.version}",
                     problem.fix,
                 )
             )

@@ -137,7 +137,9 @@ def test_lint_fails_with_3_and_prints_each_fix(
     assert any(
         line.startswith("HIGH   K8S006 rbac.create is true and rbac.rules is empty") for line in out
     )
-    assert any(line.startswith("MEDIUM K8S002 runners.tags is deprecated") for line in out)
+    assert any(
+        line.startswith("MEDIUM K8S002 runners.tags is a deprecated or legacy key") for line in out
+    )
     assert out[-1] == "3 findings: failed (--fail-on high)"
     assert _main(monkeypatch, "k8s", "lint", "--fail-on", "never", str(values)) == 0
 
