@@ -177,3 +177,24 @@ def test_lint_of_a_missing_file_exits_2(
 ) -> None:
     assert _main(monkeypatch, "k8s", "lint", str(tmp_path / "nope.yaml")) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_lint_json_is_one_document_and_never_shows_the_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    values = tmp_path / "values.yaml"
+    encoded = base64.b64encode(TOKEN.encode() + b"\n").decode()
+    values.write_text(
+        f"runnerToken: {TOKEN}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: t\n"
+        f"data:\n  runner-token: {encoded}\n  runner-registration-token: ''\n"
+    )
+    assert _main(monkeypatch, "-o", "json", "k8s", "lint", str(values)) == 3
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["documents"] == ["values", "Secret"]
+    assert doc["failed"] is True
+    assert doc["kubernetes_version"] == "1.34"
+    assert [f["rule"] for f in doc["findings"]] == ["K8S001", "K8S007", "K8S011"]
+    assert doc["findings"][2]["where"] == "Secret/t"
+    _no_token(out + err)
+    assert encoded not in out
