@@ -92,16 +92,14 @@ def parse_documents(text: str, *, source: str) -> list[Any]:
         ConfigError: malformed YAML, with its line and column; or a document that is not a
             mapping.
     """
-    import yaml
+    from provisioner.k8s.yaml_io import YamlSyntaxError, load_all
 
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
+        docs = load_all(text)
+    except YamlSyntaxError as exc:
+        where = f":{exc.line}:{exc.column}" if exc.line is not None else ""
         raise ConfigError(
-            f"{source}{where}: not valid YAML: {problem}.",
+            f"{source}{where}: not valid YAML: {exc.problem}.",
             hint="Fix the YAML (indentation, quotes), or regenerate the file with "
             "`runnerctl k8s values --runner NAME`.",
         ) from None

@@ -188,23 +188,9 @@ def build_bundle(
     return ChartBundle(runner, namespace, values, token_secret, features, rules)
 
 
-def _literal_dumper() -> Any:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, string)
-    return Dumper
-
-
 def render_values(bundle: ChartBundle) -> str:
     """values.yaml text, with a header naming the chart version it was checked against."""
-    import yaml
+    from provisioner.k8s.yaml_io import dump_values
 
     keys = chart_keys()
     header = (
@@ -214,16 +200,15 @@ def render_values(bundle: ChartBundle) -> str:
         f"# The runner token is not here: it is in the Secret {bundle.secret['metadata']['name']}"
         f" (runners.secret).\n"
     )
-    body = yaml.dump(bundle.values, Dumper=_literal_dumper(), sort_keys=False, width=100)
-    return header + str(body)
+    return header + dump_values(bundle.values)
 
 
 def render_secret(bundle: ChartBundle) -> str:
     """The Secret manifest, for ``kubectl apply -f``."""
-    import yaml
+    from provisioner.k8s.yaml_io import dump_manifest
 
     header = "# Runner token for the gitlab-runner chart (runners.secret); keep this file 0600.\n"
-    return header + yaml.safe_dump(bundle.secret, sort_keys=False, explicit_start=True)
+    return header + dump_manifest(bundle.secret)
 
 
 def chart_objects(values: Mapping[str, Any], *, release: str = "gitlab-runner") -> list[Any]:
