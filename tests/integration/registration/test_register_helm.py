@@ -197,3 +197,38 @@ def test_helm_values_do_not_apply_to_other_executors(run: Run, tmp_path: Path) -
     )
     assert result.returncode == 2
     assert "--helm-values do not apply to the shell executor" in result.stderr
+
+
+def test_dry_run_writes_nothing_and_json_reports_the_chart_files(
+    lab: Lab, run: Run, tmp_path: Path
+) -> None:
+    dry = _register(run, tmp_path, "helm-json", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"Would write Helm values to {tmp_path / 'helm-json.yaml'}" in dry.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    import json
+
+    result = run(
+        "-o",
+        "json",
+        "register",
+        "-e",
+        "kubernetes",
+        "-s",
+        "instance",
+        "-n",
+        "helm-json",
+        "--run-untagged",
+        "--config",
+        str(tmp_path / "config.toml"),
+        "--helm-values",
+        str(tmp_path / "helm-json.yaml"),
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["action"] == "created"
+    assert doc["helm"]["values_file"] == str(tmp_path / "helm-json.yaml")
+    assert doc["helm"]["secret_file"] == str(tmp_path / "helm-json-token-secret.yaml")
+    assert doc["helm"]["chart_version"] == "0.86.0"
+    assert "token" not in doc
+    assert not contains_secret(result.stdout + result.stderr)
