@@ -4,8 +4,9 @@ The chart mounts it at ``/secrets`` and exports ``runner-token`` as ``CI_SERVER_
 ``runner-registration-token`` key must exist even with a ``glrt-`` token, as an empty string
 ("need to leave as an empty string for compatibility reasons", the chart's values.yaml;
 chart#527). The token is base64-encoded from its exact bytes: a trailing newline (what
-``echo TOKEN | base64`` produces) ends up in the ``PRIVATE-TOKEN`` header and fails with
-``invalid header field for "Private-Token"``.
+``echo TOKEN | base64`` produces) fails with ``invalid header field for "Private-Token"``
+wherever the key is read verbatim (chart 0.86's entrypoint happens to strip it with
+``$(cat ...)``; other readers of the Secret do not).
 """
 
 from __future__ import annotations
