@@ -13,6 +13,7 @@ from provisioner.cli import config as config_cli
 from provisioner.cli import demo as demo_cli
 from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
+from provisioner.cli import k8s as k8s_cli
 from provisioner.cli import register as register_cli
 from provisioner.cli import sandbox as sandbox_cli
 from provisioner.cli import smoke as smoke_cli
@@ -35,6 +36,7 @@ app.add_typer(register_cli.runners_app, name="runners")
 app.add_typer(register_cli.token_app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(host_cli.app, name="host")
+app.add_typer(k8s_cli.app, name="k8s")
 app.command("demo")(demo_cli.demo)
 app.command("smoke")(smoke_cli.smoke)
 

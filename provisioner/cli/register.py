@@ -24,6 +24,7 @@ from provisioner.registration.executors import Executor, PullPolicy, Shell
 if TYPE_CHECKING:
     from provisioner.gitlab.client import GitLabAPI
     from provisioner.gitlab.models import Runner
+    from provisioner.k8s.values import WrittenBundle
     from provisioner.registration.service import ConfigStorePort, RegisterResult
     from provisioner.runner_config import ConfigStore
 
@@ -273,6 +274,23 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
             dir_okay=False,
         ),
     ] = None,
+    k8s_allow_service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--k8s-allow-service",
+            help="Service image jobs may start (repeatable); grants the services RBAC rule.",
+            rich_help_panel=K8S,
+        ),
+    ] = None,
+    helm_values: Annotated[
+        Path | None,
+        typer.Option(
+            "--helm-values",
+            help="Also write Helm chart values here, and the token Secret beside them "
+            "(<name>-token-secret.yaml, mode 0600).",
+            rich_help_panel=K8S,
+        ),
+    ] = None,
     shell: Annotated[
         Shell | None,
         typer.Option("--shell", help="(default: bash)", rich_help_panel=SHELL),
@@ -326,6 +344,8 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
             ("--k8s-memory-limit", k8s_memory_limit),
             ("--k8s-image", k8s_image),
             ("--k8s-rbac-file", k8s_rbac_file),
+            ("--k8s-allow-service", k8s_allow_service),
+            ("--helm-values", helm_values),
         )
         if v is not None
     ]
@@ -365,7 +385,12 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
         memory_request=k8s_memory_request or kube.memory_request,
         memory_limit=k8s_memory_limit or kube.memory_limit,
         pull_policy=pull_policy,
+        allowed_services=tuple(k8s_allow_service or ()),
     )
+    if helm_values is not None:
+        from provisioner.cli.k8s import check_helm_target
+
+        check_helm_target(helm_values)
     dock = DockerOptions()
     dock = DockerOptions(
         image=docker_image or dock.image,
@@ -408,14 +433,26 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     result = do_register(
         request, gitlab=gitlab, store=store, dry_run=dry_run, on_secret=app.redactor.add
     )
-    _render_register(app, result, show_token=show_token)
+    helm = None
+    if helm_values is not None and not dry_run:
+        from provisioner.cli.k8s import write_after_register
+
+        helm = write_after_register(store, runner=runner_name, values_path=helm_values)
+    _render_register(app, result, show_token=show_token, helm=helm, helm_target=helm_values)
 
 
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "runner"
 
 
-def _render_register(app: AppContext, result: RegisterResult, *, show_token: bool) -> None:
+def _render_register(
+    app: AppContext,
+    result: RegisterResult,
+    *,
+    show_token: bool,
+    helm: WrittenBundle | None = None,
+    helm_target: Path | None = None,
+) -> None:
     for warning in result.warnings:
         app.note(f"Warning: {warning}", style="yellow")
     if app.json:
@@ -439,6 +476,10 @@ def _render_register(app: AppContext, result: RegisterResult, *, show_token: boo
             "requests": result.requests,
             "warnings": list(result.warnings),
         }
+        if helm is not None:
+            from provisioner.cli.k8s import written_json
+
+            doc["helm"] = written_json(helm)
         if show_token and result.token:
             doc["token"] = result.token
             _raw_json(doc)
@@ -461,6 +502,8 @@ def _render_register(app: AppContext, result: RegisterResult, *, show_token: boo
         app.echo(result.diff.rstrip("\n") if result.diff else "No change to the config file.")
         if result.rbac_path:
             app.echo(f"Would write RBAC manifests to {result.rbac_path}")
+        if helm_target is not None:
+            app.echo(f"Would write Helm values to {helm_target} (and the token Secret beside it)")
         return
     ident = f"runner {result.name!r} (id {result.runner_id})"
     app.echo(f"{verb} {ident}; tags: {', '.join(result.tags) or '(none, runs untagged)'}")
@@ -474,6 +517,10 @@ def _render_register(app: AppContext, result: RegisterResult, *, show_token: boo
         app.echo(f"  RBAC manifests: {result.rbac_path} (apply with kubectl apply -f)")
     if show_token and result.token:
         sys.stdout.write(f"  token: {result.token}\n")
+    if helm is not None:
+        from provisioner.cli.k8s import render_written
+
+        render_written(app, helm)
 
 
 def _raw_json(doc: dict[str, Any]) -> None:

@@ -85,6 +85,7 @@ class KubernetesOptions:
     memory_request: str = "512Mi"
     memory_limit: str = "2Gi"
     pull_policy: PullPolicy | None = None
+    allowed_services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _kubernetes_settings(opts: KubernetesOptions) -> dict[str, Any]:
     _check_k8s_name(opts.namespace, "--k8s-namespace")
     _check_k8s_name(opts.service_account, "--k8s-service-account")
     policy = opts.pull_policy or default_pull_policy(opts.image)
-    return {
+    settings: dict[str, Any] = {
         "executor": "kubernetes",
         "kubernetes": {
             "host": "",
@@ -208,6 +209,11 @@ def _kubernetes_settings(opts: KubernetesOptions) -> dict[str, Any]:
             "pod_annotations_overwrite_allowed": "",
         },
     }
+    if opts.allowed_services:
+        # Job services need the `services` RBAC rule (provisioner/k8s/rbac.py); a runner
+        # without allowed services gets no such rule.
+        settings["kubernetes"]["allowed_services"] = list(opts.allowed_services)
+    return settings
 
 
 def _check_k8s_name(value: str, option: str) -> None:
@@ -221,39 +227,15 @@ def _check_k8s_name(value: str, option: str) -> None:
         )
 
 
-# The API permissions the kubernetes executor needs in its namespace (GitLab runner docs,
-# "Configure runner API permissions"); nothing cluster-wide.
-_RBAC_RULES: tuple[dict[str, Any], ...] = (
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["pods"],
-        "verbs": ["create", "delete", "get", "list", "watch"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["pods/attach"],
-        "verbs": ["create", "delete", "get", "patch"],
-    },
-    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "delete", "get", "patch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
-    {
-        "apiGroups": [""],
-        "resources": ["secrets"],
-        "verbs": ["create", "delete", "get", "update"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["configmaps"],
-        "verbs": ["create", "delete", "get", "update"],
-    },
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "get"]},
-)
-
-
 def rbac_manifests(opts: KubernetesOptions, *, runner_name: str) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding for the runner manager in ``opts.namespace``."""
+    """ServiceAccount, Role and RoleBinding for the runner manager in ``opts.namespace``.
+
+    The Role holds only what the runner's features need (gitlab-runner's permission table,
+    :mod:`provisioner.k8s.rbac`); nothing cluster-wide.
+    """
+    from provisioner.k8s.rbac import features_of, rules_for
+
+    rules = [rule.as_dict() for rule in rules_for(features_of(_kubernetes_settings(opts)))]
     labels = {
         "app.kubernetes.io/name": "gitlab-runner",
         "app.kubernetes.io/managed-by": "runnerctl",
@@ -272,7 +254,7 @@ def rbac_manifests(opts: KubernetesOptions, *, runner_name: str) -> list[dict[st
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": role_name, **meta},
-            "rules": [dict(rule) for rule in _RBAC_RULES],
+            "rules": rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -15,6 +15,10 @@ RC004       low       a docker or kubernetes runner has no ``allowed_images``
 RC005       medium    ``[runners.docker] host`` is ``tcp://`` and ``tls_verify`` is not true
 RC006       high      config.toml is readable or writable by group or others (it holds tokens)
 RC007       high      a token, password or secret is set in a runner's ``environment``
+RC008       medium    a misspelled table or key in a runner or its ``[runners.kubernetes]``
+                      (``[runners.kuberentes]``): gitlab-runner ignores it without a word
+RC009       medium    ``tags``/``locked``/``run_untagged`` (server-side settings) in a
+                      runner whose token is ``glrt-``: GitLab owns them
 ==========  ========  =====================================================================
 
 **RC003 heuristic.** Whether a runner is locked to a single project is a server-side setting
@@ -27,17 +31,35 @@ that runner's section). With that marker the rule stays silent; without it, it f
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from provisioner.runner_config import schema
 from provisioner.runner_config.document import ConfigDocument
 from provisioner.runner_config.model import Runner, build_model, is_secret_env_name
 from provisioner.secrets import contains_secret
 
 SINGLE_PROJECT_MARKER = "runnerctl: single-project"
+# What `gitlab-runner register` refuses with a glrt- token ("Runner configuration other than
+# name and executor configuration is reserved"), in the spellings users put in config files.
+RESERVED_KEYS = (
+    "tags",
+    "tag_list",
+    "tag-list",
+    "locked",
+    "run_untagged",
+    "run-untagged",
+    "access_level",
+    "maximum_timeout",
+    "paused",
+    "maintenance_note",
+)
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 RISKY_PULL_POLICIES = ("if-not-present", "never")
 
@@ -79,9 +101,12 @@ def lint_document(document: ConfigDocument, *, path: Path | None = None) -> tupl
         findings.extend(_file_mode(path))
     model = build_model(document.plain())
     tables = document.runner_tables()
+    plain = list(document.iter_runner_plain())
     for index, runner in enumerate(model.runners):
         raw = tables[index].as_string() if index < len(tables) else ""
         findings.extend(_runner_findings(runner, raw))
+        if index < len(plain):
+            findings.extend(_k8s_entry_findings(runner.label, plain[index]))
     order = {s: -s.rank for s in Severity}
     return tuple(sorted(findings, key=lambda f: (order[f.severity], f.rule)))
 
@@ -221,3 +246,57 @@ def _file_mode(path: Path) -> list[Finding]:
             f"chmod 600 {path} (and keep it owned by the user gitlab-runner runs as).",
         )
     ]
+
+
+def misspelled_keys(entry: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """Unknown keys of a runner entry and of its ``[runners.kubernetes]`` table, each with the
+    documented key it most resembles (``None`` when nothing is close)."""
+    out: list[tuple[str, str | None]] = []
+    sections: list[tuple[str, Mapping[str, Any], str]] = [("runners", entry, "RunnerConfig")]
+    kube = entry.get("kubernetes")
+    if isinstance(kube, Mapping):
+        sections.append(("runners.kubernetes", kube, "KubernetesConfig"))
+    for where, table, name in sections:
+        spec = schema.section(name)
+        for key in table:
+            if spec.match(str(key))[0] is None and str(key) not in RESERVED_KEYS:
+                close = difflib.get_close_matches(str(key), list(spec.fields), n=1, cutoff=0.75)
+                out.append((f"{where}.{key}", f"{where}.{close[0]}" if close else None))
+    return out
+
+
+def reserved_keys(entry: Mapping[str, Any]) -> list[str]:
+    """The server-side settings (tags, locked, run_untagged...) set in a runner entry."""
+    return [key for key in RESERVED_KEYS if key in entry]
+
+
+def _k8s_entry_findings(name: str, entry: Mapping[str, Any]) -> list[Finding]:
+    out: list[Finding] = []
+    for path, close in misspelled_keys(entry):
+        header = close.rsplit(".", 1)[-1] if close else None
+        out.append(
+            Finding(
+                "RC008",
+                Severity.MEDIUM,
+                name,
+                f"unknown key {path}: gitlab-runner ignores it silently"
+                + (f" (did you mean {close}?)" if close else ""),
+                f"Rename it to {header}." if header else "Remove it, or fix its spelling.",
+            )
+        )
+    token = str(entry.get("token") or "")
+    found = reserved_keys(entry)
+    if token.startswith("glrt-") and found:
+        out.append(
+            Finding(
+                "RC009",
+                Severity.MEDIUM,
+                name,
+                f"{', '.join(found)} set in the runner section with a glrt- token: GitLab owns "
+                'these settings; passed to `gitlab-runner register` they fail with "FATAL: '
+                'Runner configuration other than name and executor configuration is reserved"',
+                "Remove them here and set them in GitLab: `runnerctl register --tag T "
+                "[--locked] [--run-untagged]` updates the runner in place.",
+            )
+        )
+    return out
