@@ -1,0 +1,141 @@
+"""Successful commands through the CLI, with fake clients swapped in through AppContext."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.cli.context import AppContext, Factories
+from provisioner.gitlab.models import ConnectionSettings, Runner, RunnerStatus, RunnerType
+from tests.conftest import Cli
+
+TOKEN = "Qq1plainAccessToken2468"
+
+RUNNERS = (
+    Runner(
+        id=7,
+        description="docker-prod-1",
+        runner_type=RunnerType.PROJECT,
+        status=RunnerStatus.ONLINE,
+        paused=False,
+        tag_list=("docker", "linux"),
+        contacted_at=datetime(2026, 12, 1, 8, 30, 0, tzinfo=UTC),
+    ),
+    Runner(
+        id=12,
+        description="shell-ci",
+        runner_type=RunnerType.INSTANCE,
+        status=RunnerStatus.NEVER_CONTACTED,
+        paused=True,
+    ),
+)
+
+
+class FakeGitLab:
+    """Answers the two calls ``runners list`` makes."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.filters: list[Any] = []
+
+    def list_runners(self, flt: Any) -> tuple[Runner, ...]:
+        self.filters.append(flt)
+        return RUNNERS
+
+    def find_runner(self, runner_id: int) -> Runner | None:
+        return next(r for r in RUNNERS if r.id == runner_id)
+
+
+@pytest.fixture
+def fake() -> tuple[AppContext, list[FakeGitLab]]:
+    made: list[FakeGitLab] = []
+
+    def build(settings: ConnectionSettings) -> Any:
+        made.append(FakeGitLab(settings))
+        return made[-1]
+
+    return AppContext(factories=Factories(gitlab=build)), made
+
+
+ENV = {"GITLAB_URL": "https://gitlab.example", "GITLAB_TOKEN": TOKEN}
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Times are shown in the user's zone: make that zone UTC for exact output."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_runners_list_table(cli: Cli, fake: tuple[AppContext, list[FakeGitLab]]) -> None:
+    app, made = fake
+    code, out, err = cli("runners", "list", env=ENV, app=app)
+    assert (code, err) == (0, "")
+    assert out == (
+        "ID  NAME           TYPE      STATUS           TAGS           LAST CONTACT           \n"
+        "7   docker-prod-1  project   online           docker, linux  2026-12-01 08:30:00 UTC\n"
+        "12  shell-ci       instance  never_contacted                 never                  \n"
+    )
+    assert made[0].settings.url == "https://gitlab.example"
+    assert made[0].settings.token == TOKEN
+
+
+def test_runners_list_json_after_the_subcommand(
+    cli: Cli, fake: tuple[AppContext, list[FakeGitLab]]
+) -> None:
+    app, made = fake
+    code, out, err = cli("runners", "list", "--status", "online", "-o", "json", env=ENV, app=app)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == [
+        {
+            "id": 7,
+            "description": "docker-prod-1",
+            "runner_type": "project_type",
+            "status": "online",
+            "paused": False,
+            "tags": ["docker", "linux"],
+            "contacted_at": "2026-12-01T08:30:00+00:00",
+        },
+        {
+            "id": 12,
+            "description": "shell-ci",
+            "runner_type": "instance_type",
+            "status": "never_contacted",
+            "paused": True,
+            "tags": [],
+            "contacted_at": None,
+        },
+    ]
+    assert made[0].filters[0].status is RunnerStatus.ONLINE
+    assert TOKEN not in out
+
+
+def test_config_store_factory_is_used(cli: Cli, tmp_path: Path) -> None:
+    from provisioner.runner_config import ConfigStore
+
+    asked: list[Path] = []
+
+    def store(path: Path) -> ConfigStore:
+        asked.append(path)
+        return ConfigStore(path)
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'concurrent = 1\n\n[[runners]]\n  name = "r1"\n  id = 5\n  url = "https://gitlab.example/"\n'
+        '  token = "glrt-abcdefgh12345678"\n  executor = "shell"\n'
+    )
+    app = AppContext(factories=Factories(config_store=store))
+    code, out, err = cli("unregister", "r1", "--keep-server", "-c", str(config), app=app)
+    assert (code, err) == (0, "")
+    assert out == f"Runner 'r1' (id 5) removed from {config}\n"
+    assert asked == [config]
+    assert "r1" not in config.read_text()
