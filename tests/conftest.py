@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -74,8 +74,13 @@ def run_runnerctl(
     env: Mapping[str, str] | None = None,
     timeout: float = 600,
     cwd: Path | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``runnerctl`` console script (integration tests that need a process)."""
+    """Run the installed ``runnerctl`` console script in its own process.
+
+    The one subprocess helper, for tests that need a real process (signals, exit status of
+    the console script, concurrency, servers); secrets go in ``env``, never in ``args``.
+    """
     return subprocess.run(
         [str(RUNNERCTL), *args],
         capture_output=True,
@@ -84,4 +89,5 @@ def run_runnerctl(
         env=dict(os.environ if env is None else env),
         cwd=cwd,
         check=False,
+        preexec_fn=preexec,
     )
