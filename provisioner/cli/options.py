@@ -128,8 +128,42 @@ def learn_token_sources(app: AppContext, options: GitLabOptions) -> None:
         # An unreadable file is reported by resolve_connection.
         with contextlib.suppress(OSError, UnicodeDecodeError):
             raw.append(options.token_file.expanduser().read_text(encoding="utf-8"))
+    if options.config_section:
+        raw.extend(_config_section_secrets(options.config_section, options.config_file))
     for value in raw:
         learn_secret_text(app, value)
+
+
+_PYTHON_GITLAB_SECRETS = ("private_token", "oauth_token", "job_token", "http_password")
+
+
+def _config_section_secrets(section: str, config_file: Path | None) -> list[str]:
+    """The secrets of ``section`` in the python-gitlab config files that would be read."""
+    import configparser
+
+    if config_file is not None:
+        files = [config_file]
+    else:
+        env = os.environ.get("PYTHON_GITLAB_CFG")
+        home = Path.home()
+        files = [Path(env)] if env else []
+        files += [
+            home / ".python-gitlab.cfg",
+            home / ".config" / "python-gitlab.cfg",
+            Path("/etc/python-gitlab.cfg"),
+        ]
+    parser = configparser.RawConfigParser()
+    for path in files:
+        # An unreadable or malformed file is reported by resolve_connection.
+        with contextlib.suppress(OSError, UnicodeDecodeError, configparser.Error):
+            parser.read(path.expanduser(), encoding="utf-8")
+    if not parser.has_section(section):
+        return []
+    return [
+        parser.get(section, key)
+        for key in _PYTHON_GITLAB_SECRETS
+        if parser.has_option(section, key)
+    ]
 
 
 def learn_secret_text(app: AppContext, value: str) -> None:

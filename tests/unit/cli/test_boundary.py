@@ -232,3 +232,23 @@ def test_a_token_file_with_a_newline_never_leaks(cli: Cli, tmp_path: Path) -> No
         assert code in (1, 2), err  # 2 once the connection refuses such a token
         assert "Error: " in err
         assert FILE_TOKEN not in out + err
+
+
+def test_a_python_gitlab_config_token_is_masked_even_when_resolution_fails(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gitlab.cfg"
+    config.write_text(f"[work]\nurl = https://gitlab.example\nprivate_token = {GITLAB_TOKEN}\n")
+
+    def fail(**_kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"could not use token {GITLAB_TOKEN}")
+
+    monkeypatch.setattr("provisioner.gitlab.connection.resolve_connection", fail)
+    code, out, err = cli(
+        "runners", "list", "--gitlab-config-section", "work", "--gitlab-config-file", str(config),
+        app=_fake_app(),
+    )  # fmt: skip
+    assert code == 1
+    assert out == ""
+    assert "Error: unexpected RuntimeError: could not use token [MASKED]\n" in err
+    assert GITLAB_TOKEN not in err

@@ -139,3 +139,84 @@ def test_config_store_factory_is_used(cli: Cli, tmp_path: Path) -> None:
     assert out == f"Runner 'r1' (id 5) removed from {config}\n"
     assert asked == [config]
     assert "r1" not in config.read_text()
+
+
+class FakeRegistrationGitLab:
+    """Enough of GitLab for a dry run, which only plans its calls."""
+
+    request_count = 0
+    authenticated = True
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+
+
+def test_register_dry_run_json_through_the_cli(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    app = AppContext(factories=Factories(gitlab=FakeRegistrationGitLab))  # type: ignore[arg-type]
+    code, out, err = cli(
+        "register", "-e", "shell", "-s", "instance", "-n", "r1", "-t", "py",
+        "--dry-run", "-c", str(config), "--output", "json",
+        env=ENV, app=app,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    doc = json.loads(out)
+    assert list(doc) == [
+        "action", "dry_run", "name", "runner_id", "config", "config_changed", "server_changes",
+        "config_changes", "tags", "calls", "diff", "rbac_file", "stale_runner_id", "requests",
+        "warnings",
+    ]  # fmt: skip
+    assert {k: v for k, v in doc.items() if k != "diff"} == {
+        "action": "created",
+        "dry_run": True,
+        "name": "r1",
+        "runner_id": None,
+        "config": str(config),
+        "config_changed": True,  # would change
+        "server_changes": [],
+        "config_changes": [],
+        "tags": ["py"],
+        "calls": [
+            {
+                "method": "POST",
+                "path": "/user/runners",
+                "purpose": "create the runner (instance)",
+                "done": False,
+            },
+            {
+                "method": "POST",
+                "path": "/runners/verify",
+                "purpose": "check the new token",
+                "done": False,
+            },
+            {
+                "method": "GET",
+                "path": "/runners/<new id>",
+                "purpose": "read back tags and flags",
+                "done": False,
+            },
+        ],
+        "rbac_file": None,
+        "stale_runner_id": None,
+        "requests": 0,
+        "warnings": [],
+    }
+    assert '+  name = "r1"\n' in doc["diff"]
+    assert not config.exists()
+
+
+def test_gitlab_config_file_and_section_give_url_and_token(
+    cli: Cli, fake: tuple[AppContext, list[FakeGitLab]], tmp_path: Path
+) -> None:
+    app, made = fake
+    config = tmp_path / "gitlab.cfg"
+    config.write_text(f"[work]\nurl = https://gitlab.work.example\nprivate_token = {TOKEN}\n")
+    code, out, err = cli(
+        "runners", "list", "-o", "json",
+        "--gitlab-config-section", "work", "--gitlab-config-file", str(config),
+        env={"GITLAB_URL": None, "CI_SERVER_URL": None, "GITLAB_TOKEN": None}, app=app,
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    assert [r["id"] for r in json.loads(out)] == [7, 12]
+    assert made[0].settings.url == "https://gitlab.work.example"
+    assert made[0].settings.token == TOKEN
