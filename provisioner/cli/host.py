@@ -14,6 +14,7 @@ from provisioner.cli.options import (
     Hosts,
     KeyFile,
     KnownHosts,
+    learn_config_secrets,
     parse_targets,
     ssh_options,
 )
@@ -173,6 +174,7 @@ def provision(  # noqa: PLR0917 (Typer passes options as parameters)
         from provisioner.runner_config import read_config_text
 
         config_text = read_config_text(config_file)
+        learn_config_secrets(app, config_text)
     request = ProvisionRequest(
         targets=tuple(parse_targets(hosts)),
         inventory=inventory,

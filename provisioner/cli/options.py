@@ -167,7 +167,7 @@ def _config_section_secrets(section: str, config_file: Path | None) -> list[str]
 
 
 def learn_secret_text(app: AppContext, value: str) -> None:
-    """Register a secret value, its stripped form and each of its words with the redactor."""
+    """Register a secret value (stripped) and each of its words with the redactor."""
     # Not the raw value: masking its trailing newline would join two lines of output.
     app.redactor.add(value.strip())
     for part in value.split():

@@ -135,6 +135,14 @@ CASES: list[tuple[str, list[str], str, str, Callable[..., Any], str]] = [
         SUDO_PASSWORD,
     ),
     (
+        "host provision",
+        ["host", "provision", "ops@vm1", "--config-file", "{config}"],
+        "provisioner.hosts.provision",
+        "provision",
+        _raiser(RuntimeError, RUNNER_TOKEN),
+        RUNNER_TOKEN,
+    ),
+    (
         "demo",
         ["demo", "--data-dir", "{tmp}"],
         "provisioner.demo",
