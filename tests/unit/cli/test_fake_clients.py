@@ -220,3 +220,35 @@ def test_gitlab_config_file_and_section_give_url_and_token(
     assert [r["id"] for r in json.loads(out)] == [7, 12]
     assert made[0].settings.url == "https://gitlab.work.example"
     assert made[0].settings.token == TOKEN
+
+
+def test_a_failure_after_the_result_document_prints_no_second_document(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner.images import CheckResult, CheckStatus, VerifyReport
+
+    report = VerifyReport(
+        image="runnerctl/python:3.11",
+        image_id="sha256:abc",
+        checks=(
+            CheckResult("python", CheckStatus.PASSED, "3.11.2", 0.123),
+            CheckResult("cosign", CheckStatus.FAILED, "missing", 0.5),
+        ),
+    )
+    monkeypatch.setattr("provisioner.images.verify_image", lambda *_a, **_k: report)
+    app = AppContext(factories=Factories(docker=object))  # type: ignore[arg-type]
+    code, out, err = cli("image", "verify", "-o", "json", app=app)
+    assert code == 6
+    assert json.loads(out) == {
+        "image": "runnerctl/python:3.11",
+        "image_id": "sha256:abc",
+        "ok": False,
+        "checks": [
+            {"name": "python", "status": "passed", "detail": "3.11.2", "seconds": 0.12},
+            {"name": "cosign", "status": "failed", "detail": "missing", "seconds": 0.5},
+        ],
+    }
+    assert err == (
+        "Error: runnerctl/python:3.11 failed 1 check(s): cosign\n"
+        "Hint: rebuild the image (runnerctl image build --no-cache) and verify again\n"
+    )
