@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import get_app
-from provisioner.cli.options import config_path, learn_config_secrets
+from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
@@ -102,10 +102,7 @@ def up(
 def runner(
     ctx: typer.Context,
     *,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="config.toml to run (default: gitlab-runner's location)."),
-    ] = None,
+    config: ConfigPath = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Exit when no job is running and no runner got a new one."),
