@@ -18,10 +18,12 @@ from provisioner.cli.options import (
     learn_config_secrets,
 )
 from provisioner.cli.render import text_table
+from provisioner.cli.render import to_jsonable as to_json
 from provisioner.secrets import MASK
 
 if TYPE_CHECKING:
     from provisioner.runner_config import ConfigDiff, Finding, RunnerConfig, ValidationReport
+    from provisioner.runner_config.validate import Issue
 
 # provisioner.runner_config (tomlkit, the field table) is imported inside the commands so that
 # `runnerctl --help` stays fast.
@@ -223,24 +225,24 @@ def _render_show(path: Path, model: RunnerConfig) -> str:
     return "\n".join(lines)
 
 
-def _report_json(report: ValidationReport) -> dict[str, Any]:
-    def issue(i: Any) -> dict[str, Any]:
-        loc = i.location
-        return {
-            "code": i.code,
-            "path": i.path,
-            "message": i.message,
-            "line": loc.line if loc else None,
-            "column": loc.column if loc else None,
-        }
+def _report_json(report: ValidationReport) -> Any:
+    def issues(found: tuple[Issue, ...]) -> list[Any]:
+        # The location is flattened into line and column (null when unknown).
+        return [
+            {
+                **to_json(i, only=("code", "path", "message")),
+                "line": i.location.line if i.location else None,
+                "column": i.location.column if i.location else None,
+            }
+            for i in found
+        ]
 
-    return {
-        "path": report.source,
-        "valid": report.valid,
-        "strict": report.strict,
-        "errors": [issue(i) for i in report.errors],
-        "warnings": [issue(i) for i in report.warnings],
-    }
+    return to_json(
+        report,
+        only=("source", "valid", "strict", "errors", "warnings"),
+        rename={"source": "path"},
+        convert={"errors": issues, "warnings": issues},
+    )
 
 
 def _render_report(report: ValidationReport) -> str:
