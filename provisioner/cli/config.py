@@ -9,12 +9,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.host import RemoteHostOption, SshKeyOption
+from provisioner.cli.options import (
+    ConfigPath,
+    RemoteHost,
+    SshKey,
+    config_path,
+    config_store,
+    learn_config_secrets,
+)
+from provisioner.cli.render import text_table
+from provisioner.cli.render import to_jsonable as to_json
 from provisioner.secrets import MASK
-from provisioner.settings import default_config_path
 
 if TYPE_CHECKING:
     from provisioner.runner_config import ConfigDiff, Finding, RunnerConfig, ValidationReport
+    from provisioner.runner_config.validate import Issue
 
 # provisioner.runner_config (tomlkit, the field table) is imported inside the commands so that
 # `runnerctl --help` stays fast.
@@ -27,17 +36,6 @@ app = typer.Typer(
 
 INVALID_EXIT = 3
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="config.toml to read [default: $CONFIG_FILE, else gitlab-runner's own default path].",
-        show_default=False,
-        dir_okay=False,
-    ),
-]
-
 
 class FailOn(StrEnum):
     """The lowest finding severity that makes ``config lint`` fail."""
@@ -49,10 +47,6 @@ class FailOn(StrEnum):
     NEVER = "never"
 
 
-def _path(config: Path | None) -> Path:
-    return config if config is not None else default_config_path()
-
-
 def _read(
     app: AppContext, config: Path | None, host: str | None, ssh_key: Path | None
 ) -> tuple[Path, str]:
@@ -60,20 +54,21 @@ def _read(
     from provisioner.runner_config import read_config_text
 
     if host is None:
-        path = _path(config)
-        return path, read_config_text(path)
-    from provisioner.cli.host import open_remote_store
-
-    store = open_remote_store(app, host, config=config, ssh_key=ssh_key)
-    return store.path, store.load().dumps()
+        path = config_path(config)
+        text = read_config_text(path)
+    else:
+        store = config_store(app, config, host=host, ssh_key=ssh_key)
+        path, text = store.path, store.load().dumps()
+    learn_config_secrets(app, text)
+    return path, text
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
-    config: ConfigOption = None,
-    host: RemoteHostOption = None,
-    ssh_key: SshKeyOption = None,
+    config: ConfigPath = None,
+    host: RemoteHost = None,
+    ssh_key: SshKey = None,
 ) -> None:
     """Show the global settings and the runners of config.toml (tokens masked)."""
     from provisioner.runner_config import ConfigDocument, build_model, to_jsonable
@@ -90,12 +85,12 @@ def show(
 @app.command("validate")
 def validate(
     ctx: typer.Context,
-    config: ConfigOption = None,
+    config: ConfigPath = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Unknown keys are errors, as in `gitlab-runner lint`.")
     ] = False,
-    host: RemoteHostOption = None,
-    ssh_key: SshKeyOption = None,
+    host: RemoteHost = None,
+    ssh_key: SshKey = None,
 ) -> None:
     """Check config.toml the way gitlab-runner reads it: syntax, types, durations, enums.
 
@@ -118,7 +113,7 @@ def validate(
 @app.command("lint")
 def lint(
     ctx: typer.Context,
-    config: ConfigOption = None,
+    config: ConfigPath = None,
     fail_on: Annotated[
         FailOn,
         typer.Option(
@@ -126,8 +121,8 @@ def lint(
             help="Exit 3 when a finding has this severity or worse (never: always exit 0).",
         ),
     ] = FailOn.HIGH,
-    host: RemoteHostOption = None,
-    ssh_key: SshKeyOption = None,
+    host: RemoteHost = None,
+    ssh_key: SshKey = None,
 ) -> None:
     """Report security risks in config.toml, each with its severity and fix.
 
@@ -170,14 +165,18 @@ def lint(
 def diff(
     ctx: typer.Context,
     other: Annotated[Path, typer.Argument(help="The config.toml to compare with.", dir_okay=False)],
-    config: ConfigOption = None,
+    config: ConfigPath = None,
 ) -> None:
     """Compare config.toml with OTHER: runners added, removed, and keys changed (tokens masked)."""
-    from provisioner.runner_config import diff_documents, load_config, to_jsonable
+    from provisioner.runner_config import ConfigDocument, diff_documents, to_jsonable
 
     out = get_app(ctx)
-    path = _path(config)
-    result = diff_documents(load_config(path), load_config(other))
+    path, text = _read(out, config, None, None)
+    _, other_text = _read(out, other, None, None)
+    result = diff_documents(
+        ConfigDocument.parse(text, source=str(path)),
+        ConfigDocument.parse(other_text, source=str(other)),
+    )
     if out.json:
         out.emit_json({"a": str(path), "b": str(other), **to_jsonable(result)})
         return
@@ -191,13 +190,6 @@ def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
     return str(value)
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
 
 
 def _render_show(path: Path, model: RunnerConfig) -> str:
@@ -229,28 +221,28 @@ def _render_show(path: Path, model: RunnerConfig) -> str:
                     MASK if r.token else "(none)",
                 ]
             )
-        lines.extend(_table(rows))
+        lines.extend(text_table(rows))
     return "\n".join(lines)
 
 
-def _report_json(report: ValidationReport) -> dict[str, Any]:
-    def issue(i: Any) -> dict[str, Any]:
-        loc = i.location
-        return {
-            "code": i.code,
-            "path": i.path,
-            "message": i.message,
-            "line": loc.line if loc else None,
-            "column": loc.column if loc else None,
-        }
+def _report_json(report: ValidationReport) -> Any:
+    def issues(found: tuple[Issue, ...]) -> list[Any]:
+        # The location is flattened into line and column (null when unknown).
+        return [
+            {
+                **to_json(i, only=("code", "path", "message")),
+                "line": i.location.line if i.location else None,
+                "column": i.location.column if i.location else None,
+            }
+            for i in found
+        ]
 
-    return {
-        "path": report.source,
-        "valid": report.valid,
-        "strict": report.strict,
-        "errors": [issue(i) for i in report.errors],
-        "warnings": [issue(i) for i in report.warnings],
-    }
+    return to_json(
+        report,
+        only=("source", "valid", "strict", "errors", "warnings"),
+        rename={"source": "path"},
+        convert={"errors": issues, "warnings": issues},
+    )
 
 
 def _render_report(report: ValidationReport) -> str:

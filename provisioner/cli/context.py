@@ -1,11 +1,16 @@
-"""What every command receives through ``ctx.obj``: output mode, consoles and the redactor."""
+"""What every command receives through ``ctx.obj``: output mode, consoles, redactor, clients.
+
+Clients are built lazily, on first use, through factory attributes (:class:`Factories`); tests
+swap a factory for a fake, so successful commands are tested through the CLI too.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -15,6 +20,13 @@ from provisioner.secrets import Redactor
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from provisioner.cli.options import GitLabOptions
+    from provisioner.docker_api import DockerAPI
+    from provisioner.gitlab.client import GitLabAPI
+    from provisioner.gitlab.models import ConnectionSettings
+    from provisioner.runner_config import ConfigStore
+    from provisioner.ssh import SSHOptions, SSHSession, SSHTarget
+
 
 class OutputFormat(StrEnum):
     """How results are printed on stdout."""
@@ -23,16 +35,91 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
+def _real_gitlab(settings: ConnectionSettings) -> GitLabAPI:
+    from provisioner.gitlab.client import GitLabAPI
+
+    return GitLabAPI.from_settings(settings)
+
+
+def _real_docker() -> DockerAPI:
+    from provisioner.docker_api import DockerAPI
+
+    return DockerAPI.from_env()
+
+
+def _real_ssh(target: SSHTarget, options: SSHOptions) -> SSHSession:
+    from provisioner.ssh import SSHSession
+
+    return SSHSession.connect(target, options)
+
+
+def _real_config_store(path: Path) -> ConfigStore:
+    from provisioner.runner_config import ConfigStore
+
+    return ConfigStore(path)
+
+
+@dataclass
+class Factories:
+    """How the real clients are built; tests replace one with a fake."""
+
+    gitlab: Callable[[ConnectionSettings], GitLabAPI] = _real_gitlab
+    docker: Callable[[], DockerAPI] = _real_docker
+    ssh: Callable[[SSHTarget, SSHOptions], SSHSession] = _real_ssh
+    config_store: Callable[[Path], ConfigStore] = _real_config_store
+
+
 @dataclass
 class AppContext:
-    """Shared state built once by the Typer callback and passed down through ``ctx.obj``."""
+    """Shared state built once per invocation and passed down through ``ctx.obj``."""
 
     output: OutputFormat = OutputFormat.TEXT
     verbose: int = 0
     debug: bool = False
     redactor: Redactor = field(default_factory=Redactor)
+    factories: Factories = field(default_factory=Factories)
     _out: Console | None = None
     _err: Console | None = None
+    _docker: DockerAPI | None = None
+    emitted_json: bool = False
+
+    # ------------------------------------------------------------------ clients
+
+    def gitlab(self, options: GitLabOptions, *, require_token: bool = True) -> GitLabAPI:
+        """The GitLab adapter for these connection options; the token joins the redactor."""
+        from provisioner.cli.options import learn_token_sources
+        from provisioner.gitlab.connection import resolve_connection
+
+        learn_token_sources(self, options)
+        settings = resolve_connection(
+            url=options.url,
+            token_file=options.token_file,
+            config_section=options.config_section,
+            config_file=options.config_file,
+            ca_bundle=options.ca_bundle,
+            insecure=options.insecure,
+            require_token=require_token,
+        )
+        self.redactor.add(settings.token)
+        return self.factories.gitlab(settings)
+
+    def docker(self) -> DockerAPI:
+        """The Docker Engine adapter (one per run)."""
+        if self._docker is None:
+            self._docker = self.factories.docker()
+        return self._docker
+
+    def ssh(self, target: SSHTarget, options: SSHOptions) -> SSHSession:
+        """An SSH session to ``target``."""
+        return self.factories.ssh(target, options)
+
+    def config_store(self, path: Path | None) -> ConfigStore:
+        """The config.toml store for ``--config`` (or gitlab-runner's default path)."""
+        from provisioner.cli.options import config_path
+
+        return self.factories.config_store(config_path(path))
+
+    # ------------------------------------------------------------------ output
 
     @property
     def out(self) -> Console:
@@ -62,11 +149,14 @@ class AppContext:
         """True when live progress may redraw: stderr is a TTY and output is text."""
         return not self.json and sys.stderr.isatty()
 
-    def emit_json(self, document: Any) -> None:
-        """Print one JSON document on stdout, with secrets redacted."""
-        text = json.dumps(document, indent=2, sort_keys=False, default=str)
-        sys.stdout.write(self.redactor(text) + "\n")
+    def emit_json(self, document: Any, *, redact: bool = True) -> None:
+        """Print one JSON document on stdout (secrets redacted unless the user asked for one)."""
+        from provisioner.cli.render import dumps
+
+        text = dumps(document)
+        sys.stdout.write((self.redactor(text) if redact else text) + "\n")
         sys.stdout.flush()
+        self.emitted_json = True
 
     def echo(self, text: str) -> None:
         """Print plain data on stdout, with secrets redacted, no markup interpretation."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.smoke import JobTable
+from provisioner.cli.render import JobTable
 
 if TYPE_CHECKING:
     from provisioner.demo import DemoPieces, DemoResult, DemoStep
@@ -56,7 +56,6 @@ def _real_pieces(
     app: AppContext, *, port: int, python: str, table: JobTable, data_dir: Path
 ) -> DemoPieces:
     from provisioner.demo import DEMO_RUNNER_TAG, DEMO_SMOKE_PROJECT, DemoPieces, ImageOutcome
-    from provisioner.docker_api import DockerAPI
     from provisioner.gitlab.client import GitLabAPI
     from provisioner.gitlab.models import ConnectionSettings
     from provisioner.images.build import default_tag, ensure_job_image
@@ -64,7 +63,7 @@ def _real_pieces(
     from provisioner.sandbox_runner import start_background as start_runner
     from provisioner.smoke import Hooks, SmokeRequest, SmokeResult, run_smoke
 
-    docker = DockerAPI.from_env()
+    docker = app.docker()
 
     def ensure_image() -> ImageOutcome:
         had = docker.inspect_image(default_tag(python)) is not None
@@ -74,7 +73,8 @@ def _real_pieces(
         return ImageOutcome(tag=ref.tag, built=not had)
 
     def connect(url: str, token: str) -> GitLabAPI:
-        return GitLabAPI.from_settings(
+        app.redactor.add(token)
+        return app.factories.gitlab(
             ConnectionSettings(url=url, token=token, auth_source="the sandbox root token")
         )
 
@@ -111,12 +111,10 @@ def _show_step(app: AppContext, step: DemoStep) -> None:
 
 
 def _render(app: AppContext, result: DemoResult) -> None:
-    from dataclasses import asdict
-
     from provisioner.smoke.service import how_to_look
 
     if app.json:
-        app.emit_json(asdict(result))
+        app.emit_json(result)
         return
     app.echo(f"GitLab sandbox: {result.gitlab_url}  (data: {result.data_dir / 'gitlab'})")
     app.echo(f"Demo config:    {result.config_path}")

@@ -8,13 +8,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.options import (
+    AcceptNew,
+    BecomePasswordFile,
+    Hosts,
+    KeyFile,
+    KnownHosts,
+    learn_config_secrets,
+    parse_targets,
+    ssh_options,
+)
+from provisioner.cli.render import table, to_jsonable
 from provisioner.errors import UsageError
 
 if TYPE_CHECKING:
     from provisioner.hosts.preflight import HostReport, PreflightResult
-    from provisioner.hosts.provision import HostRecap, ProvisionEvent, ProvisionResult
-    from provisioner.hosts.remote_store import RemoteConfigStore
-    from provisioner.ssh import SSHOptions, SSHTarget
+    from provisioner.hosts.provision import ProvisionEvent, ProvisionResult
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -23,88 +32,6 @@ app = typer.Typer(
 )
 
 HOST_FAILED = 5
-SSH = "SSH"
-
-Hosts = Annotated[
-    list[str] | None,
-    typer.Argument(help="Hosts as [USER@]HOST[:PORT].", show_default=False),
-]
-KeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--key-file",
-        "-i",
-        help="Private key (default: ssh-agent, then ~/.ssh/id_*).",
-        dir_okay=False,
-        rich_help_panel=SSH,
-    ),
-]
-KnownHosts = Annotated[
-    Path | None,
-    typer.Option(
-        "--known-hosts",
-        help="known_hosts file [default: ~/.ssh/known_hosts].",
-        dir_okay=False,
-        rich_help_panel=SSH,
-        show_default=False,
-    ),
-]
-AcceptNew = Annotated[
-    bool,
-    typer.Option(
-        "--accept-new",
-        help="Trust and save the key of a host seen for the first time (changed keys are "
-        "still refused).",
-        rich_help_panel=SSH,
-    ),
-]
-BecomePasswordFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--become-password-file",
-        help="File holding the sudo password (else passwordless sudo is required).",
-        dir_okay=False,
-        rich_help_panel=SSH,
-    ),
-]
-
-
-def ssh_options(
-    app: AppContext,
-    *,
-    key_file: Path | None,
-    known_hosts: Path | None,
-    accept_new: bool,
-    become_password_file: Path | None,
-) -> SSHOptions:
-    """Build :class:`SSHOptions`; the become password joins the redactor."""
-    from provisioner.ssh import DEFAULT_KNOWN_HOSTS, SSHOptions
-
-    password: str | None = None
-    if become_password_file is not None:
-        try:
-            password = become_password_file.read_text(encoding="utf-8").rstrip("\n")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read {become_password_file}: {exc.strerror}",
-                hint="Pass a readable file holding only the sudo password.",
-            ) from None
-        app.redactor.add(password)
-    if key_file is not None and not key_file.expanduser().is_file():
-        raise UsageError(f"key file not found: {key_file}", hint="Pass an existing private key.")
-    return SSHOptions(
-        key_file=key_file,
-        known_hosts=known_hosts or DEFAULT_KNOWN_HOSTS,
-        accept_new=accept_new,
-        become_password=password,
-    )
-
-
-def parse_targets(hosts: list[str] | None) -> list[SSHTarget]:
-    """``[USER@]HOST[:PORT]`` arguments as targets."""
-    from provisioner.ssh import SSHTarget
-
-    return [SSHTarget.parse(h) for h in hosts or []]
 
 
 @app.command("check")
@@ -128,7 +55,6 @@ def check(  # noqa: PLR0917 (Typer passes options as parameters)
     Prints a table with a fix for every failed check (or JSON). Exits 5 if any check fails.
     """
     from provisioner.hosts.preflight import default_checks, preflight
-    from provisioner.ssh import SSHSession
 
     app = get_app(ctx)
     targets = parse_targets(hosts)
@@ -141,7 +67,7 @@ def check(  # noqa: PLR0917 (Typer passes options as parameters)
     )
     result = preflight(
         targets,
-        connect=lambda t: SSHSession.connect(t, options),
+        connect=lambda t: app.ssh(t, options),
         checks_for=lambda t: default_checks(
             t,
             gitlab_url=gitlab_url,
@@ -166,8 +92,7 @@ def _preflight_json(result: PreflightResult) -> dict[str, Any]:
                 "host": str(r.target),
                 "ok": r.ok,
                 "checks": [
-                    {"check": f.check, "status": f.status.value, "detail": f.detail, "fix": f.fix}
-                    for f in r.findings
+                    to_jsonable(f, only=("check", "status", "detail", "fix")) for f in r.findings
                 ],
             }
             for r in result.hosts
@@ -176,18 +101,13 @@ def _preflight_json(result: PreflightResult) -> dict[str, Any]:
 
 
 def _render_report(app: AppContext, report: HostReport) -> None:
-    from rich.table import Table
-
     verdict = "ready" if report.ok else "NOT READY"
     app.echo(f"{report.target}: {verdict}")
-    table = Table(box=None, show_edge=False, pad_edge=False)
-    for column in ("CHECK", "STATUS", "DETAIL", "FIX"):
-        table.add_column(column, overflow="fold")
-    for f in report.findings:
-        table.add_row(
-            f.check, f.status.value.upper(), app.redactor(f.detail), app.redactor(f.fix or "")
-        )
-    app.out.print(table)
+    rows = (
+        (f.check, f.status.value.upper(), app.redactor(f.detail), app.redactor(f.fix or ""))
+        for f in report.findings
+    )
+    app.out.print(table(("CHECK", "STATUS", "DETAIL", "FIX"), rows, fold=True))
 
 
 @app.command("provision")
@@ -254,6 +174,7 @@ def provision(  # noqa: PLR0917 (Typer passes options as parameters)
         from provisioner.runner_config import read_config_text
 
         config_text = read_config_text(config_file)
+        learn_config_secrets(app, config_text)
     request = ProvisionRequest(
         targets=tuple(parse_targets(hosts)),
         inventory=inventory,
@@ -287,25 +208,10 @@ def _progress(app: AppContext) -> Any:
     return show
 
 
-def _recap_json(r: HostRecap) -> dict[str, Any]:
-    return {
-        "host": r.host,
-        "status": r.status.value,
-        "ok": r.ok,
-        "changed": r.changed,
-        "failed": r.failed,
-        "unreachable": r.unreachable,
-        "skipped": r.skipped,
-        "error": r.error,
-    }
-
-
 def _provision_json(result: ProvisionResult) -> dict[str, Any]:
     return {
         "ok": result.ok,
-        "check": result.check,
-        "artifacts": str(result.artifacts),
-        "hosts": [_recap_json(r) for r in result.hosts],
+        **to_jsonable(result, only=("check", "artifacts", "hosts")),
     }
 
 
@@ -321,37 +227,3 @@ def _render_recap(app: AppContext, result: ProvisionResult) -> None:
         if r.error:
             app.echo(f"    {r.error}")
     app.echo(f"artifacts: {result.artifacts}")
-
-
-# --------------------------------------------------------------------------- --host for others
-
-RemoteHostOption = Annotated[
-    str | None,
-    typer.Option(
-        "--host",
-        help="Use config.toml on this host over SSH ([USER@]HOST[:PORT]; sudo for root's "
-        "file; keys from ssh-agent, ~/.ssh or --ssh-key; ~/.ssh/known_hosts).",
-        show_default=False,
-        rich_help_panel=SSH,
-    ),
-]
-SshKeyOption = Annotated[
-    Path | None,
-    typer.Option("--ssh-key", help="Private key for --host.", dir_okay=False, rich_help_panel=SSH),
-]
-
-
-def open_remote_store(
-    app: AppContext, host: str, *, config: Path | None, ssh_key: Path | None
-) -> RemoteConfigStore:
-    """The config.toml store on ``host`` (``--config`` is then the path on the host)."""
-    from provisioner.hosts.remote_store import DEFAULT_REMOTE_PATH, RemoteConfigStore
-    from provisioner.ssh import SSHSession, SSHTarget
-
-    options = ssh_options(
-        app, key_file=ssh_key, known_hosts=None, accept_new=False, become_password_file=None
-    )
-    target = SSHTarget.parse(host)
-    session = SSHSession.connect(target, options)
-    path = config.as_posix() if config is not None else DEFAULT_REMOTE_PATH
-    return RemoteConfigStore(session, path, label=str(target))

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.render import to_jsonable
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from provisioner.docker_api import BuildEvent, DockerAPI
+    from provisioner.docker_api import BuildEvent
     from provisioner.images import BuildResult, CheckResult, PushReport
 
 app = typer.Typer(
@@ -24,10 +25,8 @@ app = typer.Typer(
 )
 
 
-def _docker() -> DockerAPI:
-    from provisioner.docker_api import DockerAPI
-
-    return DockerAPI.from_env()
+def _round(digits: int) -> Any:
+    return lambda seconds: round(seconds, digits)
 
 
 def _mb(size: int) -> str:
@@ -112,20 +111,10 @@ def base_cmd(
     app_ctx = get_app(ctx)
     with _Reporter(app_ctx, f"base {suite}") as report:
         result = build_base(
-            suite, docker=_docker(), mirror=mirror, tag=tag, rebuild=rebuild, on_event=report
+            suite, docker=app_ctx.docker(), mirror=mirror, tag=tag, rebuild=rebuild, on_event=report
         )
-    doc = {
-        "tag": result.tag,
-        "image_id": result.image_id,
-        "suite": result.suite,
-        "python": result.python,
-        "size": result.size,
-        "skipped": result.skipped,
-        "from_cache": result.from_cache,
-        "seconds": round(result.seconds, 1),
-    }
     if app_ctx.json:
-        app_ctx.emit_json(doc)
+        app_ctx.emit_json(to_jsonable(result, convert={"seconds": _round(1)}))
         return
     state = "exists (skipped)" if result.skipped else f"built in {result.seconds:.0f} s"
     app_ctx.echo(f"{result.tag}  {result.image_id}  {_mb(result.size)}  {state}")
@@ -191,11 +180,27 @@ def build_cmd(
         )
         for v in versions
     ]
-    docker = _docker()
+    docker = app_ctx.docker()
     with _Reporter(app_ctx, "build") as report:
         results = build_matrix(specs, docker=docker, on_event=report)
         pushes = [push_image(r.tag, push, docker=docker, on_event=report) for r in results if push]
     _render_builds(app_ctx, results, pushes)
+
+
+_BUILD_FIELDS = (
+    "tag",
+    "tags",
+    "image_id",
+    "size",
+    "base",
+    "size_over_base",
+    "python_version",
+    "cosign_version",
+    "wheels",
+    "seconds",
+    "labels",
+    "notes",
+)
 
 
 def _render_builds(
@@ -203,22 +208,14 @@ def _render_builds(
 ) -> None:
     docs: list[dict[str, Any]] = []
     for n, r in enumerate(results):
-        doc: dict[str, Any] = {
-            "tag": r.tag,
-            "tags": list(r.tags),
-            "image_id": r.image_id,
-            "size": r.size,
-            "base": r.base,
-            "size_over_base": r.size_over_base,
-            "python": r.python_version,
-            "cosign": r.cosign_version,
-            "wheels": r.wheels,
-            "seconds": round(r.seconds, 1),
-            "labels": r.labels,
-            "notes": list(r.notes),
-        }
+        doc: dict[str, Any] = to_jsonable(
+            r,
+            only=_BUILD_FIELDS,
+            rename={"python_version": "python", "cosign_version": "cosign"},
+            convert={"seconds": _round(1)},
+        )
         if n < len(pushes):
-            doc["pushed"] = {"reference": pushes[n].reference, "digest": pushes[n].digest}
+            doc["pushed"] = to_jsonable(pushes[n], only=("reference", "digest"))
         docs.append(doc)
     if app_ctx.json:
         app_ctx.emit_json(docs if len(docs) > 1 else docs[0])
@@ -252,22 +249,14 @@ def verify_cmd(
             mark = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}[check.status.value]
             app_ctx.echo(f"{mark}  {check.name}: {check.detail}")
 
-    report = verify_image(image, docker=_docker(), on_check=show)
+    report = verify_image(image, docker=app_ctx.docker(), on_check=show)
     if app_ctx.json:
         app_ctx.emit_json(
             {
                 "image": report.image,
                 "image_id": report.image_id,
                 "ok": report.ok,
-                "checks": [
-                    {
-                        "name": c.name,
-                        "status": c.status.value,
-                        "detail": c.detail,
-                        "seconds": round(c.seconds, 2),
-                    }
-                    for c in report.checks
-                ],
+                "checks": [to_jsonable(c, convert={"seconds": _round(2)}) for c in report.checks],
             }
         )
     if not report.ok:
@@ -296,6 +285,8 @@ def push_cmd(
     from provisioner.images import push_image
 
     app_ctx = get_app(ctx)
+    password = os.environ.get("COSIGN_PASSWORD")
+    app_ctx.redactor.add(password)
     binary = None
     if sign_key is not None:
         binary = cosign_mod.resolve(cosign_mod.parse_source(cosign_source)).path
@@ -303,21 +294,16 @@ def push_cmd(
         result = push_image(
             image,
             registry,
-            docker=_docker(),
+            docker=app_ctx.docker(),
             cosign=binary,
             sign_key=sign_key,
-            password=os.environ.get("COSIGN_PASSWORD"),
+            password=password,
             on_event=report,
         )
-    doc = {
-        "image": result.image,
-        "reference": result.reference,
-        "digest": result.digest,
-        "signed": result.signed,
-        "verified": result.verified,
-    }
     if app_ctx.json:
-        app_ctx.emit_json(doc)
+        app_ctx.emit_json(
+            to_jsonable(result, only=("image", "reference", "digest", "signed", "verified"))
+        )
         return
     app_ctx.echo(f"pushed     {result.pinned}")
     if result.signed:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.options import ConfigPath, config_path
 
 if TYPE_CHECKING:
     from provisioner.k8s.lint import LintReport
@@ -38,16 +39,7 @@ class FailOn(StrEnum):
 def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     runner: Annotated[str, typer.Option("--runner", "-r", help="Runner name in config.toml.")],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="gitlab-runner's config.toml (default: $CONFIG_FILE, else gitlab-runner's own "
-            "default path).",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigPath = None,
     values_file: Annotated[
         Path | None,
         typer.Option(
@@ -77,11 +69,9 @@ def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
     naming the Secret; the token is only in the Secret file (base64, mode 0600).
     """
     from provisioner.k8s.values import write_chart_files
-    from provisioner.settings import default_config_path
-
     app_ = get_app(ctx)
     written = write_chart_files(
-        config or default_config_path(),
+        config_path(config),
         runner=runner,
         values_path=values_file,
         secret_path=secret_file,

@@ -1,130 +1,43 @@
-"""``runnerctl register | unregister | runners list | token rotate``.
-
-The GitLab connection options defined here (``GitLabUrl``, ``TokenFile``...) are the shared
-vocabulary for every command that talks to GitLab: a token is never an option value.
-"""
+"""``runnerctl register | unregister``: create a runner in GitLab and write its config entry."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.host import RemoteHostOption, SshKeyOption
+from provisioner.cli.options import (
+    CaBundle,
+    ConfigPath,
+    ConfigSection,
+    GitLabConfigFile,
+    GitLabUrl,
+    Insecure,
+    RemoteHost,
+    SshKey,
+    TokenFile,
+    config_store,
+    gitlab_options,
+)
+from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
-from provisioner.gitlab.models import AccessLevel, RunnerStatus
+from provisioner.gitlab.models import AccessLevel
 from provisioner.registration.executors import Executor, PullPolicy, Shell
 
 if TYPE_CHECKING:
-    from provisioner.gitlab.client import GitLabAPI
-    from provisioner.gitlab.models import Runner
     from provisioner.k8s.values import WrittenBundle
-    from provisioner.registration.service import ConfigStorePort, RegisterResult
-    from provisioner.runner_config import ConfigStore
+    from provisioner.registration import ExecutorConfig, Scope
+    from provisioner.registration.service import RegisterRequest, RegisterResult
 
-runners_app = typer.Typer(no_args_is_help=True, help="What GitLab knows about your runners.")
-token_app = typer.Typer(no_args_is_help=True, help="Runner authentication tokens.")
-
-GITLAB = "GitLab connection"
 SERVER = "Server-side settings (stored in GitLab)"
 DOCKER = "docker executor"
 K8S = "kubernetes executor"
 SHELL = "shell executor"
-
-GitLabUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--gitlab-url",
-        help="GitLab base URL (default: $GITLAB_URL, $CI_SERVER_URL).",
-        rich_help_panel=GITLAB,
-        show_default=False,
-    ),
-]
-TokenFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--token-file",
-        help="File holding the access token (else $GITLAB_TOKEN). Never pass it as a value.",
-        rich_help_panel=GITLAB,
-        dir_okay=False,
-    ),
-]
-ConfigSection = Annotated[
-    str | None,
-    typer.Option(
-        "--gitlab-config-section",
-        help="Section of a python-gitlab config file (~/.python-gitlab.cfg) with url and token.",
-        rich_help_panel=GITLAB,
-    ),
-]
-CaBundle = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca-bundle",
-        help="PEM file with the CA chain of your GitLab.",
-        rich_help_panel=GITLAB,
-        dir_okay=False,
-    ),
-]
-Insecure = Annotated[
-    bool,
-    typer.Option(
-        "--insecure",
-        help="Do not verify GitLab's TLS certificate (throwaway test instances only).",
-        rich_help_panel=GITLAB,
-    ),
-]
-ConfigPath = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="gitlab-runner's config.toml (default: $CONFIG_FILE, /etc/gitlab-runner/"
-        "config.toml as root, ~/.gitlab-runner/config.toml otherwise).",
-        show_default=False,
-        dir_okay=False,
-    ),
-]
-
-
-def connect(
-    *,
-    gitlab_url: str | None,
-    token_file: Path | None,
-    config_section: str | None,
-    ca_bundle: Path | None,
-    insecure: bool,
-    app: AppContext,
-    require_token: bool = True,
-) -> GitLabAPI:
-    """Resolve connection settings and build the adapter; the token joins the redactor."""
-    from provisioner.gitlab.client import GitLabAPI
-    from provisioner.gitlab.connection import resolve_connection
-
-    settings = resolve_connection(
-        url=gitlab_url,
-        token_file=token_file,
-        config_section=config_section,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        require_token=require_token,
-    )
-    app.redactor.add(settings.token)
-    return GitLabAPI.from_settings(settings)
-
-
-def open_store(config: Path | None) -> ConfigStore:
-    """The config.toml store for ``--config`` (or the default path)."""
-    from provisioner.runner_config import ConfigStore
-    from provisioner.settings import default_config_path
-
-    return ConfigStore(config or default_config_path())
 
 
 def register(  # noqa: PLR0917 (Typer passes options as parameters)
@@ -301,28 +214,112 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     gitlab_url: GitLabUrl = None,
     token_file: TokenFile = None,
     gitlab_config_section: ConfigSection = None,
+    gitlab_config_file: GitLabConfigFile = None,
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
-    host: RemoteHostOption = None,
-    ssh_key: SshKeyOption = None,
+    host: RemoteHost = None,
+    ssh_key: SshKey = None,
 ) -> None:
     """Create a runner in GitLab (glrt- token) and write its entry into config.toml.
 
     Safe to run again: an identical run changes nothing; changed tags or flags update the
     runner in place; a runner whose token GitLab refuses is replaced.
     """
+    from provisioner.registration import parse_scope
+    from provisioner.registration.service import register as do_register
+
+    app = get_app(ctx)
+    parsed_scope = parse_scope(scope)
+    executor_config = _executor_config(
+        executor,
+        pull_policy=pull_policy,
+        docker_image=docker_image,
+        docker_volume=docker_volume,
+        pip_cache_volume=pip_cache_volume,
+        allowed_image=allowed_image,
+        k8s_namespace=k8s_namespace,
+        k8s_service_account=k8s_service_account,
+        k8s_cpu_request=k8s_cpu_request,
+        k8s_cpu_limit=k8s_cpu_limit,
+        k8s_memory_request=k8s_memory_request,
+        k8s_memory_limit=k8s_memory_limit,
+        k8s_image=k8s_image,
+        k8s_rbac_file=k8s_rbac_file,
+        k8s_allow_service=k8s_allow_service,
+        helm_values=helm_values,
+        shell=shell,
+        builds_dir=builds_dir,
+    )
+    legacy_token = _legacy_token(app, legacy_env)
+    store = config_store(app, config, host=host, ssh_key=ssh_key)
+    gitlab = app.gitlab(
+        gitlab_options(
+            gitlab_url=gitlab_url,
+            token_file=token_file,
+            gitlab_config_section=gitlab_config_section,
+            gitlab_config_file=gitlab_config_file,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+        ),
+        require_token=legacy_token is None,
+    )
+    runner_name = name or socket.gethostname()
+    request = _request(
+        name=runner_name,
+        scope=parsed_scope,
+        gitlab_url=gitlab.settings.url,
+        executor=executor_config,
+        config_dir=store.path.parent,
+        rbac_file=k8s_rbac_file,
+        tags=tuple(tag or ()),
+        run_untagged=run_untagged,
+        locked=locked,
+        paused=paused,
+        maximum_timeout=maximum_timeout,
+        access_level=access_level,
+        limit=limit,
+        legacy_token=legacy_token,
+    )
+    result = do_register(
+        request, gitlab=gitlab, store=store, dry_run=dry_run, on_secret=app.redactor.add
+    )
+    helm = None
+    if helm_values is not None and not dry_run:
+        from provisioner.cli.k8s import write_after_register
+
+        helm = write_after_register(store, runner=runner_name, values_path=helm_values)
+    _render_register(app, result, show_token=show_token, helm=helm, helm_target=helm_values)
+
+
+def _executor_config(
+    executor: Executor,
+    *,
+    pull_policy: PullPolicy | None,
+    docker_image: str | None,
+    docker_volume: list[str] | None,
+    pip_cache_volume: str | None,
+    allowed_image: list[str] | None,
+    k8s_namespace: str | None,
+    k8s_service_account: str | None,
+    k8s_cpu_request: str | None,
+    k8s_cpu_limit: str | None,
+    k8s_memory_request: str | None,
+    k8s_memory_limit: str | None,
+    k8s_image: str | None,
+    k8s_rbac_file: Path | None,
+    k8s_allow_service: list[str] | None,
+    helm_values: Path | None,
+    shell: Shell | None,
+    builds_dir: str | None,
+) -> ExecutorConfig:
+    """The executor section the options describe; options of another executor are refused."""
     from provisioner.registration import (
         DockerOptions,
         ExecutorConfig,
         KubernetesOptions,
         ShellOptions,
-        parse_scope,
     )
-    from provisioner.registration.service import RegisterRequest
-    from provisioner.registration.service import register as do_register
 
-    app = get_app(ctx)
-    parsed_scope = parse_scope(scope)
     docker_given = [
         o
         for o, v in (
@@ -360,67 +357,79 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
             f"{', '.join(foreign)} do not apply to the {executor.value} executor.",
             hint="Drop them, or choose the executor they belong to with --executor.",
         )
-    legacy_token: str | None = None
-    if legacy_env:
-        legacy_token = os.environ.get(legacy_env)
-        if not legacy_token:
-            raise UsageError(
-                f"Environment variable {legacy_env} is empty or unset.",
-                hint=f"export {legacy_env}=<registration token> (never on the command line).",
-            )
-        app.redactor.add(legacy_token)
-    runner_name = name or socket.gethostname()
-    store: ConfigStorePort = open_store(config)
-    if host is not None:  # config.toml on a runner host, over SSH (reloaded after a write)
-        from provisioner.cli.host import open_remote_store
-
-        store = open_remote_store(app, host, config=config, ssh_key=ssh_key)
     kube = KubernetesOptions()
-    kube = KubernetesOptions(
-        namespace=k8s_namespace or kube.namespace,
-        service_account=k8s_service_account or kube.service_account,
-        image=k8s_image or kube.image,
-        cpu_request=k8s_cpu_request or kube.cpu_request,
-        cpu_limit=k8s_cpu_limit or kube.cpu_limit,
-        memory_request=k8s_memory_request or kube.memory_request,
-        memory_limit=k8s_memory_limit or kube.memory_limit,
-        pull_policy=pull_policy,
-        allowed_services=tuple(k8s_allow_service or ()),
-    )
     if helm_values is not None:
         from provisioner.cli.k8s import check_helm_target
 
         check_helm_target(helm_values)
     dock = DockerOptions()
-    dock = DockerOptions(
-        image=docker_image or dock.image,
-        volumes=tuple(docker_volume or ()),
-        pip_cache_volume=dock.pip_cache_volume if pip_cache_volume is None else pip_cache_volume,
-        pull_policy=pull_policy,
-        allowed_images=tuple(allowed_image or ()),
-    )
-    executor_config = ExecutorConfig(
+    return ExecutorConfig(
         executor,
         shell=ShellOptions(shell or Shell.BASH, builds_dir),
-        docker=dock,
-        kubernetes=kube,
+        docker=DockerOptions(
+            image=docker_image or dock.image,
+            volumes=tuple(docker_volume or ()),
+            pip_cache_volume=dock.pip_cache_volume
+            if pip_cache_volume is None
+            else pip_cache_volume,
+            pull_policy=pull_policy,
+            allowed_images=tuple(allowed_image or ()),
+        ),
+        kubernetes=KubernetesOptions(
+            namespace=k8s_namespace or kube.namespace,
+            service_account=k8s_service_account or kube.service_account,
+            image=k8s_image or kube.image,
+            cpu_request=k8s_cpu_request or kube.cpu_request,
+            cpu_limit=k8s_cpu_limit or kube.cpu_limit,
+            memory_request=k8s_memory_request or kube.memory_request,
+            memory_limit=k8s_memory_limit or kube.memory_limit,
+            pull_policy=pull_policy,
+            allowed_services=tuple(k8s_allow_service or ()),
+        ),
     )
-    rbac = k8s_rbac_file or store.path.parent / f"{_file_safe(runner_name)}-rbac.yaml"
-    gitlab = connect(
+
+
+def _legacy_token(app: AppContext, variable: str | None) -> str | None:
+    """The legacy registration token from environment variable ``variable`` (redacted)."""
+    if not variable:
+        return None
+    token = os.environ.get(variable)
+    if not token:
+        raise UsageError(
+            f"Environment variable {variable} is empty or unset.",
+            hint=f"export {variable}=<registration token> (never on the command line).",
+        )
+    app.redactor.add(token)
+    return token
+
+
+def _request(
+    *,
+    name: str,
+    scope: Scope,
+    gitlab_url: str,
+    executor: ExecutorConfig,
+    config_dir: Path,
+    rbac_file: Path | None,
+    tags: tuple[str, ...],
+    run_untagged: bool,
+    locked: bool,
+    paused: bool,
+    maximum_timeout: int | None,
+    access_level: AccessLevel,
+    limit: int | None,
+    legacy_token: str | None,
+) -> RegisterRequest:
+    """The registration request; a kubernetes runner's RBAC file sits beside config.toml."""
+    from provisioner.registration.service import RegisterRequest
+
+    rbac = rbac_file or config_dir / f"{_file_safe(name)}-rbac.yaml"
+    return RegisterRequest(
+        name=name,
+        scope=scope,
         gitlab_url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        app=app,
-        require_token=legacy_token is None,
-    )
-    request = RegisterRequest(
-        name=runner_name,
-        scope=parsed_scope,
-        gitlab_url=gitlab.settings.url,
-        executor=executor_config,
-        tags=tuple(tag or ()),
+        executor=executor,
+        tags=tags,
         run_untagged=run_untagged,
         locked=locked,
         paused=paused,
@@ -428,21 +437,31 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
         access_level=access_level,
         limit=limit,
         legacy_registration_token=legacy_token,
-        rbac_path=rbac if executor is Executor.KUBERNETES else None,
+        rbac_path=rbac if executor.executor is Executor.KUBERNETES else None,
     )
-    result = do_register(
-        request, gitlab=gitlab, store=store, dry_run=dry_run, on_secret=app.redactor.add
-    )
-    helm = None
-    if helm_values is not None and not dry_run:
-        from provisioner.cli.k8s import write_after_register
-
-        helm = write_after_register(store, runner=runner_name, values_path=helm_values)
-    _render_register(app, result, show_token=show_token, helm=helm, helm_target=helm_values)
 
 
 def _file_safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "runner"
+
+
+_REGISTER_FIELDS = (
+    "action",
+    "dry_run",
+    "name",
+    "runner_id",
+    "config_path",
+    "config_changed",
+    "server_changes",
+    "config_changes",
+    "tags",
+    "calls",
+    "diff",
+    "rbac_path",
+    "stale_runner_id",
+    "requests",
+    "warnings",
+)
 
 
 def _render_register(
@@ -456,33 +475,18 @@ def _render_register(
     for warning in result.warnings:
         app.note(f"Warning: {warning}", style="yellow")
     if app.json:
-        doc: dict[str, Any] = {
-            "action": result.action.value,
-            "dry_run": result.dry_run,
-            "name": result.name,
-            "runner_id": result.runner_id,
-            "config": str(result.config_path),
-            "config_changed": result.config_changed,
-            "server_changes": list(result.server_changes),
-            "config_changes": list(result.config_changes),
-            "tags": list(result.tags),
-            "calls": [
-                {"method": c.method, "path": c.path, "purpose": c.purpose, "done": c.done}
-                for c in result.calls
-            ],
-            "diff": result.diff,
-            "rbac_file": str(result.rbac_path) if result.rbac_path else None,
-            "stale_runner_id": result.stale_runner_id,
-            "requests": result.requests,
-            "warnings": list(result.warnings),
-        }
+        doc = to_jsonable(
+            result,
+            only=_REGISTER_FIELDS,
+            rename={"config_path": "config", "rbac_path": "rbac_file"},
+        )
         if helm is not None:
             from provisioner.cli.k8s import written_json
 
             doc["helm"] = written_json(helm)
-        if show_token and result.token:
+        if show_token and result.token:  # the user asked for this one value unmasked
             doc["token"] = result.token
-            _raw_json(doc)
+            app.emit_json(doc, redact=False)
         else:
             app.emit_json(doc)
         return
@@ -523,12 +527,6 @@ def _render_register(
         render_written(app, helm)
 
 
-def _raw_json(doc: dict[str, Any]) -> None:
-    import json
-
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-
-
 def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Runner name in config.toml.")] = None,
@@ -543,6 +541,7 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     gitlab_url: GitLabUrl = None,
     token_file: TokenFile = None,
     gitlab_config_section: ConfigSection = None,
+    gitlab_config_file: GitLabConfigFile = None,
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
@@ -555,179 +554,34 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
             "Name the runner to remove: NAME or --id ID (one of them).",
             hint="`runnerctl config show` lists the configured runners.",
         )
-    gitlab = None
-    if not keep_server:
-        gitlab = connect(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            config_section=gitlab_config_section,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-            app=app,
-        )
+    options = gitlab_options(
+        gitlab_url=gitlab_url,
+        token_file=token_file,
+        gitlab_config_section=gitlab_config_section,
+        gitlab_config_file=gitlab_config_file,
+        ca_bundle=ca_bundle,
+        insecure=insecure,
+    )
     result = do_unregister(
         name=name,
         runner_id=runner_id,
         keep_server=keep_server,
-        gitlab=gitlab,
-        store=open_store(config),
+        gitlab=None if keep_server else app.gitlab(options),
+        store=app.config_store(config),
         on_secret=app.redactor.add,
     )
     for warning in result.warnings:
         app.note(f"Warning: {warning}", style="yellow")
     if app.json:
         app.emit_json(
-            {
-                "name": result.name,
-                "runner_id": result.runner_id,
-                "deleted_in_gitlab": result.deleted_in_gitlab,
-                "config": str(result.config_path),
-            }
+            to_jsonable(
+                result,
+                only=("name", "runner_id", "deleted_in_gitlab", "config_path"),
+                rename={"config_path": "config"},
+            )
         )
         return
     where = "deleted in GitLab and " if result.deleted_in_gitlab else ""
     app.echo(
         f"Runner {result.name!r} (id {result.runner_id}) {where}removed from {result.config_path}"
     )
-
-
-@runners_app.command("list")
-def list_command(  # noqa: PLR0917 (Typer passes options as parameters)
-    ctx: typer.Context,
-    scope: Annotated[
-        str | None,
-        typer.Option(
-            "--scope",
-            "-s",
-            help="instance, group:PATH|ID or project:PATH|ID (default: the token's runners).",
-        ),
-    ] = None,
-    status: Annotated[
-        RunnerStatus | None, typer.Option("--status", help="online, offline, stale, ...")
-    ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", "-t", help="Only with this tag.")
-    ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
-) -> None:
-    """List runners GitLab knows, with their last contact in your timezone."""
-    from provisioner.registration import parse_scope
-    from provisioner.registration.service import list_runners
-
-    app = get_app(ctx)
-    if status in (RunnerStatus.ACTIVE, RunnerStatus.UNKNOWN):
-        raise UsageError(
-            f"--status {status.value} is not a filter.",
-            hint="Use online, offline, stale, never_contacted or paused.",
-        )
-    parsed = parse_scope(scope) if scope else None
-    gitlab = connect(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        app=app,
-    )
-    found = list_runners(scope=parsed, status=status, tags=tuple(tag or ()), gitlab=gitlab)
-    if app.json:
-        app.emit_json([_runner_json(r) for r in found])
-        return
-    _runner_table(app, found)
-
-
-def _local(moment: datetime | None) -> str:
-    if moment is None:
-        return "never"
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _runner_json(runner: Runner) -> dict[str, Any]:
-    return {
-        "id": runner.id,
-        "description": runner.description,
-        "runner_type": runner.runner_type.value,
-        "status": runner.status.value,
-        "paused": runner.paused,
-        "tags": list(runner.tag_list),
-        "contacted_at": runner.contacted_at.astimezone().isoformat()
-        if runner.contacted_at
-        else None,
-    }
-
-
-def _runner_table(app: AppContext, runners: tuple[Runner, ...]) -> None:
-    from rich.table import Table
-
-    if not runners:
-        app.note("No runners match.")
-        return
-    table = Table(box=None, show_edge=False, pad_edge=False)
-    for column in ("ID", "NAME", "TYPE", "STATUS", "TAGS", "LAST CONTACT"):
-        table.add_column(column, no_wrap=column != "TAGS")
-    for r in runners:
-        table.add_row(
-            str(r.id),
-            app.redactor(r.description),
-            r.runner_type.value.removesuffix("_type"),
-            r.status.value,
-            ", ".join(r.tag_list),
-            _local(r.contacted_at),
-        )
-    app.out.print(table)
-
-
-@token_app.command("rotate")
-def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Runner name in config.toml.")],
-    config: ConfigPath = None,
-    show_token: Annotated[bool, typer.Option("--show-token", help="Print the new token.")] = False,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
-) -> None:
-    """Reset a runner's token in GitLab and write the new one into config.toml atomically."""
-    from provisioner.registration.service import rotate_token
-
-    app = get_app(ctx)
-    gitlab = connect(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        app=app,
-    )
-    result = rotate_token(name, gitlab=gitlab, store=open_store(config), on_secret=app.redactor.add)
-    for warning in result.warnings:
-        app.note(f"Warning: {warning}", style="yellow")
-    expires = result.token_expires_at.isoformat() if result.token_expires_at else None
-    if app.json:
-        doc: dict[str, Any] = {
-            "name": result.name,
-            "runner_id": result.runner_id,
-            "config": str(result.config_path),
-            "token_expires_at": expires,
-            "new_token_verified": result.new_token_verified,
-            "old_token_refused": result.old_token_refused,
-        }
-        if show_token and result.token:
-            doc["token"] = result.token
-            _raw_json(doc)
-        else:
-            app.emit_json(doc)
-        return
-    app.echo(
-        f"Rotated the token of runner {result.name!r} (id {result.runner_id}); "
-        f"expires: {expires or 'never'}; new token verified, old token "
-        f"{'refused' if result.old_token_refused else 'STILL ACCEPTED'}"
-    )
-    if show_token and result.token:
-        sys.stdout.write(f"  token: {result.token}\n")

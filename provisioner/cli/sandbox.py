@@ -8,9 +8,28 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import get_app
+from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
+from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True, help="Embedded GitLab-compatible server for rehearsal.")
+
+_JOB_FIELDS = (
+    "job_id",
+    "name",
+    "project_path",
+    "runner",
+    "state",
+    "failure_reason",
+    "exit_code",
+    "duration",
+)
+_JOB_KEYS = {
+    "job_id": "id",
+    "project_path": "project",
+    "state": "status",
+    "duration": "duration_s",
+}
 
 
 @app.command("up")
@@ -83,10 +102,7 @@ def up(
 def runner(
     ctx: typer.Context,
     *,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="config.toml to run (default: gitlab-runner's location)."),
-    ] = None,
+    config: ConfigPath = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Exit when no job is running and no runner got a new one."),
@@ -109,13 +125,15 @@ def runner(
     trace streaming. Ctrl-C (or SIGTERM) stops taking jobs and lets running ones finish; a second
     one kills them. A rehearsal tool: against a real GitLab, the official gitlab-runner runs jobs.
     """
+    import contextlib
     import signal
 
     from provisioner.sandbox_runner import RunnerEvent, start_background
-    from provisioner.settings import default_config_path
 
     state = get_app(ctx)
-    path = config or default_config_path()
+    path = config_path(config)
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # the runner reports a bad file
+        learn_config_secrets(state, path.read_text(encoding="utf-8"))
 
     def show(event: RunnerEvent) -> None:
         state.note(event.render())
@@ -157,19 +175,15 @@ def runner(
         state.emit_json(
             {
                 "jobs": [
-                    {
-                        "id": r.job_id,
-                        "name": r.name,
-                        "project": r.project_path,
-                        "runner": r.runner,
-                        "status": r.state.value,
-                        "failure_reason": r.failure_reason,
-                        "exit_code": r.exit_code,
-                        "duration_s": round(r.duration, 3),
-                    }
+                    to_jsonable(
+                        r,
+                        only=_JOB_FIELDS,
+                        rename=_JOB_KEYS,
+                        convert={"duration": lambda d: round(d, 3)},
+                    )
                     for r in summary.results
                 ],
-                "idle_runners": list(summary.idle_runners),
+                "idle_runners": to_jsonable(summary.idle_runners),
             }
         )
         return

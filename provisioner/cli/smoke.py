@@ -9,10 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.register import CaBundle, ConfigSection, GitLabUrl, Insecure, TokenFile
+from provisioner.cli.options import (
+    CaBundle,
+    ConfigSection,
+    GitLabConfigFile,
+    GitLabUrl,
+    Insecure,
+    TokenFile,
+    gitlab_options,
+)
+from provisioner.cli.render import JobTable
 
 if TYPE_CHECKING:
-    from provisioner.gitlab.models import Job
     from provisioner.smoke import SmokeResult
 
 
@@ -52,6 +60,7 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     gitlab_url: GitLabUrl = None,
     token_file: TokenFile = None,
     gitlab_config_section: ConfigSection = None,
+    gitlab_config_file: GitLabConfigFile = None,
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
@@ -61,7 +70,6 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     runnerctl checks the PyPI and generic registries and verifies the signatures itself.
     Exit 7 when the pipeline fails, a check fails, or no runner picks up the jobs in time.
     """
-    from provisioner.cli.register import connect
     from provisioner.errors import SmokeError, UsageError
     from provisioner.smoke import Hooks, SigningMode, SmokeRequest, SmokeStatus, run_smoke
     from provisioner.smoke.junit import write_junit
@@ -79,13 +87,15 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
         keep=keep,
         variables=_variables(variable or []),
     )
-    gitlab = connect(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-        app=app,
+    gitlab = app.gitlab(
+        gitlab_options(
+            gitlab_url=gitlab_url,
+            token_file=token_file,
+            gitlab_config_section=gitlab_config_section,
+            gitlab_config_file=gitlab_config_file,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+        )
     )
     table = JobTable(app)
     try:
@@ -135,56 +145,12 @@ def _noter(app: AppContext) -> Any:
     return note
 
 
-class JobTable:
-    """Live job table on a TTY, plain lines otherwise (and nothing with --output json)."""
-
-    def __init__(self, app: AppContext) -> None:
-        self._app = app
-        self._live: Any = None
-        self._seen: dict[str, str] = {}
-
-    def update(self, jobs: tuple[Job, ...]) -> None:
-        if self._app.json:
-            return
-        if self._app.interactive:
-            from rich.live import Live
-
-            if self._live is None:
-                self._live = Live(console=self._app.err, refresh_per_second=4, transient=False)
-                self._live.start()
-            self._live.update(_table(jobs))
-            return
-        for job in jobs:
-            if self._seen.get(job.name) != job.status:
-                self._seen[job.name] = job.status
-                took = f" ({job.duration:.1f} s)" if job.duration is not None else ""
-                self._app.note(f"  {job.stage:<19} {job.name:<19} {job.status}{took}")
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-
-
-def _table(jobs: tuple[Job, ...]) -> Any:
-    from rich.table import Table
-
-    table = Table(title="smoke pipeline")
-    for column in ("stage", "job", "status", "duration"):
-        table.add_column(column)
-    for job in jobs:
-        took = f"{job.duration:.1f} s" if job.duration is not None else ""
-        table.add_row(job.stage, job.name, job.status, took)
-    return table
-
-
 def render(app: AppContext, result: SmokeResult) -> None:
     """Print the smoke result: JSON, or stages, checks, timings and where things are."""
-    from dataclasses import asdict
-
     from provisioner.smoke.service import how_to_look
 
     if app.json:
-        app.emit_json(asdict(result))
+        app.emit_json(result)
         return
     app.echo(f"Smoke {result.status.value}: {result.message}")
     app.echo(f"Pipeline: {result.pipeline_url}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,7 @@ from typing import Any
 import pytest
 
 from provisioner.secrets import contains_secret
-
-RUNNERCTL = str(Path(sys.executable).with_name("runnerctl"))
+from tests.conftest import run_runnerctl
 
 pytestmark = [pytest.mark.docker, pytest.mark.sandbox, pytest.mark.slow]
 
@@ -28,13 +25,16 @@ def _free_port() -> int:
 
 
 def _demo(data_dir: Path, port: int) -> tuple[dict[str, Any], str]:
-    proc = subprocess.run(
-        [RUNNERCTL, "--output", "json", "demo", "--data-dir", str(data_dir), "--port", str(port)],
-        capture_output=True,
-        text=True,
+    proc = run_runnerctl(
+        "--output",
+        "json",
+        "demo",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
         timeout=1800,
         env={**os.environ, "GITLAB_TOKEN": ""},
-        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout), proc.stdout + proc.stderr

@@ -30,8 +30,8 @@ from provisioner.runner_config import ConfigDocument, ConfigStore
 from provisioner.secrets import contains_secret
 from provisioner.smoke.service import STAGES
 from provisioner.smoke.signing import cosign_verify, python_verify
+from tests.conftest import run_runnerctl
 
-RUNNERCTL = str(Path(sys.executable).with_name("runnerctl"))
 VENV_BIN = str(Path(sys.executable).parent)
 CHECKS = ["pypi registry", "generic registry", "local verification", "altered copy rejected"]
 
@@ -120,13 +120,15 @@ def docker_runner(lab: Lab) -> Iterator[str]:
 
 
 def _smoke(lab: Lab, *args: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(
-        [RUNNERCTL, "--output", "json", "smoke", "--gitlab-url", lab.url, *args],
+    proc = run_runnerctl(
+        "--output",
+        "json",
+        "smoke",
+        "--gitlab-url",
+        lab.url,
+        *args,
         env={**os.environ, "GITLAB_TOKEN": lab.token},
-        capture_output=True,
-        text=True,
         timeout=1200,
-        check=False,
     )
     assert not contains_secret(proc.stdout + proc.stderr)
     return proc.returncode, json.loads(proc.stdout), proc.stderr

@@ -11,18 +11,15 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import run_runnerctl
 from tests.helpers import wait_until
 from tests.integration.hosts.conftest import COSIGN, Lab, VmHost, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
-
 
 def runnerctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNNERCTL, *args], capture_output=True, text=True, timeout=600, env=env, check=False
-    )
+    return run_runnerctl(*args, env=env, timeout=600)
 
 
 def check_json(lab: Lab, target: str, *extra: str, key: Path | None = None) -> tuple[int, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,15 @@ from provisioner.docker_api import DockerAPI
 from provisioner.images import BaseResult
 from provisioner.images import cosign as cosign_mod
 from provisioner.settings import cache_dir
+from tests.conftest import run_runnerctl
 from tests.integration.images.conftest import TEST_REPO
 
 pytestmark = [pytest.mark.docker]
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
-
 
 def runnerctl(args: list[str], cache: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, RUNNERCTL_CACHE=str(cache))
-    return subprocess.run(
-        [RUNNERCTL, *args], capture_output=True, text=True, timeout=600, env=env, check=False
-    )
+    return run_runnerctl(*args, env=env, timeout=600)
 
 
 def _cached_deb(tmp_path: Path) -> Path:

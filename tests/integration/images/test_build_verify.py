@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,14 @@ from provisioner.images import (
     ensure_job_image,
     verify_image,
 )
+from tests.conftest import run_runnerctl
 from tests.integration.images.conftest import TEST_REPO, Built
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
-
 
 def runnerctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNNERCTL, *args], capture_output=True, text=True, timeout=900, env=env, check=False
-    )
+    return run_runnerctl(*args, env=env, timeout=900)
 
 
 def test_base_is_idempotent(docker_api: DockerAPI, bases: dict[str, BaseResult]) -> None:

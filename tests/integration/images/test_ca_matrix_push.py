@@ -6,7 +6,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +18,10 @@ from cryptography.x509.oid import NameOID
 
 from provisioner.docker_api import DockerAPI, Mount
 from provisioner.images import BaseResult, BuildResult, BuildSpec, push_image, verify_image
+from tests.conftest import run_runnerctl
 from tests.integration.images.conftest import TEST_REPO, Built
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
 
 # Serves one HTTPS request on localhost with the mounted leaf certificate, then fetches it with
 # Python's default trust (SSL_CERT_FILE) and with curl: both must trust the baked CA.
@@ -151,10 +149,10 @@ def test_matrix_builds_two_pythons_on_local_bases(
 ) -> None:
     tags = [f"{TEST_REPO}:{v}-matrix" for v in ("3.11", "3.13")]
     built.tags.extend(tags)
-    proc = subprocess.run(
-        [RUNNERCTL, "--output", "json", "image", "build", "--python", "3.11", "--python", "3.13",
-         "--base", "auto", "--tag", f"{TEST_REPO}:{{python}}-matrix"],
-        capture_output=True, text=True, timeout=1200, check=False,
+    proc = run_runnerctl(
+        "--output", "json", "image", "build", "--python", "3.11", "--python", "3.13",
+        "--base", "auto", "--tag", f"{TEST_REPO}:{{python}}-matrix",
+        timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     docs = json.loads(proc.stdout)
@@ -195,10 +193,10 @@ def test_push_signs_and_verifies_against_a_local_registry(
     key, pub = _keypair(tmp_path / "keys", password, cosign_binary)
     _, other_pub = _keypair(tmp_path / "other", "other password", cosign_binary)
     env = dict(os.environ, COSIGN_PASSWORD=password)
-    proc = subprocess.run(
-        [RUNNERCTL, "--output", "json", "image", "push", image311.tag, registry,
-         "--sign-key", str(key)],
-        capture_output=True, text=True, timeout=600, env=env, check=False,
+    proc = run_runnerctl(
+        "--output", "json", "image", "push", image311.tag, registry,
+        "--sign-key", str(key),
+        timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert password not in proc.stdout + proc.stderr
@@ -232,10 +230,10 @@ def test_build_with_push_lands_in_the_registry(
 ) -> None:
     tag = f"{TEST_REPO}:pushed"
     built.tags.append(tag)
-    proc = subprocess.run(
-        [RUNNERCTL, "--output", "json", "image", "build", "--base", bases["bookworm"].tag,
-         "--tag", tag, "--push", registry],
-        capture_output=True, text=True, timeout=600, check=False,
+    proc = run_runnerctl(
+        "--output", "json", "image", "build", "--base", bases["bookworm"].tag,
+        "--tag", tag, "--push", registry,
+        timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     pushed = json.loads(proc.stdout)["pushed"]
@@ -258,9 +256,9 @@ def test_push_without_a_key_and_with_a_wrong_password(
     assert docker_api.inspect_image(plain.reference) is None  # the local alias is removed
     key, _ = _keypair(tmp_path / "keys", "right", cosign_binary)
     env = dict(os.environ, COSIGN_PASSWORD="wrong-password-123")
-    proc = subprocess.run(
-        [RUNNERCTL, "image", "push", image311.tag, registry, "--sign-key", str(key)],
-        capture_output=True, text=True, timeout=600, env=env, check=False,
+    proc = run_runnerctl(
+        "image", "push", image311.tag, registry, "--sign-key", str(key),
+        timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 6
     assert "cosign could not sign the image" in proc.stderr

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
+from tests.conftest import RUNNERCTL as RUNNERCTL_PATH
+from tests.conftest import run_runnerctl
+
+RUNNERCTL = str(RUNNERCTL_PATH)
 
 
 @dataclass
@@ -80,15 +81,7 @@ def run(lab: Lab) -> Run:
         env: dict[str, str] | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RUNNERCTL, *args],
-            env=env or lab.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            preexec_fn=preexec,
-        )
+        return run_runnerctl(*args, env=env or lab.env(), timeout=120, preexec=preexec)
 
     return _run
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import gitlab
 import pytest
 
+from tests.conftest import RUNNERCTL as RUNNERCTL_PATH
+from tests.conftest import run_runnerctl
+
 pytestmark = pytest.mark.sandbox
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
+RUNNERCTL = str(RUNNERCTL_PATH)
 
 
 def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
@@ -72,12 +74,8 @@ def test_up_prints_url_and_token_and_keeps_state(tmp_path: Path) -> None:
 
 
 def test_bad_options_exit_with_usage_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [RUNNERCTL, "sandbox", "up", "--fault-rate", "3", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_runnerctl(
+        "sandbox", "up", "--fault-rate", "3", "--data-dir", str(tmp_path), timeout=60
     )
     assert result.returncode == 2
     assert "Error: --fault-rate 3.0 is out of range" in result.stderr
@@ -91,12 +89,8 @@ def test_port_in_use_is_a_sandbox_error(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         port = sock.getsockname()[1]
-        result = subprocess.run(
-            [RUNNERCTL, "sandbox", "up", "--port", str(port), "--data-dir", str(tmp_path / "d")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = run_runnerctl(
+            "sandbox", "up", "--port", str(port), "--data-dir", str(tmp_path / "d"), timeout=60
         )
     assert result.returncode == 8
     assert f"Error: cannot listen on 127.0.0.1:{port}" in result.stderr

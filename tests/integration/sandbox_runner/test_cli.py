@@ -6,20 +6,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from provisioner.secrets import contains_secret
+from tests.conftest import RUNNERCTL as RUNNERCTL_PATH
+from tests.conftest import run_runnerctl
 from tests.helpers import wait_until
 from tests.integration.sandbox_runner.conftest import Lab
 
 pytestmark = pytest.mark.sandbox
 
-RUNNERCTL = str(Path(sys.executable).parent / "runnerctl")
+RUNNERCTL = str(RUNNERCTL_PATH)
 
 
 def _env(lab: Lab) -> dict[str, str]:
@@ -29,14 +29,7 @@ def _env(lab: Lab) -> dict[str, str]:
 
 
 def _run(lab: Lab, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RUNNERCTL, *args],
-        env=_env(lab),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_runnerctl(*args, env=_env(lab), timeout=timeout)
 
 
 def test_invalid_config_is_refused_with_exit_3(lab: Lab) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -12,8 +10,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from provisioner.secrets import contains_secret
-
-RUNNERCTL = str(Path(sys.executable).with_name("runnerctl"))
+from tests.conftest import run_runnerctl
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -21,26 +18,20 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 def test_wrong_tag_times_out_with_the_stuck_job_message(sandbox: Any, tmp_path: Path) -> None:
     project = f"root/{sandbox.unique('smoke-stuck')}"
     junit = tmp_path / "smoke.xml"
-    proc = subprocess.run(
-        [
-            RUNNERCTL,
-            "smoke",
-            "--gitlab-url",
-            sandbox.url,
-            "--project",
-            project,
-            "--tag",
-            "no-such-runner-tag",
-            "--timeout",
-            "4s",
-            "--junit",
-            str(junit),
-        ],
+    proc = run_runnerctl(
+        "smoke",
+        "--gitlab-url",
+        sandbox.url,
+        "--project",
+        project,
+        "--tag",
+        "no-such-runner-tag",
+        "--timeout",
+        "4s",
+        "--junit",
+        str(junit),
         env={**os.environ, "GITLAB_TOKEN": sandbox.root_token},
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     assert proc.returncode == 7, proc.stderr
     assert (

@@ -5,26 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from provisioner.cli import main as main_module
 from provisioner.runner_config.store import MISSING_HINT
 from provisioner.secrets import contains_secret
+from tests.conftest import RUNNERCTL, Cli, run_runnerctl
 from tests.unit.runner_config.refs import CONFIG_REF, UPSTREAM_LINT
-
-runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(main_module.app, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -42,8 +30,8 @@ def copy_fixture(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_show_text(docker_cfg: Path) -> None:
-    code, out, err = run("config", "show", "--config", str(docker_cfg))
+def test_show_text(cli: Cli, docker_cfg: Path) -> None:
+    code, out, err = cli("config", "show", "--config", str(docker_cfg))
     assert code == 0, err
     assert out == (
         f"config: {docker_cfg}\n"
@@ -54,8 +42,8 @@ def test_show_text(docker_cfg: Path) -> None:
     )
 
 
-def test_show_json_is_one_redacted_document(docker_cfg: Path) -> None:
-    code, out, _ = run("--output", "json", "config", "show", "--config", str(docker_cfg))
+def test_show_json_is_one_redacted_document(cli: Cli, docker_cfg: Path) -> None:
+    code, out, _ = cli("--output", "json", "config", "show", "--config", str(docker_cfg))
     assert code == 0
     doc = json.loads(out)
     assert doc["path"] == str(docker_cfg)
@@ -68,42 +56,44 @@ def test_show_json_is_one_redacted_document(docker_cfg: Path) -> None:
     assert not contains_secret(out)
 
 
-def test_config_file_env_is_the_default(docker_cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_env_is_the_default(
+    cli: Cli, docker_cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CONFIG_FILE", str(docker_cfg))
-    code, out, _ = run("config", "show")
+    code, out, _ = cli("config", "show")
     assert code == 0
     assert out.startswith(f"config: {docker_cfg}\n")
 
 
-def test_validate_valid_file(docker_cfg: Path) -> None:
-    assert run("config", "validate", "--config", str(docker_cfg)) == (
+def test_validate_valid_file(cli: Cli, docker_cfg: Path) -> None:
+    assert cli("config", "validate", "--config", str(docker_cfg)) == (
         0,
         f"valid: {docker_cfg}\n",
         "",
     )
 
 
-def test_validate_unknown_key_warns_and_strict_fails(tmp_path: Path) -> None:
+def test_validate_unknown_key_warns_and_strict_fails(cli: Cli, tmp_path: Path) -> None:
     path = copy_fixture(tmp_path, "misspelled_key.toml")
     warning = (
         "unknown key runners[0].buids_dir (did you mean 'builds_dir'?): gitlab-runner ignores it"
     )
-    assert run("config", "validate", "-c", str(path)) == (
+    assert cli("config", "validate", "-c", str(path)) == (
         0,
         f"{path}:9:3: warning: {warning}\nvalid: {path} (1 warning)\n",
         "",
     )
-    assert run("config", "validate", "--strict", "-c", str(path)) == (
+    assert cli("config", "validate", "--strict", "-c", str(path)) == (
         3,
         f"{path}:9:3: error: {warning}\ninvalid: {path}: 1 error, 0 warnings\n",
         "",
     )
 
 
-def test_validate_syntax_error_lists_line_and_column(tmp_path: Path) -> None:
+def test_validate_syntax_error_lists_line_and_column(cli: Cli, tmp_path: Path) -> None:
     path = copy_fixture(tmp_path, "invalid_syntax.toml")
     before = path.read_bytes()
-    assert run("config", "validate", "-c", str(path)) == (
+    assert cli("config", "validate", "-c", str(path)) == (
         3,
         f"{path}:4:10: error: Expected ']]' at the end of an array declaration\n"
         f"invalid: {path}: 1 error, 0 warnings\n",
@@ -112,9 +102,9 @@ def test_validate_syntax_error_lists_line_and_column(tmp_path: Path) -> None:
     assert path.read_bytes() == before
 
 
-def test_validate_json(tmp_path: Path) -> None:
+def test_validate_json(cli: Cli, tmp_path: Path) -> None:
     path = copy_fixture(tmp_path, "bad_shell.toml")
-    code, out, _ = run("-o", "json", "config", "validate", "-c", str(path))
+    code, out, _ = cli("-o", "json", "config", "validate", "-c", str(path))
     assert code == 3
     assert json.loads(out) == {
         "path": str(path),
@@ -149,11 +139,11 @@ concurrent = 1
 """
 
 
-def test_lint_fails_on_high_by_default(tmp_path: Path) -> None:
+def test_lint_fails_on_high_by_default(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(RISKY)
     os.chmod(path, 0o600)
-    code, out, _ = run("config", "lint", "-c", str(path))
+    code, out, _ = cli("config", "lint", "-c", str(path))
     assert code == 3
     assert out == (
         "HIGH   RC001 [dind] [runners.docker] privileged = true: any job can take root on the "
@@ -166,33 +156,33 @@ def test_lint_fails_on_high_by_default(tmp_path: Path) -> None:
         "one project, add the comment '# runnerctl: single-project' to its [[runners]] section.\n"
         "2 findings (1 high, 1 medium): failed (--fail-on high)\n"
     )
-    assert run("config", "lint", "--fail-on", "never", "-c", str(path))[0] == 0
+    assert cli("config", "lint", "--fail-on", "never", "-c", str(path))[0] == 0
 
 
-def test_lint_threshold(tmp_path: Path) -> None:
+def test_lint_threshold(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text(RISKY.replace("privileged = true", "privileged = false"))
     os.chmod(path, 0o600)
-    code, out, _ = run("config", "lint", "-c", str(path))
+    code, out, _ = cli("config", "lint", "-c", str(path))
     assert code == 0
     assert out.endswith("1 finding (1 medium): passed (--fail-on high)\n")
-    assert run("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 3
+    assert cli("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 3
 
 
-def test_lint_clean_file_and_json(tmp_path: Path) -> None:
+def test_lint_clean_file_and_json(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     shutil.copy(CONFIG_REF / "examples" / "shell.config.toml", path)
     os.chmod(path, 0o600)
-    assert run("config", "lint", "-c", str(path)) == (0, f"no findings: {path}\n", "")
+    assert cli("config", "lint", "-c", str(path)) == (0, f"no findings: {path}\n", "")
     os.chmod(path, 0o640)
-    code, out, _ = run("-o", "json", "config", "lint", "-c", str(path))
+    code, out, _ = cli("-o", "json", "config", "lint", "-c", str(path))
     assert code == 3
     doc = json.loads(out)
     assert (doc["failed"], doc["fail_on"]) == (True, "high")
     assert [(f["rule"], f["severity"]) for f in doc["findings"]] == [("RC006", "high")]
 
 
-def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
+def test_diff_text_and_json(cli: Cli, docker_cfg: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.toml"
     other.write_text(
         docker_cfg.read_text()
@@ -201,7 +191,7 @@ def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
         + '\n[[runners]]\n  name = "extra"\n  url = "https://gitlab.example.com/"\n'
         '  token = "glrt-extra-token-000000"\n  executor = "shell"\n'
     )
-    code, out, _ = run("config", "diff", str(other), "-c", str(docker_cfg))
+    code, out, _ = cli("config", "diff", str(other), "-c", str(docker_cfg))
     assert code == 0
     assert out == (
         f"--- {docker_cfg}\n+++ {other}\n"
@@ -210,59 +200,48 @@ def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
         '    token: "[MASKED]" -> "[MASKED]"\n'
         '    docker.image: "alpine:latest" -> "alpine:3.20"\n'
     )
-    code, out, _ = run("-o", "json", "config", "diff", str(other), "-c", str(docker_cfg))
+    code, out, _ = cli("-o", "json", "config", "diff", str(other), "-c", str(docker_cfg))
     doc = json.loads(out)
     assert doc["added"] == ["extra"]
     assert doc["removed"] == []
     assert not contains_secret(out)
 
 
-def test_diff_of_identical_files(docker_cfg: Path) -> None:
-    code, out, _ = run("config", "diff", str(docker_cfg), "-c", str(docker_cfg))
+def test_diff_of_identical_files(cli: Cli, docker_cfg: Path) -> None:
+    code, out, _ = cli("config", "diff", str(docker_cfg), "-c", str(docker_cfg))
     assert (code, out.splitlines()[-1]) == (0, "no semantic differences")
 
 
-# ---- the error boundary (main() turns ConfigError into message, hint, exit 3)
+# ---- the error boundary (ConfigError becomes message, hint, exit 3)
 
 
-def call_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["runnerctl", *args])
-    with pytest.raises(SystemExit) as info:
-        main_module.main()
-    return int(info.value.code or 0)
-
-
-def test_missing_file_names_the_default_path_logic(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_file_names_the_default_path_logic(cli: Cli, tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    assert call_main(monkeypatch, "config", "show", "--config", str(missing)) == 3
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == f"Error: config file not found: {missing}\nHint: {MISSING_HINT}\n"
+    code, out, err = cli("config", "show", "--config", str(missing))
+    assert code == 3
+    assert out == ""
+    assert err == f"Error: config file not found: {missing}\nHint: {MISSING_HINT}\n"
     assert "CONFIG_FILE" in MISSING_HINT
     assert "~/.gitlab-runner/config.toml" in MISSING_HINT
 
 
-def test_missing_default_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_default_file(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONFIG_FILE", str(tmp_path / "absent" / "config.toml"))
-    assert call_main(monkeypatch, "config", "lint") == 3
-    assert capsys.readouterr().err.startswith(
+    code, _, err = cli("config", "lint")
+    assert code == 3
+    assert err.startswith(
         f"Error: config file not found: {tmp_path / 'absent' / 'config.toml'}\n"
         "Hint: runnerctl reads"
     )
     assert not (tmp_path / "absent").exists()
 
 
-def test_malformed_file_gives_location_and_hint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_malformed_file_gives_location_and_hint(cli: Cli, tmp_path: Path) -> None:
     path = copy_fixture(tmp_path, "invalid_syntax.toml")
     before = path.read_bytes()
-    assert call_main(monkeypatch, "config", "show", "--config", str(path)) == 3
-    assert capsys.readouterr().err == (
+    code, _, err = cli("config", "show", "--config", str(path))
+    assert code == 3
+    assert err == (
         f"Error: {path}:4:10: TOML syntax error: Expected ']]' at the end of an array declaration\n"
         "Hint: Fix the file at that position (gitlab-runner refuses to load it as well); nothing "
         "was changed on disk.\n"
@@ -271,13 +250,12 @@ def test_malformed_file_gives_location_and_hint(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["invalid_syntax.toml"]
 
 
-def test_unreadable_inputs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unreadable_inputs(cli: Cli, tmp_path: Path) -> None:
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"concurrent = 1\n\xff\xfe\n")
-    assert call_main(monkeypatch, "config", "lint", "-c", str(binary)) == 3
-    assert capsys.readouterr().err == (
+    code, _, err = cli("config", "lint", "-c", str(binary))
+    assert code == 3
+    assert err == (
         f"Error: {binary}: not UTF-8 text (byte 15)\n"
         "Hint: config.toml must be UTF-8; re-save it with a UTF-8 encoding.\n"
     )
@@ -285,21 +263,14 @@ def test_unreadable_inputs(
     other.mkdir()
     ok = tmp_path / "ok.toml"
     ok.write_text("concurrent = 1\n")
-    assert call_main(monkeypatch, "config", "diff", str(other), "-c", str(ok)) == 2  # a directory
-    capsys.readouterr()
+    assert cli("config", "diff", str(other), "-c", str(ok)).exit_code == 2  # a directory
 
 
 def test_installed_console_script_exit_code_and_stderr(tmp_path: Path) -> None:
     path = copy_fixture(tmp_path, "invalid_syntax.toml")
-    script = Path(sys.executable).with_name("runnerctl")
-    assert script.exists(), f"{script} missing: run pip install -e ."
-    proc = subprocess.run(
-        [str(script), "config", "show", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "NO_COLOR": "1"},
+    assert RUNNERCTL.exists(), f"{RUNNERCTL} missing: run pip install -e ."
+    proc = run_runnerctl(
+        "config", "show", "--config", str(path), env={**os.environ, "NO_COLOR": "1"}, timeout=60
     )
     assert proc.returncode == 3
     assert proc.stdout == ""

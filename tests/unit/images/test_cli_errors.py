@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from provisioner.cli import main as main_module
 from provisioner.errors import ImageError
 from provisioner.images import BuildSpec, build_image
-
-
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    sys_argv = ["runnerctl", *argv]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", sys_argv)
-        with pytest.raises(SystemExit) as exited:
-            main_module.main()
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
+from tests.conftest import Cli
 
 
 @pytest.mark.parametrize(
@@ -37,19 +25,17 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_no_daemon_exits_6_with_a_hint(
     argv: list[str],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
 ) -> None:
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-dockerd.sock")
-    code, out, err = _run(argv, capsys)
+    code, out, err = cli(*argv, env={"DOCKER_HOST": f"unix://{tmp_path}/no-dockerd.sock"})
     assert code == 6
     assert out == ""
     assert "Error: Cannot reach the Docker daemon" in err
     assert err.endswith("Hint: start dockerd or run make setup\n")
 
 
-def test_bad_user_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(["image", "build", "--user", "admin"], capsys)
+def test_bad_user_is_a_usage_error(cli: Cli) -> None:
+    code, _, err = cli("image", "build", "--user", "admin")
     assert code == 2
     assert "Unknown --user 'admin'" in err
     assert "Hint: use root or ci" in err

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from provisioner.cli import main as main_module
-
-runner = CliRunner()
+from tests.conftest import Cli
 
 
-def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["runnerctl", *args])
-    with pytest.raises(SystemExit) as info:
-        main_module.main()
-    return int(info.value.code or 0)
-
-
-def test_help_lists_the_registration_commands() -> None:
-    result = runner.invoke(main_module.app, ["--help"])
-    assert result.exit_code == 0
+def test_help_lists_the_registration_commands(cli: Cli) -> None:
+    code, out, _ = cli("--help")
+    assert code == 0
     for command in ("register", "unregister", "runners", "token"):
-        assert command in result.stdout
+        assert command in out
 
 
-def test_unknown_executor_exits_2_with_the_choices(tmp_path: Path) -> None:
-    result = runner.invoke(
-        main_module.app,
-        ["register", "-e", "podman", "-s", "instance", "-c", str(tmp_path / "c.toml")],
-    )
-    assert result.exit_code == 2
-    assert "'shell', 'docker', 'kubernetes'" in result.output
+def test_unknown_executor_exits_2_with_the_choices(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("register", "-e", "podman", "-s", "instance", "-c", str(tmp_path / "c.toml"))
+    assert code == 2
+    assert "'shell', 'docker', 'kubernetes'" in err
     assert not (tmp_path / "c.toml").exists()
 
 
@@ -47,44 +33,49 @@ def test_unknown_executor_exits_2_with_the_choices(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_exits_2_with_a_hint(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
     tmp_path: Path,
     args: list[str],
     needle: str,
 ) -> None:
-    monkeypatch.delenv("GITLAB_URL", raising=False)
-    monkeypatch.delenv("CI_SERVER_URL", raising=False)
     config = tmp_path / "config.toml"
-    code = _main(monkeypatch, "register", *args, "-t", "x", "-c", str(config))
-    err = capsys.readouterr().err
+    code, _, err = cli(
+        "register",
+        *args,
+        "-t",
+        "x",
+        "-c",
+        str(config),
+        env={"GITLAB_URL": None, "CI_SERVER_URL": None},
+    )
     assert code == 2
     assert needle in err
     assert "Hint:" in err
     assert not config.exists()
 
 
-def test_missing_token_exits_2_without_touching_anything(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.setenv("GITLAB_URL", "https://gitlab.example")
+def test_missing_token_exits_2_without_touching_anything(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    code = _main(
-        monkeypatch, "register", "-e", "shell", "-s", "instance", "-t", "x", "-c", str(config)
+    code, _, err = cli(
+        "register",
+        "-e",
+        "shell",
+        "-s",
+        "instance",
+        "-t",
+        "x",
+        "-c",
+        str(config),
+        env={"GITLAB_URL": "https://gitlab.example"},
     )
-    err = capsys.readouterr().err
     assert code == 2
     assert "No GitLab access token" in err
     assert "GITLAB_TOKEN" in err
     assert not config.exists()
 
 
-def test_legacy_env_var_must_be_set(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.delenv("REG_TOKEN", raising=False)
-    code = _main(
-        monkeypatch,
+def test_legacy_env_var_must_be_set(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli(
         "register",
         "-e",
         "shell",
@@ -96,13 +87,13 @@ def test_legacy_env_var_must_be_set(
         "REG_TOKEN",
         "-c",
         str(tmp_path / "c.toml"),
+        env={"REG_TOKEN": None},
     )
     assert code == 2
-    assert "REG_TOKEN is empty or unset" in capsys.readouterr().err
+    assert "REG_TOKEN is empty or unset" in err
 
 
-def test_unregister_needs_exactly_one_selector(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _main(monkeypatch, "unregister") == 2
-    assert "NAME or --id" in capsys.readouterr().err
+def test_unregister_needs_exactly_one_selector(cli: Cli) -> None:
+    code, _, err = cli("unregister")
+    assert code == 2
+    assert "NAME or --id" in err

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from provisioner.cli import main as main_module
+from tests.conftest import Cli
 
 
 @pytest.mark.parametrize(
@@ -22,17 +20,11 @@ from provisioner.cli import main as main_module
 def test_bad_options_exit_2_with_a_hint(
     args: list[str],
     message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli,
 ) -> None:
-    monkeypatch.setenv("GITLAB_TOKEN", "glpat-unit-test-token-0000")
-    monkeypatch.delenv("SMOKE_RUNNER_TAG", raising=False)
-    argv = ["runnerctl", "smoke", "--gitlab-url", "http://127.0.0.1:9", *args]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as info:
-        main_module.main()
-    out = capsys.readouterr()
-    assert info.value.code == 2, out.err
-    assert f"Error: {message}" in out.err
-    assert "Hint: " in out.err
-    assert "glpat-unit-test-token" not in out.out + out.err
+    env = {"GITLAB_TOKEN": "glpat-unit-test-token-0000", "SMOKE_RUNNER_TAG": None}
+    code, out, err = cli("smoke", "--gitlab-url", "http://127.0.0.1:9", *args, env=env)
+    assert code == 2, err
+    assert f"Error: {message}" in err
+    assert "Hint: " in err
+    assert "glpat-unit-test-token" not in out + err

@@ -1,0 +1,87 @@
+"""``runnerctl token rotate``: runner authentication tokens."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from provisioner.cli.context import get_app
+from provisioner.cli.options import (
+    CaBundle,
+    ConfigPath,
+    ConfigSection,
+    GitLabConfigFile,
+    GitLabUrl,
+    Insecure,
+    TokenFile,
+    gitlab_options,
+)
+from provisioner.cli.render import to_jsonable
+
+app = typer.Typer(no_args_is_help=True, help="Runner authentication tokens.")
+
+_JSON_FIELDS = (
+    "name",
+    "runner_id",
+    "config_path",
+    "token_expires_at",
+    "new_token_verified",
+    "old_token_refused",
+)
+
+
+@app.command("rotate")
+def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Runner name in config.toml.")],
+    config: ConfigPath = None,
+    show_token: Annotated[bool, typer.Option("--show-token", help="Print the new token.")] = False,
+    gitlab_url: GitLabUrl = None,
+    token_file: TokenFile = None,
+    gitlab_config_section: ConfigSection = None,
+    gitlab_config_file: GitLabConfigFile = None,
+    ca_bundle: CaBundle = None,
+    insecure: Insecure = False,
+) -> None:
+    """Reset a runner's token in GitLab and write the new one into config.toml atomically."""
+    from provisioner.registration.service import rotate_token
+
+    app_ctx = get_app(ctx)
+    gitlab = app_ctx.gitlab(
+        gitlab_options(
+            gitlab_url=gitlab_url,
+            token_file=token_file,
+            gitlab_config_section=gitlab_config_section,
+            gitlab_config_file=gitlab_config_file,
+            ca_bundle=ca_bundle,
+            insecure=insecure,
+        )
+    )
+    result = rotate_token(
+        name, gitlab=gitlab, store=app_ctx.config_store(config), on_secret=app_ctx.redactor.add
+    )
+    for warning in result.warnings:
+        app_ctx.note(f"Warning: {warning}", style="yellow")
+    expires = result.token_expires_at.isoformat() if result.token_expires_at else None
+    if app_ctx.json:
+        doc = to_jsonable(
+            result,
+            only=_JSON_FIELDS,
+            rename={"config_path": "config"},
+            convert={"token_expires_at": lambda _: expires},
+        )
+        if show_token and result.token:  # the user asked for this one value unmasked
+            doc["token"] = result.token
+            app_ctx.emit_json(doc, redact=False)
+        else:
+            app_ctx.emit_json(doc)
+        return
+    app_ctx.echo(
+        f"Rotated the token of runner {result.name!r} (id {result.runner_id}); "
+        f"expires: {expires or 'never'}; new token verified, old token "
+        f"{'refused' if result.old_token_refused else 'STILL ACCEPTED'}"
+    )
+    if show_token and result.token:
+        sys.stdout.write(f"  token: {result.token}\n")
