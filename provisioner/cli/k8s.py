@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.options import ConfigPath, config_path
+from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 
 if TYPE_CHECKING:
     from provisioner.k8s.lint import LintReport
@@ -68,11 +68,17 @@ def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
     rbac.rules for the features it uses, a restricted security context, and runners.secret
     naming the Secret; the token is only in the Secret file (base64, mode 0600).
     """
-    from provisioner.k8s.values import write_chart_files
+    from provisioner.k8s.values import write_for_document
+    from provisioner.runner_config import load_config
+
     app_ = get_app(ctx)
-    written = write_chart_files(
-        config_path(config),
+    path = config_path(config)
+    document = load_config(path)
+    learn_config_secrets(app_, document.dumps())
+    written = write_for_document(
+        document,
         runner=runner,
+        directory=path.parent,
         values_path=values_file,
         secret_path=secret_file,
         service_account=service_account,

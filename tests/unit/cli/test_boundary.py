@@ -143,6 +143,14 @@ CASES: list[tuple[str, list[str], str, str, Callable[..., Any], str]] = [
         RUNNER_TOKEN,
     ),
     (
+        "k8s",
+        ["k8s", "values", "--runner", "r1", "-c", "{config}"],
+        "provisioner.k8s.values",
+        "write_for_document",
+        _raiser(RuntimeError, RUNNER_TOKEN),
+        RUNNER_TOKEN,
+    ),
+    (
         "demo",
         ["demo", "--data-dir", "{tmp}"],
         "provisioner.demo",
