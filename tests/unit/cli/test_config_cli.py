@@ -154,7 +154,7 @@ def test_lint_fails_on_high_by_default(tmp_path: Path) -> None:
     path.write_text(RISKY)
     os.chmod(path, 0o600)
     code, out, _ = run("config", "lint", "-c", str(path))
-    assert code == 3
+    assert code == 9  # findings: their own code, not 3 (a broken file)
     assert out == (
         "HIGH   RC001 [dind] [runners.docker] privileged = true: any job can take root on the "
         "host\n"
@@ -176,7 +176,7 @@ def test_lint_threshold(tmp_path: Path) -> None:
     code, out, _ = run("config", "lint", "-c", str(path))
     assert code == 0
     assert out.endswith("1 finding (1 medium): passed (--fail-on high)\n")
-    assert run("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 3
+    assert run("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 9
 
 
 def test_lint_clean_file_and_json(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_lint_clean_file_and_json(tmp_path: Path) -> None:
     assert run("config", "lint", "-c", str(path)) == (0, f"no findings: {path}\n", "")
     os.chmod(path, 0o640)
     code, out, _ = run("-o", "json", "config", "lint", "-c", str(path))
-    assert code == 3
+    assert code == 9
     doc = json.loads(out)
     assert (doc["failed"], doc["fail_on"]) == (True, "high")
     assert [(f["rule"], f["severity"]) for f in doc["findings"]] == [("RC006", "high")]
@@ -202,7 +202,7 @@ def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
         '  token = "glrt-extra-token-000000"\n  executor = "shell"\n'
     )
     code, out, _ = run("config", "diff", str(other), "-c", str(docker_cfg))
-    assert code == 0
+    assert code == 1  # as diff(1): the files differ
     assert out == (
         f"--- {docker_cfg}\n+++ {other}\n"
         "+ runner extra\n"
@@ -211,6 +211,7 @@ def test_diff_text_and_json(docker_cfg: Path, tmp_path: Path) -> None:
         '    docker.image: "alpine:latest" -> "alpine:3.20"\n'
     )
     code, out, _ = run("-o", "json", "config", "diff", str(other), "-c", str(docker_cfg))
+    assert code == 1
     doc = json.loads(out)
     assert doc["added"] == ["extra"]
     assert doc["removed"] == []
@@ -285,8 +286,14 @@ def test_unreadable_inputs(
     other.mkdir()
     ok = tmp_path / "ok.toml"
     ok.write_text("concurrent = 1\n")
-    assert call_main(monkeypatch, "config", "diff", str(other), "-c", str(ok)) == 2  # a directory
-    capsys.readouterr()
+    # A directory is a config problem (3), not a usage error (2), for OTHER and for --config.
+    assert call_main(monkeypatch, "config", "diff", str(other), "-c", str(ok)) == 3
+    assert capsys.readouterr().err == (
+        f"Error: {other} is a directory, not a config file\n"
+        "Hint: Point --config at the config.toml file itself.\n"
+    )
+    assert call_main(monkeypatch, "config", "validate", "-c", str(other)) == 3
+    assert capsys.readouterr().err.startswith(f"Error: {other} is a directory, not a config file\n")
 
 
 def test_installed_console_script_exit_code_and_stderr(tmp_path: Path) -> None:
