@@ -512,8 +512,11 @@ class ConfigDocument:
         tables = list(aot.body)
         for table in tables[1:]:
             table.trivia.indent = "\n"
+        if not self.dumps():  # nothing else: start afresh (tomlkit would add a blank line)
+            self.document = tomlkit.document()
         _end_last_line(_body_of_last(self.document))
-        if self.document.body and not self.dumps().endswith("\n\n"):
+        before = self.dumps()
+        if before.strip() and not before.endswith("\n\n"):
             tables[0].trivia.indent = "\n"
         self.document.append("runners", aot)
 

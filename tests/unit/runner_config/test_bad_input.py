@@ -293,6 +293,21 @@ def test_inline_runner_array_validates_and_takes_a_registration(tmp_path: Path) 
     assert next(document.iter_runner_plain())["docker"] == {"image": "alpine"}
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('runners = [{ name = "a" }]\n', '[[runners]]\n  name = "a"\n'),
+        (
+            'concurrent = 1\nrunners = [{ name = "a" }]',
+            'concurrent = 1\n\n[[runners]]\n  name = "a"\n',
+        ),
+        ("concurrent = 1\nrunners = []\n", "concurrent = 1\n"),
+    ],
+)
+def test_inline_runner_array_becomes_runner_sections(text: str, expected: str) -> None:
+    assert ConfigDocument.parse(text).dumps() == expected
+
+
 def test_reading_an_inline_runner_array_rewrites_nothing(tmp_path: Path) -> None:
     text = 'runners = [{ name = "a", url = "u", token = "glrt-a000000000" }]\n'
     path = tmp_path / "config.toml"
