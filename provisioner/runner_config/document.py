@@ -104,6 +104,9 @@ def _too_deep(source: str, location: Location | None) -> ConfigSyntaxError:
     return error
 
 
+_PLAIN_RUN = re.compile(r"[^#\"'\[\]{}]+")
+
+
 def _check_bracket_nesting(text: str, source: str) -> None:
     """Refuse arrays and inline tables nested deeper than :data:`MAX_NESTING`, before parsing.
 
@@ -113,43 +116,51 @@ def _check_bracket_nesting(text: str, source: str) -> None:
     if text.count("[") + text.count("{") <= MAX_NESTING:
         return
     depth = 0
-    line, line_start = 1, 0
     i, n = 0, len(text)
     while i < n:
+        plain = _PLAIN_RUN.match(text, i)
+        if plain:
+            i = plain.end()
+            continue
         ch = text[i]
-        if ch == "\n":
-            line, line_start = line + 1, i + 1
-        elif ch == "#":
+        if ch == "#":
             end = text.find("\n", i)
             i = n if end < 0 else end
             continue
-        elif ch in "\"'":
-            triple = text.startswith(ch * 3, i)
-            quote = ch * 3 if triple else ch
-            j = i + len(quote)
-            while j < n:
-                if ch == '"' and text[j] == "\\":
-                    j += 2
-                    continue
-                if text.startswith(quote, j):
-                    break
-                if text[j] == "\n":
-                    if not triple:
-                        break  # an unterminated string: the parser reports it
-                    line, line_start = line + 1, j + 1
-                j += 1
-            i = j + len(quote)
-            if triple:  # a closing triple quote may be followed by up to two more quotes
-                while i < n and text[i] == ch:
-                    i += 1
+        if ch in "\"'":
+            i = _string_end(text, i)
             continue
-        elif ch in "[{":
+        if ch in "[{":
             depth += 1
             if depth > MAX_NESTING:
-                raise _too_deep(source, Location(line, i - line_start + 1))
-        elif ch in "]}":
+                line = text.count("\n", 0, i) + 1
+                column = i - (text.rfind("\n", 0, i) + 1) + 1
+                raise _too_deep(source, Location(line, column))
+        else:
             depth = max(0, depth - 1)
         i += 1
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the TOML string opening at ``start`` (or where it breaks off)."""
+    ch = text[start]
+    triple = text.startswith(ch * 3, start)
+    quote = ch * 3 if triple else ch
+    j, n = start + len(quote), len(text)
+    while j < n:
+        if ch == '"' and text[j] == "\\":
+            j += 2
+            continue
+        if text.startswith(quote, j):
+            j += len(quote)
+            # A closing triple quote may be followed by up to two quotes of the string.
+            while triple and j < n and text[j] == ch:
+                j += 1
+            return j
+        if text[j] == "\n" and not triple:
+            return j  # an unterminated string: the parser reports it
+        j += 1
+    return n
 
 
 def _check_value_nesting(data: dict[str, Any], source: str) -> None:
