@@ -16,6 +16,7 @@ Exit codes (documented in README.md):
 6    image build or verification failed
 7    smoke pipeline failed
 8    sandbox or stand-in runner could not start
+9    ``config lint`` found a risk at or above ``--fail-on``
 ==== =========================================================
 """
 

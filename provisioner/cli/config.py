@@ -35,6 +35,10 @@ app = typer.Typer(
 )
 
 INVALID_EXIT = 3
+# Lint findings are not a broken file: their own code, so scripts can tell the two apart.
+FINDINGS_EXIT = 9
+# `config diff`: as diff(1) does.
+DIFFERENT_EXIT = 1
 
 
 class FailOn(StrEnum):
@@ -70,12 +74,18 @@ def show(
     host: RemoteHost = None,
     ssh_key: SshKey = None,
 ) -> None:
-    """Show the global settings and the runners of config.toml (tokens masked)."""
-    from provisioner.runner_config import ConfigDocument, build_model, to_jsonable
+    """Show the global settings and the runners of config.toml (tokens masked).
+
+    A file that `config validate` rejects is not shown: its errors are listed and the exit
+    code is 3.
+    """
+    from provisioner.runner_config import ConfigDocument, build_model, to_jsonable, validate_text
 
     out = get_app(ctx)
     path, text = _read(out, config, host, ssh_key)
-    model = build_model(ConfigDocument.parse(text, source=str(path)).plain())
+    document = ConfigDocument.parse(text, source=str(path))  # a syntax error: its position
+    validate_text(text, source=str(path)).raise_if_invalid()
+    model = build_model(document.plain())
     if out.json:
         out.emit_json({"path": str(path), **to_jsonable(model)})
         return
@@ -118,7 +128,7 @@ def lint(
         FailOn,
         typer.Option(
             "--fail-on",
-            help="Exit 3 when a finding has this severity or worse (never: always exit 0).",
+            help="Exit 9 when a finding has this severity or worse (never: always exit 0).",
         ),
     ] = FailOn.HIGH,
     host: RemoteHost = None,
@@ -128,8 +138,8 @@ def lint(
 
     Rules: privileged containers, a mounted Docker socket, risky pull policies on shared
     runners, no allowed_images, Docker over tcp:// without TLS, a config file readable by
-    others, secrets in a runner's environment. Exits 3 when a finding is at or above
-    --fail-on (default: high).
+    others, secrets in a runner's environment. Exits 9 when a finding is at or above
+    --fail-on (default: high); a file that cannot be read or parsed exits 3.
     """
     from provisioner.runner_config import (
         ConfigDocument,
@@ -158,16 +168,20 @@ def lint(
     else:
         out.echo(_render_findings(path, findings, fail_on, failing))
     if failing:
-        raise typer.Exit(code=INVALID_EXIT)
+        raise typer.Exit(code=FINDINGS_EXIT)
 
 
 @app.command("diff")
 def diff(
     ctx: typer.Context,
-    other: Annotated[Path, typer.Argument(help="The config.toml to compare with.", dir_okay=False)],
+    other: Annotated[Path, typer.Argument(help="The config.toml to compare with.")],
     config: ConfigPath = None,
 ) -> None:
-    """Compare config.toml with OTHER: runners added, removed, and keys changed (tokens masked)."""
+    """Compare config.toml with OTHER: runners added, removed, and keys changed (tokens masked).
+
+    Exits as diff(1) does: 0 when there is no semantic difference, 1 when there is one, and 3
+    when a file cannot be read or parsed.
+    """
     from provisioner.runner_config import ConfigDocument, diff_documents, to_jsonable
 
     out = get_app(ctx)
@@ -179,8 +193,10 @@ def diff(
     )
     if out.json:
         out.emit_json({"a": str(path), "b": str(other), **to_jsonable(result)})
-        return
-    out.echo(_render_diff(path, other, result))
+    else:
+        out.echo(_render_diff(path, other, result))
+    if not result.empty:
+        raise typer.Exit(code=DIFFERENT_EXIT)
 
 
 # --------------------------------------------------------------------------- rendering

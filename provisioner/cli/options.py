@@ -202,7 +202,6 @@ ConfigPath = Annotated[
         help="gitlab-runner's config.toml (default: $CONFIG_FILE, /etc/gitlab-runner/"
         "config.toml as root, ~/.gitlab-runner/config.toml otherwise).",
         show_default=False,
-        dir_okay=False,
     ),
 ]
 

@@ -88,7 +88,13 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     ] = AccessLevel.NOT_PROTECTED,
     config: ConfigPath = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Max concurrent jobs of this runner.")
+        int | None,
+        typer.Option(
+            "--limit",
+            help="Max concurrent jobs of this runner (0: no limit).",
+            min=0,
+            max=2**63 - 1,  # gitlab-runner reads config.toml integers as int64
+        ),
     ] = None,
     dry_run: Annotated[
         bool,

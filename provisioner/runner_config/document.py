@@ -83,14 +83,109 @@ class RunnerRef:
 _TOMLLIB_POS = re.compile(r"^(?P<msg>.*?) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 
 
+# How deep arrays, inline tables and tables may nest. gitlab-runner's deepest section is about
+# six levels down; the bound keeps the recursive parsers (tomllib, tomlkit) and everything that
+# walks the values well inside Python's recursion limit.
+MAX_NESTING = 32
+
+_NESTING_HINT = (
+    "gitlab-runner's config.toml nests at most a few levels; this file is not one (or was "
+    "generated wrongly). Nothing was changed on disk."
+)
+
+
+def _too_deep(source: str, location: Location | None) -> ConfigSyntaxError:
+    error = ConfigSyntaxError(
+        f"values nested more than {MAX_NESTING} levels deep",
+        source=source,
+        location=location,
+    )
+    error.hint = _NESTING_HINT
+    return error
+
+
+_PLAIN_RUN = re.compile(r"[^#\"'\[\]{}]+")
+
+
+def _check_bracket_nesting(text: str, source: str) -> None:
+    """Refuse arrays and inline tables nested deeper than :data:`MAX_NESTING`, before parsing.
+
+    A scan without recursion that skips strings and comments. It runs before the recursive
+    parsers, which would otherwise exhaust the stack on ``x = [[[[...]]]]``.
+    """
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return
+    depth = 0
+    i, n = 0, len(text)
+    while i < n:
+        plain = _PLAIN_RUN.match(text, i)
+        if plain:
+            i = plain.end()
+            continue
+        ch = text[i]
+        if ch == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if ch in "\"'":
+            i = _string_end(text, i)
+            continue
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, i) + 1
+                column = i - (text.rfind("\n", 0, i) + 1) + 1
+                raise _too_deep(source, Location(line, column))
+        else:
+            depth = max(0, depth - 1)
+        i += 1
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the TOML string opening at ``start`` (or where it breaks off)."""
+    ch = text[start]
+    triple = text.startswith(ch * 3, start)
+    quote = ch * 3 if triple else ch
+    j, n = start + len(quote), len(text)
+    while j < n:
+        if ch == '"' and text[j] == "\\":
+            j += 2
+            continue
+        if text.startswith(quote, j):
+            j += len(quote)
+            # A closing triple quote may be followed by up to two quotes of the string.
+            while triple and j < n and text[j] == ch:
+                j += 1
+            return j
+        if text[j] == "\n" and not triple:
+            return j  # an unterminated string: the parser reports it
+        j += 1
+    return n
+
+
+def _check_value_nesting(data: dict[str, Any], source: str) -> None:
+    """Refuse tables and arrays nested deeper than :data:`MAX_NESTING` (dotted keys included)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _too_deep(source, None)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def parse_text(text: str, *, source: str = "config.toml") -> tomlkit.TOMLDocument:
     """Parse config.toml text, raising :class:`ConfigSyntaxError` with a line and column.
 
     The stricter standard-library parser gives the verdict and the message; tomlkit builds the
-    document that keeps comments and layout.
+    document that keeps comments and layout. Values nested deeper than :data:`MAX_NESTING`
+    levels are refused before either parser sees them.
     """
+    _check_bracket_nesting(text, source)
     try:
-        tomllib.loads(text)
+        plain = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raw = str(exc)
         match = _TOMLLIB_POS.match(raw)
@@ -98,6 +193,7 @@ def parse_text(text: str, *, source: str = "config.toml") -> tomlkit.TOMLDocumen
             loc = Location(int(match.group("line")), int(match.group("col")))
             raise ConfigSyntaxError(match.group("msg"), source=source, location=loc) from None
         raise ConfigSyntaxError(raw, source=source, location=None) from None
+    _check_value_nesting(plain, source)
     try:
         return tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:
@@ -208,7 +304,8 @@ def _toml_item(value: Any) -> Item:
             )
             if value.microsecond:
                 text += f".{value.microsecond:06d}"
-            parsed = tomlkit.parse(f"v = {text}Z").item("v")
+            # With its newline, so the item ends its line wherever it is added.
+            parsed = tomlkit.parse(f"v = {text}Z\n").item("v")
             assert isinstance(parsed, Item)
             return parsed
     item: Item = tomlkit.item(value)
@@ -281,6 +378,19 @@ def _body_of_last(table: Table | tomlkit.TOMLDocument) -> list[tuple[Any, Any]]:
     return body
 
 
+def _end_last_line(body: list[tuple[Any, Any]]) -> None:
+    """Make the last item of ``body`` end its line (a file may end without a newline)."""
+    if not body:
+        return
+    _key, last = body[-1]
+    if isinstance(last, tomlkit.items.Whitespace):
+        if not last.s.endswith("\n"):
+            body[-1] = (None, tomlkit.items.Whitespace(last.s + "\n"))
+        return
+    if not last.trivia.trail.endswith("\n"):
+        last.trivia.trail += "\n"
+
+
 def _sibling_indent(table: Table, default: str) -> str:
     for _key, item in table.value.body:
         if _key is not None and not isinstance(item, Table | AoT):
@@ -342,6 +452,7 @@ def _add_tables(
     if key in table:
         del table[key]
     trailing = _take_trailing_trivia(table)
+    _end_last_line(_body_of_last(table))
     table.add(key, node)
     last = node.body[-1] if isinstance(node, AoT) else node
     last.value.body.extend(trailing)
@@ -349,16 +460,20 @@ def _add_tables(
 
 def _set_plain(table: Table | tomlkit.TOMLDocument, key: str, value: Any, *, depth: int) -> None:
     """Set a plain (non-table) value, in place if the key exists, else after the plain keys."""
-    existing = table.get(key)
+    # The raw item: ``table.get`` gives a plain bool for a boolean (it has no trivia).
+    container = table.value if isinstance(table, Table) else table
+    existing = container.item(key) if key in table else None
     item = _toml_item(value)
     if existing is not None:
-        item.trivia.indent = existing.trivia.indent
-        item.trivia.comment_ws = existing.trivia.comment_ws
-        item.trivia.comment = existing.trivia.comment
-        item.trivia.trail = existing.trivia.trail
+        if isinstance(existing, Item):
+            item.trivia.indent = existing.trivia.indent
+            item.trivia.comment_ws = existing.trivia.comment_ws
+            item.trivia.comment = existing.trivia.comment
+            item.trivia.trail = existing.trivia.trail
         table[key] = item
         return
     body = table.value.body if isinstance(table, Table) else table.body
+    _end_last_line(body)
     tables_before = {k: v.trivia.indent for k, v in body if k is not None and isinstance(v, Table)}
     default = "  " * depth
     indent = _sibling_indent(table, default) if isinstance(table, Table) else ""
@@ -385,6 +500,36 @@ class ConfigDocument:
     def __init__(self, document: tomlkit.TOMLDocument, *, source: str = "config.toml") -> None:
         self.document = document
         self.source = source
+        self._runners_as_tables()
+
+    def _runners_as_tables(self) -> None:
+        """Rewrite ``runners = [{...}, ...]`` as ``[[runners]]`` sections.
+
+        gitlab-runner reads an array of inline tables exactly like an array of tables, but only
+        the latter can take a new runner or a new sub-table; ``runners = []`` means no runner.
+        Any other shape is left alone (validation reports it).
+        """
+        runners = self.document.get("runners")
+        if not isinstance(runners, tomlkit.items.Array) or not all(
+            isinstance(item, tomlkit.items.InlineTable) for item in runners
+        ):
+            return
+        entries = [item.unwrap() for item in runners]
+        del self.document["runners"]
+        if not entries:
+            return
+        text = "".join(_render_table(["runners"], entry, 0, aot=True) for entry in entries)
+        aot = tomlkit.parse(text)["runners"]
+        tables = list(aot.body)
+        for table in tables[1:]:
+            table.trivia.indent = "\n"
+        if not self.dumps():  # nothing else: start afresh (tomlkit would add a blank line)
+            self.document = tomlkit.document()
+        _end_last_line(_body_of_last(self.document))
+        before = self.dumps()
+        if before.strip() and not before.endswith("\n\n"):
+            tables[0].trivia.indent = "\n"
+        self.document.append("runners", aot)
 
     @classmethod
     def parse(cls, text: str, *, source: str = "config.toml") -> ConfigDocument:

@@ -6,7 +6,11 @@ Guarantees of :class:`ConfigStore`:
   config.toml (and the directory is fsynced). Readers, gitlab-runner included, see the old file
   or the new one, never a mix; a writer killed at any point leaves the old file intact.
 * **Private.** The file is written with mode 0600 (kept with its owner when runnerctl runs as
-  root); a directory that has to be created gets 0700, as gitlab-runner does.
+  root); every directory that has to be created gets 0700, as gitlab-runner does.
+* **Only regular files are read**, after links are resolved, of at most 1 MiB
+  (:data:`MAX_CONFIG_BYTES`). A directory, FIFO, device, socket or symlink loop is a
+  :class:`~provisioner.errors.ConfigError` raised before the lock is taken; a FIFO is never
+  opened in blocking mode, so it cannot hang a writer that holds the lock.
 * **Backed up.** The previous file is kept as ``config.toml.bak.<UTC timestamp>`` (mode 0600);
   only the newest ``keep_backups`` (default 5) are kept.
 * **Serialised.** Every change is a read-modify-write transaction under an exclusive
@@ -22,14 +26,18 @@ Guarantees of :class:`ConfigStore`:
   ``.runner_system_id`` (gitlab-runner's system id, next to config.toml) is never written,
   renamed or removed.
 * **Unchanged on bad input.** A file that does not parse is never overwritten: the update
-  raises :class:`~provisioner.errors.ConfigError` and nothing on disk changes.
+  raises :class:`~provisioner.errors.ConfigError` and nothing on disk changes. A transaction
+  that fails leaves no new backup, and when there was no config file before it, no lock file
+  and no directory it created either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -65,30 +73,130 @@ class UpdateResult:
     kept_from_disk: tuple[str, ...] = ()
 
 
-def read_config_text(path: Path) -> str:
-    """The text of config.toml, or a :class:`ConfigError` that says what is wrong and what to do."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}", hint=MISSING_HINT) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            f"{path} is a directory, not a config file",
-            hint="Point --config at the config.toml file itself.",
-        ) from None
-    except PermissionError:
-        raise ConfigError(
+# gitlab-runner's own files are a few KB; 1 MiB holds about a thousand runners. A bound keeps
+# /dev/zero or a runaway file from being read into memory (and the parsers from chewing on it).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _config_kind(mode: int) -> str | None:
+    """What a non-regular file is (``None`` for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _os_error(path: Path, exc: OSError) -> ConfigError:
+    if exc.errno == errno.ENOENT:
+        return ConfigError(f"config file not found: {path}", hint=MISSING_HINT)
+    if exc.errno == errno.ELOOP:
+        return ConfigError(
+            f"{path}: too many levels of symbolic links (a symlink loop)",
+            hint="Point the link at the real config.toml (check it with `readlink -f`), or "
+            "pass --config with the file itself.",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(
             f"cannot read {path}: permission denied",
             hint="Run as the user that owns it (gitlab-runner's config is usually root's: "
             "use sudo), or pass --config with a readable copy.",
-        ) from None
+        )
+    if exc.errno == errno.ENOTDIR:
+        return ConfigError(
+            f"config file not found: {path} (a part of the path is not a directory)",
+            hint=MISSING_HINT,
+        )
+    return ConfigError(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def check_config_file(path: Path) -> bool:
+    """Check that ``path`` (links resolved) can be read as config.toml without reading it.
+
+    Returns ``False`` when nothing is there; raises :class:`ConfigError` for a symlink loop, a
+    directory, a FIFO, a device or socket, or a file larger than :data:`MAX_CONFIG_BYTES`.
+    Writers call this before they take the lock, so a bad ``--config`` never blocks others.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            # A dangling symlink is "not found" too: writing goes through to its target.
+            return False
+        raise _os_error(path, exc) from None
+    _check_stat(path, st)
+    return True
+
+
+def _check_stat(path: Path, st: os.stat_result) -> None:
+    kind = _config_kind(st.st_mode)
+    if kind == "a directory":
+        raise ConfigError(
+            f"{path} is a directory, not a config file",
+            hint="Point --config at the config.toml file itself.",
+        )
+    if kind is not None:
+        raise ConfigError(
+            f"{path} is {kind}, not a regular file",
+            hint="config.toml must be a regular file (a symlink to one is fine); pass --config "
+            "with the file itself.",
+        )
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path} is {st.st_size} bytes; runnerctl reads config files up to "
+            f"{MAX_CONFIG_BYTES} bytes (1 MiB)",
+            hint="Is this really gitlab-runner's config.toml? Pass --config with the right file.",
+        )
+
+
+def read_config_text(path: Path) -> str:
+    """The text of config.toml, or a :class:`ConfigError` that says what is wrong and what to do.
+
+    Only a regular file (after links are resolved) of at most :data:`MAX_CONFIG_BYTES` is read:
+    it is checked with ``stat`` before it is opened (opening a device can have effects), and
+    opened with ``O_NONBLOCK`` so that a FIFO swapped in meanwhile cannot hang the read.
+    """
+    if not check_config_file(path):
+        raise ConfigError(f"config file not found: {path}", hint=MISSING_HINT)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    try:
+        _check_stat(path, os.fstat(fd))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    finally:
+        os.close(fd)
+    if size > MAX_CONFIG_BYTES:  # it grew while being read
+        raise ConfigError(
+            f"{path} grew beyond {MAX_CONFIG_BYTES} bytes (1 MiB) while it was read",
+            hint="Is this really gitlab-runner's config.toml? Pass --config with the right file.",
+        )
+    data = b"".join(chunks)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path}: not UTF-8 text (byte {exc.start})",
             hint="config.toml must be UTF-8; re-save it with a UTF-8 encoding.",
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    # Universal newlines, as Path.read_text gives them.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load_config(path: Path) -> ConfigDocument:
@@ -121,18 +229,26 @@ def apply_change(old_text: str | None, fn: Mutator, *, source: str) -> Change:
         document = ConfigDocument.parse(old_text, source=source)
     else:
         document = ConfigDocument.empty()
+    # Parsing may normalise the layout (``runners = [{...}]`` becomes [[runners]] sections);
+    # that alone is no reason to rewrite the file.
+    baseline = document.dumps()
     before = _owned_snapshot(document)
     result = fn(document)
     if result is not None:
         document = result
     kept = _keep_newer_disk_tokens(before, document)
     new_text = document.dumps()
+    if old_text is not None and new_text == baseline:
+        return Change(old_text, old_text, kept)
     if new_text != old_text:
         try:  # never write a file that gitlab-runner could not load
             tomllib.loads(new_text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(
-                f"refusing to write {source}: the edit produced invalid TOML ({exc})"
+                f"refusing to write {source}: the edit produced invalid TOML ({exc})",
+                hint="Nothing was written. Please report this with the file (tokens removed); "
+                "meanwhile make the change by hand and check it with `runnerctl config "
+                "validate`.",
             ) from None
     return Change(old_text, new_text, kept)
 
@@ -144,7 +260,7 @@ class ConfigStore:
         path = Path(path)
         # A symlinked config.toml (common with configuration management) stays a symlink: the
         # file it points to is the one replaced.
-        self.path = path.resolve() if path.is_symlink() else path
+        self.path = _follow_link(path)
         self.keep_backups = keep_backups
         self._hook = hook
 
@@ -163,32 +279,47 @@ class ConfigStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the exclusive lock (blocking until other writers are done)."""
-        self._ensure_dir()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the exclusive lock (blocking until other writers are done).
+
+        When the block leaves no config file behind (a failed first write), the lock file and
+        the directories created for it are removed again, so a failed command leaves no trace.
+        """
+        created = self._ensure_dir()
+        fd = self._acquire()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            try:
+                if not os.path.lexists(self.path):
+                    # Unlinked while held: a writer waiting on this inode notices and retries.
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.lock_path)
+                    for directory in reversed(created):
+                        with contextlib.suppress(OSError):
+                            directory.rmdir()
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def update(self, fn: Mutator, *, create: bool = False) -> UpdateResult:
         """Run ``fn`` on the freshly loaded document under the lock and write the result.
 
         ``fn`` edits the document it receives (or returns a replacement). With ``create`` a
-        missing file starts from gitlab-runner's defaults; otherwise it is an error.
+        missing file starts from gitlab-runner's defaults; otherwise it is an error. A path
+        that cannot be a config file (a directory, a FIFO, a device, a symlink loop, a file
+        over 1 MiB) is refused before the lock is taken.
         """
+        if not check_config_file(self.path) and not create:
+            raise ConfigError(f"config file not found: {self.path}", hint=MISSING_HINT)
         with self.locked():
             self._remove_stale_temps()
-            if self.path.exists():
+            if check_config_file(self.path):
                 old_text: str | None = read_config_text(self.path)
             elif create:
                 old_text = None
             else:
-                read_config_text(self.path)  # raises the not-found error
-                raise AssertionError("unreachable")  # pragma: no cover
+                raise ConfigError(f"config file not found: {self.path}", hint=MISSING_HINT)
             change = apply_change(old_text, fn, source=str(self.path))
             if not change.changed:
                 return UpdateResult(self.path, changed=False, kept_from_disk=change.kept_from_disk)
@@ -203,16 +334,57 @@ class ConfigStore:
 
     # ---- internals
 
-    def _ensure_dir(self) -> None:
+    def _ensure_dir(self) -> list[Path]:
+        """Create the missing directories above config.toml, each 0700; returns them, top first."""
+        missing: list[Path] = []
         directory = self.path.parent
-        if not directory.exists():
+        while not directory.exists() and directory != directory.parent:
+            missing.append(directory)
+            directory = directory.parent
+        created: list[Path] = []
+        for directory in reversed(missing):
             try:
-                directory.mkdir(mode=0o700, parents=True)
+                directory.mkdir(mode=0o700)
+                os.chmod(directory, 0o700)  # whatever the umask says
+            except FileExistsError:
+                continue  # another writer made it meanwhile
             except OSError as exc:
+                for made in reversed(created):
+                    with contextlib.suppress(OSError):
+                        made.rmdir()
                 raise ConfigError(
                     f"cannot create {directory}: {exc.strerror}",
                     hint="Create the directory or pass --config with a writable location.",
                 ) from None
+            created.append(directory)
+        return created
+
+    def _acquire(self) -> int:
+        """flock the lock file; retry when the file was unlinked or replaced meanwhile."""
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                self._ensure_dir()  # a failed writer removed the directory it had created
+                continue
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create {self.lock_path}: {exc.strerror}",
+                    hint="Run as the user that owns the config directory (or with sudo).",
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(self.lock_path)
+                except FileNotFoundError:
+                    now = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            os.close(fd)
 
     def _temp_prefix(self) -> str:
         return f".{self.path.name}."
@@ -227,6 +399,7 @@ class ConfigStore:
         directory = self.path.parent
         temp = directory / f"{self._temp_prefix()}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         data = text.encode("utf-8")
+        backup: Path | None = None
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
@@ -255,6 +428,9 @@ class ConfigStore:
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 temp.unlink()
+            if backup is not None:  # the file was not replaced: its backup is not new
+                with contextlib.suppress(OSError):
+                    backup.unlink()
             if isinstance(exc, OSError):
                 raise ConfigError(
                     f"cannot write {self.path}: {exc.strerror or exc}",
@@ -288,6 +464,16 @@ class ConfigStore:
         for old in backups[: max(0, len(backups) - self.keep_backups)]:
             with contextlib.suppress(OSError):
                 old.unlink()
+
+
+def _follow_link(path: Path) -> Path:
+    """The target of a symlinked config.toml (a loop is kept as given: reading reports it)."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python 3.11's "Symlink loop"
+        return path
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -27,6 +27,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
+from provisioner.errors import ConfigError
 from provisioner.runner_config import schema
 from provisioner.runner_config.document import (
     ConfigSyntaxError,
@@ -42,6 +43,17 @@ from provisioner.runner_config.schema import FieldSpec, SectionSpec
 GO_DURATION_RE = re.compile(
     r"^[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$"
 )
+
+
+# TOML integers are 64-bit; BurntSushi/toml refuses anything larger when it reads the file.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+# Counts for which a negative number is a mistake (gitlab-runner reads it as "no limit"; runnerctl
+# refuses to write one), with what to write instead.
+NON_NEGATIVE = {
+    "limit": "gitlab-runner treats it as 0 (no limit); write 0 or the maximum number of jobs",
+}
 
 
 class IssueSeverity(StrEnum):
@@ -90,6 +102,19 @@ class ValidationReport:
         """True when no issue is an error."""
         return not self.errors
 
+    def raise_if_invalid(self) -> None:
+        """Raise a :class:`ConfigError` (exit 3) listing the errors, as ``config validate`` does."""
+        if self.valid:
+            return
+        count = len(self.errors)
+        lines = "\n".join(issue.render(self.source) for issue in self.errors)
+        raise ConfigError(
+            f"{self.source} is not a valid config.toml ({count} error{'s' if count != 1 else ''}):"
+            f"\n{lines}",
+            hint="Fix the file (gitlab-runner would refuse it as well); "
+            f"`runnerctl config validate --config {self.source}` lists every problem.",
+        )
+
 
 def display_path(path: Path_) -> str:
     """``("runners", 0, "docker", "image")`` -> ``runners[0].docker.image``."""
@@ -112,7 +137,9 @@ def validate_text(
         issue = Issue(IssueSeverity.ERROR, "syntax", "", exc.detail, exc.location)
         return ValidationReport(source, strict, (issue,))
     checker = _Checker(strict=strict, where=locate_keys(text))
-    checker.check_root(document.unwrap())
+    data = document.unwrap()
+    checker.check_int64(data)
+    checker.check_root(data)
     return ValidationReport(source, strict, tuple(checker.issues))
 
 
@@ -133,6 +160,27 @@ class _Checker:
         self.add(IssueSeverity.WARNING, code, path, message)
 
     # ---- structure
+
+    def check_int64(self, data: dict[str, Any]) -> None:
+        """Integers beyond 64 bits, anywhere: gitlab-runner's TOML decoder refuses the file."""
+        stack: list[tuple[Path_, Any]] = [((), data)]
+        while stack:
+            path, value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(((*path, k), v) for k, v in reversed(value.items()))
+            elif isinstance(value, list):
+                stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
+            elif (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and not INT64_MIN <= value <= INT64_MAX
+            ):
+                self.error(
+                    "range",
+                    path,
+                    f"{display_path(path)} = {value} does not fit in 64 bits "
+                    f"({INT64_MIN}..{INT64_MAX}); gitlab-runner cannot load the file",
+                )
 
     def check_root(self, data: dict[str, Any]) -> None:
         self.check_section(data, schema.section(schema.ROOT_SECTION), ())
@@ -252,6 +300,12 @@ class _Checker:
         ):
             self.error("required", path, f"{shown} must not be empty")
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if field.name in NON_NEGATIVE and value < 0:
+                self.error(
+                    "range",
+                    path,
+                    f"{shown} = {value} is negative; {NON_NEGATIVE[field.name]}",
+                )
             if field.minimum is not None and value < field.minimum:
                 self.error(
                     "range", path, f"{shown} = {value} is below the minimum {field.minimum:g}"

@@ -144,7 +144,7 @@ def test_lint_fails_on_high_by_default(cli: Cli, tmp_path: Path) -> None:
     path.write_text(RISKY)
     os.chmod(path, 0o600)
     code, out, _ = cli("config", "lint", "-c", str(path))
-    assert code == 3
+    assert code == 9  # findings: their own code, not 3 (a broken file)
     assert out == (
         "HIGH   RC001 [dind] [runners.docker] privileged = true: any job can take root on the "
         "host\n"
@@ -166,7 +166,7 @@ def test_lint_threshold(cli: Cli, tmp_path: Path) -> None:
     code, out, _ = cli("config", "lint", "-c", str(path))
     assert code == 0
     assert out.endswith("1 finding (1 medium): passed (--fail-on high)\n")
-    assert cli("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 3
+    assert cli("config", "lint", "--fail-on", "medium", "-c", str(path))[0] == 9
 
 
 def test_lint_clean_file_and_json(cli: Cli, tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_lint_clean_file_and_json(cli: Cli, tmp_path: Path) -> None:
     assert cli("config", "lint", "-c", str(path)) == (0, f"no findings: {path}\n", "")
     os.chmod(path, 0o640)
     code, out, _ = cli("-o", "json", "config", "lint", "-c", str(path))
-    assert code == 3
+    assert code == 9
     doc = json.loads(out)
     assert (doc["failed"], doc["fail_on"]) == (True, "high")
     assert [(f["rule"], f["severity"]) for f in doc["findings"]] == [("RC006", "high")]
@@ -192,7 +192,7 @@ def test_diff_text_and_json(cli: Cli, docker_cfg: Path, tmp_path: Path) -> None:
         '  token = "glrt-extra-token-000000"\n  executor = "shell"\n'
     )
     code, out, _ = cli("config", "diff", str(other), "-c", str(docker_cfg))
-    assert code == 0
+    assert code == 1  # as diff(1): the files differ
     assert out == (
         f"--- {docker_cfg}\n+++ {other}\n"
         "+ runner extra\n"
@@ -201,6 +201,7 @@ def test_diff_text_and_json(cli: Cli, docker_cfg: Path, tmp_path: Path) -> None:
         '    docker.image: "alpine:latest" -> "alpine:3.20"\n'
     )
     code, out, _ = cli("-o", "json", "config", "diff", str(other), "-c", str(docker_cfg))
+    assert code == 1
     doc = json.loads(out)
     assert doc["added"] == ["extra"]
     assert doc["removed"] == []
@@ -263,7 +264,16 @@ def test_unreadable_inputs(cli: Cli, tmp_path: Path) -> None:
     other.mkdir()
     ok = tmp_path / "ok.toml"
     ok.write_text("concurrent = 1\n")
-    assert cli("config", "diff", str(other), "-c", str(ok)).exit_code == 2  # a directory
+    # A directory is a config problem (3), not a usage error (2), for OTHER and for --config.
+    code, _, err = cli("config", "diff", str(other), "-c", str(ok))
+    assert code == 3
+    assert err == (
+        f"Error: {other} is a directory, not a config file\n"
+        "Hint: Point --config at the config.toml file itself.\n"
+    )
+    code, _, err = cli("config", "validate", "-c", str(other))
+    assert code == 3
+    assert err.startswith(f"Error: {other} is a directory, not a config file\n")
 
 
 def test_installed_console_script_exit_code_and_stderr(tmp_path: Path) -> None:
