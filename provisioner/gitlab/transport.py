@@ -418,7 +418,12 @@ class Transport:
                 hint=hint,
             )
         specific = (hints or {}).get(status)
-        hint = specific if specific is not None else default_hint(status, self.settings.auth_source)
+        if specific is not None:
+            hint = specific
+        elif status == 401 and not self.settings.token:
+            hint = f"This call needs an access token and none was given. {ACCESS_HINT}"
+        else:
+            hint = default_hint(status, self.settings.auth_source)
         suffix = f" after {attempts} attempts" if attempts > 1 else ""
         return GitLabError(f"GitLab answered {status} while {what}{suffix}: {detail}", hint=hint)
 
