@@ -59,10 +59,12 @@ def group(sandbox: RunningSandbox) -> Any:
 
 
 @pytest.fixture
-def faulty(sandbox: RunningSandbox) -> Iterator[RunningSandbox]:
+def faulty(sandbox: RunningSandbox, group: Any) -> Iterator[str]:
+    """Half of the API answers are faults while the test runs; yields a project's path."""
+    path = f"{group.full_path}/{group.projects.list()[0].path}"
     _faults(sandbox, 0.5)
     try:
-        yield sandbox
+        yield path
     finally:
         _faults(sandbox, 0.0)
 
@@ -104,10 +106,12 @@ def test_graphql_bad_token_is_a_401_with_a_hint(sandbox: RunningSandbox) -> None
     assert "glpat-wrong" not in info.value.message + (info.value.hint or "")
 
 
-def test_reads_and_graphql_get_through_injected_faults(faulty: RunningSandbox, group: Any) -> None:
+def test_reads_and_graphql_get_through_injected_faults(
+    sandbox: RunningSandbox, group: Any, faulty: str
+) -> None:
     # Issue 12: these calls made one attempt, so smoke failed under --fault-rate.
-    api = _api(faulty)
-    project = api.find_project(f"{group.full_path}/{group.projects.list()[0].path}")
+    api = _api(sandbox)
+    project = api.find_project(faulty)
     assert project is not None
     for _ in range(5):
         assert api.get_variable(project.id, "NOPE") is None
