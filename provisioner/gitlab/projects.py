@@ -124,16 +124,33 @@ class ProjectsMixin:
             }
             for path, content in sorted(files.items())
         ]
-        response = self._t.require(
+
+        def recover() -> str | None:
+            # A commit is atomic: if every file reads back as sent, the lost attempt landed
+            # (or changed nothing), and the branch head is the answer.
+            if any(self.read_file(project_id, p, branch) != c for p, c in files.items()):
+                return None
+            return self.branch_head(project_id, branch)
+
+        return self._t.create(
             "post",
             f"/projects/{project_id}/repository/commits",
             body={"branch": branch, "commit_message": message, "actions": actions},
             what=f"committing {len(actions)} files to project {project_id}",
             hints={403: "The token's user needs the Developer role to push to the project."},
-            # A re-sent commit after a lost answer would fail ("already exists") or commit twice.
-            idempotent=False,
+            parse=lambda response: str(self._t.json(response)["id"]),
+            recover=recover,
         )
-        return str(self._t.json(response)["id"])
+
+    def branch_head(self, project_id: int, branch: str) -> str | None:
+        """``GET /projects/:id/repository/branches/:branch``: its commit sha (``None``: none)."""
+        response = self._t.request(
+            "get",
+            f"/projects/{project_id}/repository/branches/{quote(branch, safe='')}",
+            what=f"reading branch {branch}",
+            missing=(404,),
+        )
+        return None if response is None else str(self._t.json(response)["commit"]["id"])
 
     def list_tree(self, project_id: int, ref: str) -> frozenset[str]:
         """Every file path of the repository at ``ref`` (empty for an empty repository)."""

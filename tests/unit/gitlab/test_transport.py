@@ -7,6 +7,7 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+import requests
 
 from provisioner.errors import GitLabError
 from provisioner.gitlab.client import GitLabAPI
@@ -30,8 +31,6 @@ class FakeClock:
 
 
 def _api(fake: FakeGitLab, clock: FakeClock, **settings: Any) -> GitLabAPI:
-    import requests
-
     session = requests.Session()
     session.mount(BASE, fake)
     api = GitLabAPI(
@@ -163,11 +162,22 @@ def test_missing_is_none_only_for_the_listed_statuses() -> None:
 
 
 def test_non_idempotent_calls_are_not_resent_after_a_lost_answer() -> None:
-    fake = FakeGitLab(faults=[Fault(502, "POST", "/projects/42/repository/commits")])
+    fake = FakeGitLab(faults=[Fault(502, "POST", "/projects/42/pipeline")])
     api = make_api(fake)
     with pytest.raises(GitLabError, match="502"):
-        api.commit_files(42, branch="main", message="m", files={"a": "b"})
-    assert [p for _m, p in fake.log] == ["/projects/42/repository/commits"]
+        api.create_pipeline(42, "main", {"A": "1"})
+    assert [p for _m, p in fake.log] == ["/projects/42/pipeline"]
+
+
+@pytest.mark.parametrize(("after_effect", "commits"), [(True, 1), (False, 2)])
+def test_commit_recovery_reads_the_files_back(after_effect: bool, commits: int) -> None:
+    path = "/projects/42/repository/commits"
+    fake = _RepoFake(faults=[Fault(502, "POST", path, after_effect=after_effect)])
+    api = make_api(fake)
+    sha = api.commit_files(42, branch="main", message="m", files={"a.txt": "A", "b.txt": "B"})
+    assert sha == f"sha{len(fake.commits)}"
+    assert len(fake.commits) == 1
+    assert [p for m, p in fake.log if m == "POST"] == [path] * commits
 
 
 def test_non_idempotent_calls_are_resent_after_429() -> None:
@@ -235,3 +245,45 @@ class _VariablesFake(FakeGitLab):
                 self.variables[key] = body["value"]
             return 200, {"key": key, "value": self.variables[key]}
         return super()._route(method, path, body, query, headers)
+
+
+class _Raw(str):
+    """A body sent as it is, not as JSON."""
+
+
+class _RepoFake(FakeGitLab):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.files: dict[str, str] = {}
+        self.commits: list[dict[str, Any]] = []
+
+    def _route(
+        self, method: str, path: str, body: dict[str, Any], query: dict[str, str], headers: Any
+    ) -> tuple[int, Any]:
+        if path == "/projects/42/repository/commits" and method == "POST":
+            for action in body["actions"]:
+                if action["action"] == "create" and action["file_path"] in self.files:
+                    return 400, {"message": "A file with this name already exists"}
+            for action in body["actions"]:
+                self.files[action["file_path"]] = action["content"]
+            self.commits.append(body)
+            return 201, {"id": f"sha{len(self.commits)}"}
+        if path.startswith("/projects/42/repository/files/") and path.endswith("/raw"):
+            name = path.split("/")[-2]
+            if name not in self.files:
+                return 404, {"message": "404 File Not Found"}
+            return 200, _Raw(self.files[name])
+        if path == "/projects/42/repository/branches/main":
+            if not self.commits:
+                return 404, {"message": "404 Branch Not Found"}
+            return 200, {"name": "main", "commit": {"id": f"sha{len(self.commits)}"}}
+        return super()._route(method, path, body, query, headers)
+
+    @staticmethod
+    def _response(
+        request: requests.PreparedRequest, status: int, payload: Any, retry_after: str | None = None
+    ) -> requests.Response:
+        response = FakeGitLab._response(request, status, payload, retry_after)
+        if isinstance(payload, _Raw):
+            response._content = payload.encode()
+        return response
