@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from provisioner.errors import GitLabError
 from provisioner.gitlab.models import (
     FailureReason,
     Job,
@@ -33,16 +34,60 @@ class PipelinesMixin:
             body["variables"] = [
                 {"key": k, "value": v, "variable_type": "env_var"} for k, v in variables.items()
             ]
-        response = self._t.require(
+        wanted = dict(variables or {})
+        # What the lost answer of a create would have made is a newer API pipeline on `ref`
+        # with exactly these variables; remember where "newer" starts.
+        try:
+            newest: int | None = self._newest_api_pipeline(project_id, ref)
+        except GitLabError:
+            newest = None  # cannot list pipelines: then a lost answer cannot be recovered
+
+        def recover() -> Pipeline | None:
+            if newest is None:
+                raise GitLabError(
+                    f"GitLab's answer to creating a pipeline on {ref} got lost, and its "
+                    "pipelines cannot be listed to see whether it was created.",
+                    hint="Look at the project's pipelines before running this again.",
+                )
+            for pipeline_id in self._api_pipelines_since(project_id, ref, newest):
+                if self._pipeline_variables(project_id, pipeline_id) == wanted:
+                    return self.get_pipeline(project_id, pipeline_id)
+            return None
+
+        return self._t.create(
             "post",
             f"/projects/{project_id}/pipeline",
             body=body,
             what=f"creating a pipeline on {ref}",
             hints={400: "GitLab refused the pipeline: check .gitlab-ci.yml and the ref."},
-            # Nothing marks the pipeline this call created: a re-send could run it twice.
-            idempotent=False,
+            parse=lambda response: _pipeline(self._t.json(response)),
+            recover=recover,
         )
-        return _pipeline(self._t.json(response))
+
+    def _api_pipelines_since(self, project_id: int, ref: str, newest: int) -> list[int]:
+        """Ids of pipelines created through the API on ``ref`` after ``newest``, oldest first."""
+        response = self._t.require(
+            "get",
+            f"/projects/{project_id}/pipelines",
+            query={"ref": ref, "source": "api", "order_by": "id", "sort": "desc", "per_page": 20},
+            what=f"listing the pipelines on {ref}",
+        )
+        items = self._t.json(response) or []
+        ids = (int(i["id"]) for i in items if isinstance(i, dict) and "id" in i)
+        return sorted(i for i in ids if i > newest)
+
+    def _newest_api_pipeline(self, project_id: int, ref: str) -> int:
+        found = self._api_pipelines_since(project_id, ref, 0)
+        return found[-1] if found else 0
+
+    def _pipeline_variables(self, project_id: int, pipeline_id: int) -> dict[str, str]:
+        response = self._t.require(
+            "get",
+            f"/projects/{project_id}/pipelines/{pipeline_id}/variables",
+            what=f"reading the variables of pipeline {pipeline_id}",
+        )
+        items = self._t.json(response) or []
+        return {str(i["key"]): str(i.get("value", "")) for i in items if isinstance(i, dict)}
 
     def get_pipeline(self, project_id: int, pipeline_id: int) -> Pipeline:
         """``GET /projects/:id/pipelines/:pipeline_id``."""

@@ -128,3 +128,33 @@ def test_reads_and_graphql_get_through_injected_faults(
     assert api.list_tree(project.id, "main") == frozenset()  # an empty repository
     # Without faults: 1 + 5 * (5 + 3 pages) + 2 + 1 + 1 requests; the rest were retries.
     assert api.request_count > 45
+
+
+def test_pipelines_and_commits_under_faults_are_created_once(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project(
+        files={".gitlab-ci.yml": "job:\n  script: [echo hi]\n", "README.md": "x\n"}
+    )
+    api = _api(sandbox)
+    _faults(sandbox, 0.5)
+    try:
+        shas = [
+            api.commit_files(
+                project.id,
+                branch="main",
+                message=f"change {n}",
+                files={"README.md": f"change {n}\n"},
+                existing=frozenset({"README.md"}),
+            )
+            for n in range(4)
+        ]
+        created = [api.create_pipeline(project.id, "main", {"RUN": str(n)}) for n in range(6)]
+    finally:
+        _faults(sandbox, 0.0)
+    commits = [c.title for c in project.commits.list(ref_name="main", get_all=True)]
+    assert [f"change {n}" for n in range(4)] == sorted(t for t in commits if t.startswith("change"))
+    assert len(set(shas)) == 4
+    pipelines = project.pipelines.list(source="api", get_all=True)
+    assert sorted(p.id for p in pipelines) == sorted(p.id for p in created)
+    for n, pipeline in enumerate(created):
+        variables = project.pipelines.get(pipeline.id).variables.list()
+        assert {v.key: v.value for v in variables} == {"RUN": str(n)}

@@ -162,11 +162,33 @@ def test_missing_is_none_only_for_the_listed_statuses() -> None:
 
 
 def test_non_idempotent_calls_are_not_resent_after_a_lost_answer() -> None:
-    fake = FakeGitLab(faults=[Fault(502, "POST", "/projects/42/pipeline")])
+    fake = FakeGitLab(legacy_enabled=True, faults=[Fault(502, "POST", "/runners")])
     api = make_api(fake)
     with pytest.raises(GitLabError, match="502"):
+        api.register_legacy("GR1348941legacyregtoken00", RunnerSpec(RunnerType.INSTANCE, "x"))
+    assert fake.log == [("POST", "/runners")]
+
+
+@pytest.mark.parametrize(("after_effect", "posts"), [(True, 1), (False, 2)])
+def test_pipeline_recovery_finds_the_pipeline_the_lost_answer_made(
+    after_effect: bool, posts: int
+) -> None:
+    path = "/projects/42/pipeline"
+    fake = _PipelineFake(faults=[Fault(503, "POST", path, after_effect=after_effect)])
+    fake.pipelines = {7: {"A": "1"}}  # an older run's pipeline, same variables
+    api = make_api(fake)
+    pipeline = api.create_pipeline(42, "main", {"A": "1"})
+    assert sorted(fake.pipelines) == [7, 8]
+    assert pipeline.id == 8
+    assert [p for m, p in fake.log if m == "POST"] == [path] * posts
+
+
+def test_pipeline_lost_answer_without_a_pipeline_list_is_an_error() -> None:
+    fake = FakeGitLab(faults=[Fault(502, "POST", "/projects/42/pipeline")])
+    api = make_api(fake)
+    with pytest.raises(GitLabError, match="cannot be listed"):
         api.create_pipeline(42, "main", {"A": "1"})
-    assert [p for _m, p in fake.log] == ["/projects/42/pipeline"]
+    assert [m for m, _p in fake.log].count("POST") == 1
 
 
 @pytest.mark.parametrize(("after_effect", "commits"), [(True, 1), (False, 2)])
@@ -287,3 +309,27 @@ class _RepoFake(FakeGitLab):
         if isinstance(payload, _Raw):
             response._content = payload.encode()
         return response
+
+
+class _PipelineFake(FakeGitLab):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipelines: dict[int, dict[str, str]] = {}
+
+    def _route(
+        self, method: str, path: str, body: dict[str, Any], query: dict[str, str], headers: Any
+    ) -> tuple[int, Any]:
+        if path == "/projects/42/pipeline" and method == "POST":
+            new = max(self.pipelines, default=0) + 1
+            self.pipelines[new] = {v["key"]: v["value"] for v in body.get("variables", [])}
+            return 201, {"id": new, "iid": new, "status": "created", "web_url": "u"}
+        if path == "/projects/42/pipelines":
+            assert query["source"] == "api"
+            return 200, [{"id": i} for i in sorted(self.pipelines, reverse=True)]
+        parts = path.split("/")
+        if path.startswith("/projects/42/pipelines/") and path.endswith("/variables"):
+            variables = self.pipelines[int(parts[4])]
+            return 200, [{"key": k, "value": v} for k, v in variables.items()]
+        if path.startswith("/projects/42/pipelines/"):
+            return 200, {"id": int(parts[4]), "iid": 1, "status": "pending", "web_url": "u"}
+        return super()._route(method, path, body, query, headers)
