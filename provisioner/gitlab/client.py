@@ -11,7 +11,6 @@ with a hint; nothing above it catches ``gitlab.exceptions.*`` or ``requests.*``.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -39,11 +38,19 @@ class GitLabAPI(RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin):
         *,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        jitter: Callable[[], float] = random.random,
+        transport: Transport | None = None,
     ) -> None:
+        """Wire the resource modules to one transport.
+
+        Args:
+            settings: where GitLab is and the token.
+            session: the ``requests`` session to send through (tests mount fakes on it).
+            sleep: how to wait between retries (tests record the waits).
+            transport: a ready transport (tests inject its clock and jitter); it replaces
+                ``session`` and ``sleep``.
+        """
         self.settings = settings
-        self._t = Transport(settings, session=session, sleep=sleep, clock=clock, jitter=jitter)
+        self._t = transport or Transport(settings, session=session, sleep=sleep)
         self.graphql = GraphQL(self._t)
 
     @classmethod

@@ -55,8 +55,9 @@ def operation_of(document: str) -> tuple[str, str]:
 class GraphQL:
     """GraphQL calls through a :class:`~provisioner.gitlab.transport.Transport`."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, *, max_pages: int = 1000) -> None:
         self._t = transport
+        self.max_pages = max_pages
 
     @property
     def url(self) -> str:
@@ -103,12 +104,7 @@ class GraphQL:
         return GraphQLResult(data, _complexity(data.get("queryComplexity")))
 
     def pages(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None,
-        path: Sequence[str],
-        *,
-        max_pages: int = 1000,
+        self, document: str, variables: Mapping[str, Any] | None, path: Sequence[str]
     ) -> Iterator[GraphQLResult]:
         """Every page of the connection at ``path`` (e.g. ``("group", "projects")``).
 
@@ -118,7 +114,7 @@ class GraphQL:
         """
         after: str | None = None
         _, name = operation_of(document)
-        for _page in range(max_pages):
+        for _page in range(self.max_pages):
             result = self.query(document, {**dict(variables or {}), "after": after})
             yield result
             connection = _walk(result.data, path)
@@ -136,18 +132,13 @@ class GraphQL:
             if cursor == after:
                 raise GitLabError(f"GitLab repeated the cursor of query {name}; stopping.")
             after = str(cursor)
-        raise GitLabError(f"GraphQL query {name} had more than {max_pages} pages; stopping.")
+        raise GitLabError(f"GraphQL query {name} had more than {self.max_pages} pages; stopping.")
 
     def nodes(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None,
-        path: Sequence[str],
-        *,
-        max_pages: int = 1000,
+        self, document: str, variables: Mapping[str, Any] | None, path: Sequence[str]
     ) -> Iterator[dict[str, Any]]:
         """The ``nodes`` of every page of the connection at ``path``."""
-        for page in self.pages(document, variables, path, max_pages=max_pages):
+        for page in self.pages(document, variables, path):
             connection = _walk(page.data, path)
             if connection is None:
                 return

@@ -66,8 +66,11 @@ class _ParsedEnum(StrEnum):
             return cls("unknown")
 
 
-class PipelineStatus(_ParsedEnum):
-    """A pipeline's ``status`` (REST lowercase; GraphQL's ``PipelineStatusEnum`` upper-cased)."""
+class CiStatus(_ParsedEnum):
+    """The ``status`` of a pipeline or a job: GitLab gives both one set (``Ci::HasStatus``).
+
+    REST sends it lowercase, GraphQL's ``PipelineStatusEnum`` uppercase; both parse.
+    """
 
     CREATED = "created"
     WAITING_FOR_RESOURCE = "waiting_for_resource"
@@ -86,28 +89,12 @@ class PipelineStatus(_ParsedEnum):
 
     @property
     def finished(self) -> bool:
-        """True once the pipeline can no longer change by itself."""
+        """True once the pipeline (or job) can no longer change by itself."""
         return self in _FINISHED
 
 
-class JobStatus(_ParsedEnum):
-    """A job's ``status``: the pipeline statuses minus the pipeline-only ones."""
-
-    CREATED = "created"
-    WAITING_FOR_RESOURCE = "waiting_for_resource"
-    PREPARING = "preparing"
-    WAITING_FOR_CALLBACK = "waiting_for_callback"
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELING = "canceling"
-    CANCELED = "canceled"
-    SKIPPED = "skipped"
-    MANUAL = "manual"
-    SCHEDULED = "scheduled"
-    UNKNOWN = "unknown"
-
+PipelineStatus = CiStatus
+JobStatus = CiStatus
 
 _FINISHED = frozenset(
     {PipelineStatus.SUCCESS, PipelineStatus.FAILED, PipelineStatus.CANCELED, PipelineStatus.SKIPPED}

@@ -84,17 +84,13 @@ class RunnersMixin:
 
     def register_legacy(self, registration_token: str, spec: RunnerSpec) -> RunnerCredentials:
         """``POST /runners`` with a registration token (deprecated; 410 when disabled)."""
+        # The same settings as a create, minus where the runner goes: the token decides that.
         body: dict[str, Any] = {
-            "token": registration_token,
-            "description": spec.description,
-            "tag_list": list(spec.tag_list),
-            "run_untagged": spec.run_untagged,
-            "locked": spec.locked,
-            "paused": spec.paused,
-            "access_level": spec.access_level.value,
+            key: value
+            for key, value in spec.body().items()
+            if key not in ("runner_type", "group_id", "project_id")
         }
-        if spec.maximum_timeout is not None:
-            body["maximum_timeout"] = spec.maximum_timeout
+        body["token"] = registration_token
         response = self._t.require(
             "post",
             "/runners",

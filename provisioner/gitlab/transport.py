@@ -180,12 +180,8 @@ class Transport:
         body: Mapping[str, Any] | None = None,
     ) -> requests.Response | Outcome:
         """One exchange through python-gitlab; a failure comes back as an :class:`Outcome`."""
-        import gitlab.exceptions
-        import requests
-
-        self._last_headers = {}
-        try:
-            return self.gl.http_request(
+        return self._guarded(
+            lambda: self.gl.http_request(
                 verb,
                 path,
                 query_data=dict(query or {}),
@@ -194,6 +190,35 @@ class Transport:
                 retry_transient_errors=False,
                 max_retries=0,
             )
+        )
+
+    def send_basic(self, url: str) -> requests.Response | Outcome:
+        """``GET url`` with HTTP Basic (any user, the token as password), as the registries want."""
+
+        def get() -> requests.Response | Outcome:
+            response = self.session.get(
+                url,
+                auth=("runnerctl", self.settings.token),
+                verify=self.verify,
+                timeout=self.settings.timeout,
+            )
+            if response.ok:
+                return response
+            text = redact(response.text[:200])
+            return Outcome(response.status_code, text, self._wait(response.headers))
+
+        return self._guarded(get)
+
+    def _guarded(
+        self, exchange: Callable[[], requests.Response | Outcome]
+    ) -> requests.Response | Outcome:
+        """Run one exchange; python-gitlab's and requests' errors become an :class:`Outcome`."""
+        import gitlab.exceptions
+        import requests
+
+        self._last_headers = {}
+        try:
+            return exchange()
         except gitlab.exceptions.GitlabHttpError as exc:
             return Outcome(exc.response_code, _message(exc), self._wait(self._last_headers))
         except gitlab.exceptions.GitlabAuthenticationError as exc:
@@ -204,27 +229,6 @@ class Transport:
             return Outcome(None, _short(exc))
         except gitlab.exceptions.RedirectError as exc:
             return Outcome(None, f"unexpected redirect: {exc}")
-
-    def send_basic(self, url: str) -> requests.Response | Outcome:
-        """``GET url`` with HTTP Basic (any user, the token as password), as the registries want."""
-        import requests
-
-        try:
-            response = self.session.get(
-                url,
-                auth=("runnerctl", self.settings.token),
-                verify=self.verify,
-                timeout=self.settings.timeout,
-            )
-        except requests.exceptions.SSLError as exc:
-            return Outcome(None, f"TLS error: {_short(exc)}", tls=True)
-        except requests.exceptions.RequestException as exc:
-            return Outcome(None, _short(exc))
-        if response.ok:
-            return response
-        return Outcome(
-            response.status_code, redact(response.text[:200]), self._wait(response.headers)
-        )
 
     def _wait(self, headers: Mapping[str, str]) -> float | None:
         """The wait GitLab asked for: ``Retry-After`` (seconds or date), or ``RateLimit-Reset``."""
@@ -279,21 +283,9 @@ class Transport:
         assert not isinstance(result, _Recovered)
         return result
 
-    def require(
-        self,
-        verb: str,
-        path: str,
-        *,
-        what: str,
-        query: Mapping[str, Any] | None = None,
-        body: Mapping[str, Any] | None = None,
-        hints: Mapping[int, str] | None = None,
-        idempotent: bool = True,
-    ) -> requests.Response:
-        """:meth:`request` for a call whose every failure is an error."""
-        response = self.request(
-            verb, path, what=what, query=query, body=body, hints=hints, idempotent=idempotent
-        )
+    def require(self, verb: str, path: str, *, what: str, **options: Any) -> requests.Response:
+        """:meth:`request` (same options) for a call whose every failure is an error."""
+        response = self.request(verb, path, what=what, **options)
         assert response is not None
         return response
 

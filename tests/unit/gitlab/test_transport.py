@@ -12,7 +12,7 @@ import requests
 from provisioner.errors import GitLabError
 from provisioner.gitlab.client import GitLabAPI
 from provisioner.gitlab.models import ConnectionSettings, RunnerSpec, RunnerType, Variable
-from provisioner.gitlab.transport import Outcome, RetryPolicy
+from provisioner.gitlab.transport import Outcome, RetryPolicy, Transport
 from tests.unit.registration.fakes import BASE, PAT, FakeGitLab, Fault, make_api
 
 NOW = 1_800_000_000.0
@@ -33,15 +33,16 @@ class FakeClock:
 def _api(fake: FakeGitLab, clock: FakeClock, **settings: Any) -> GitLabAPI:
     session = requests.Session()
     session.mount(BASE, fake)
-    api = GitLabAPI(
-        ConnectionSettings(url=BASE, token=PAT, **settings),
+    connection = ConnectionSettings(url=BASE, token=PAT, **settings)
+    transport = Transport(
+        connection,
         session=session,
         sleep=clock.sleep,
         clock=lambda: clock.now,
+        wall_clock=lambda: NOW,
         jitter=lambda: 0.5,
     )
-    api._t._wall_clock = lambda: NOW
-    return api
+    return GitLabAPI(connection, transport=transport)
 
 
 def test_backoff_is_exponential_with_jitter_and_capped() -> None:
