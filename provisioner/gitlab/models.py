@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any, Self
 
 API_PREFIX = "/api/v4"
+
+
+def parse_time(value: object) -> datetime | None:
+    """GitLab's ISO 8601 time (``Z`` or an offset) as an aware datetime; ``None`` if absent."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
 
 # ---------------------------------------------------------------------------------------------
 # Values
@@ -46,6 +54,107 @@ class RunnerStatus(StrEnum):
             return cls.UNKNOWN
 
 
+class _ParsedEnum(StrEnum):
+    """A GitLab value set that may grow: unknown values parse to ``UNKNOWN``, never an error."""
+
+    @classmethod
+    def parse(cls, value: object) -> Self:
+        """The member for ``value`` (REST lowercase or GraphQL uppercase); ``UNKNOWN`` else."""
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            return cls("unknown")
+
+
+class CiStatus(_ParsedEnum):
+    """The ``status`` of a pipeline or a job: GitLab gives both one set (``Ci::HasStatus``).
+
+    REST sends it lowercase, GraphQL's ``PipelineStatusEnum`` uppercase; both parse.
+    """
+
+    CREATED = "created"
+    WAITING_FOR_RESOURCE = "waiting_for_resource"
+    PREPARING = "preparing"
+    WAITING_FOR_CALLBACK = "waiting_for_callback"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELING = "canceling"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        """True once the pipeline (or job) can no longer change by itself."""
+        return self in _FINISHED
+
+
+PipelineStatus = CiStatus
+JobStatus = CiStatus
+
+_FINISHED = frozenset(
+    {PipelineStatus.SUCCESS, PipelineStatus.FAILED, PipelineStatus.CANCELED, PipelineStatus.SKIPPED}
+)
+
+
+class FailureReason(_ParsedEnum):
+    """A failed job's ``failure_reason``: what the runner reported, or what GitLab decided.
+
+    The runner's own values come from gitlab-runner's ``common/network.go``; the rest are
+    GitLab's ``CommitStatus`` failure reasons (``app/models/concerns/enums/ci/commit_status.rb``).
+    """
+
+    # Reported by the runner.
+    SCRIPT_FAILURE = "script_failure"
+    RUNNER_SYSTEM_FAILURE = "runner_system_failure"
+    JOB_EXECUTION_TIMEOUT = "job_execution_timeout"
+    IMAGE_PULL_FAILURE = "image_pull_failure"
+    RUNNER_CONFIGURATION_ERROR = "runner_configuration_error"
+    RUNNER_EXTERNAL_DEPENDENCY_FAILURE = "runner_external_dependency_failure"
+    RUNNER_INTERRUPTED = "runner_interrupted"
+    JOB_CANCELED = "job_canceled"
+    UNKNOWN_FAILURE = "unknown_failure"
+    # Decided by GitLab.
+    API_FAILURE = "api_failure"
+    STUCK_OR_TIMEOUT_FAILURE = "stuck_or_timeout_failure"
+    MISSING_DEPENDENCY_FAILURE = "missing_dependency_failure"
+    RUNNER_UNSUPPORTED = "runner_unsupported"
+    STALE_SCHEDULE = "stale_schedule"
+    ARCHIVED_FAILURE = "archived_failure"
+    UNMET_PREREQUISITES = "unmet_prerequisites"
+    SCHEDULER_FAILURE = "scheduler_failure"
+    DATA_INTEGRITY_FAILURE = "data_integrity_failure"
+    FORWARD_DEPLOYMENT_FAILURE = "forward_deployment_failure"
+    USER_BLOCKED = "user_blocked"
+    PROJECT_DELETED = "project_deleted"
+    CI_QUOTA_EXCEEDED = "ci_quota_exceeded"
+    PIPELINE_LOOP_DETECTED = "pipeline_loop_detected"
+    NO_MATCHING_RUNNER = "no_matching_runner"
+    TRACE_SIZE_EXCEEDED = "trace_size_exceeded"
+    BUILDS_DISABLED = "builds_disabled"
+    ENVIRONMENT_CREATION_FAILURE = "environment_creation_failure"
+    DEPLOYMENT_REJECTED = "deployment_rejected"
+    FAILED_OUTDATED_DEPLOYMENT_JOB = "failed_outdated_deployment_job"
+    PROTECTED_ENVIRONMENT_FAILURE = "protected_environment_failure"
+    INSUFFICIENT_BRIDGE_PERMISSIONS = "insufficient_bridge_permissions"
+    DOWNSTREAM_BRIDGE_PROJECT_NOT_FOUND = "downstream_bridge_project_not_found"
+    INVALID_BRIDGE_TRIGGER = "invalid_bridge_trigger"
+    UPSTREAM_BRIDGE_PROJECT_NOT_FOUND = "upstream_bridge_project_not_found"
+    INSUFFICIENT_UPSTREAM_PERMISSIONS = "insufficient_upstream_permissions"
+    BRIDGE_PIPELINE_IS_CHILD_PIPELINE = "bridge_pipeline_is_child_pipeline"
+    DOWNSTREAM_PIPELINE_CREATION_FAILED = "downstream_pipeline_creation_failed"
+    SECRETS_PROVIDER_NOT_FOUND = "secrets_provider_not_found"
+    REACHED_MAX_DESCENDANT_PIPELINES_DEPTH = "reached_max_descendant_pipelines_depth"
+    IP_RESTRICTION_FAILURE = "ip_restriction_failure"
+    REACHED_MAX_PIPELINE_HIERARCHY_SIZE = "reached_max_pipeline_hierarchy_size"
+    # A value this version does not know yet.
+    UNKNOWN = "unknown"
+
+
 class AccessLevel(StrEnum):
     """Which refs a runner may run jobs for."""
 
@@ -64,6 +173,7 @@ class ConnectionSettings:
     insecure: bool = False
     timeout: float = 30.0
     max_retries: int = 4
+    retry_deadline: float = 300.0
 
     @property
     def api_url(self) -> str:
@@ -195,9 +305,13 @@ class Pipeline:
 
     id: int
     iid: int
-    status: str
+    status: PipelineStatus
     web_url: str
     duration: float | None = None
+
+    def __post_init__(self) -> None:
+        # Fakes and older callers pass GitLab's string; keep the field an enum regardless.
+        object.__setattr__(self, "status", PipelineStatus.parse(self.status))
 
 
 @dataclass(frozen=True)
@@ -207,13 +321,18 @@ class Job:
     id: int
     name: str
     stage: str
-    status: str
+    status: JobStatus
     duration: float | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    failure_reason: str | None = None
+    failure_reason: FailureReason | None = None
     web_url: str = ""
     tag_list: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", JobStatus.parse(self.status))
+        if self.failure_reason is not None:
+            object.__setattr__(self, "failure_reason", FailureReason.parse(self.failure_reason))
 
 
 @dataclass(frozen=True)

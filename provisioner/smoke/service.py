@@ -18,7 +18,17 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from provisioner.errors import UsageError
-from provisioner.gitlab.models import DistFile, Job, Namespace, Package, Pipeline, Project, Variable
+from provisioner.gitlab.models import (
+    DistFile,
+    Job,
+    JobStatus,
+    Namespace,
+    Package,
+    Pipeline,
+    PipelineStatus,
+    Project,
+    Variable,
+)
 from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
 from provisioner.smoke import signing
 from provisioner.smoke.template import MARKER_FILE, template_digest, template_files
@@ -35,7 +45,7 @@ STAGES = (
     "publish_signatures",
     "consumer_verify",
 )
-TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
+TERMINAL = frozenset(s for s in PipelineStatus if s.finished)
 KEYLESS_HOSTS = frozenset({"gitlab.com"})
 STUCK_TEXT = (
     "This job is stuck because you don't have any active runners online or available with "
@@ -245,8 +255,8 @@ def run_smoke(
         pushed=pushed,
     )
     if timed_out:
-        waiting = [j for j in jobs if j.status in ("created", "pending")]
-        running = [j for j in jobs if j.status == "running"]
+        waiting = [j for j in jobs if j.status in (JobStatus.CREATED, JobStatus.PENDING)]
+        running = [j for j in jobs if j.status is JobStatus.RUNNING]
         if running or not waiting:
             message = (
                 f"The pipeline did not finish within {request.timeout:.0f} s "
@@ -258,8 +268,8 @@ def run_smoke(
                 f"{request.timeout:.0f} s. " + STUCK_TEXT.format(tags=request.tag)
             )
         return replace(base, status=SmokeStatus.TIMED_OUT, message=message)
-    if pipeline.status != "success":
-        failing = next((j for j in jobs if j.status == "failed"), None)
+    if pipeline.status is not PipelineStatus.SUCCESS:
+        failing = next((j for j in jobs if j.status is JobStatus.FAILED), None)
         tail = ""
         if failing is not None:
             tail = trace_tail(gitlab.job_trace(project.id, failing.id))

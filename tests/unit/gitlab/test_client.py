@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from provisioner.errors import GitLabError, UsageError
-from provisioner.gitlab.connection import resolve_connection
+from provisioner.errors import GitLabError
 from provisioner.gitlab.models import AccessLevel, RunnerSpec, RunnerType
 from provisioner.secrets import contains_secret
-from tests.unit.registration.fakes import PAT, FakeGitLab, Fault, make_api
+from tests.unit.registration.fakes import FakeGitLab, Fault, make_api
 
 
 def _spec(**kw: object) -> RunnerSpec:
@@ -175,83 +172,3 @@ def test_delete_is_idempotent_and_reset_replaces_the_token() -> None:
     assert api.delete_runner(creds.id) is True
     assert api.delete_runner(creds.id) is False
     assert api.find_runner(creds.id) is None
-
-
-# -- connection settings ------------------------------------------------------------------------
-
-
-def test_url_and_token_from_environment() -> None:
-    settings = resolve_connection(env={"GITLAB_URL": "https://gl.example/", "GITLAB_TOKEN": PAT})
-    assert settings.url == "https://gl.example"
-    assert settings.api_url == "https://gl.example/api/v4"
-    assert settings.token == PAT
-    assert PAT not in repr(settings)
-
-
-def test_ci_server_url_is_the_fallback_and_option_wins() -> None:
-    env = {"CI_SERVER_URL": "https://ci.example", "GITLAB_TOKEN": PAT}
-    assert resolve_connection(env=env).url == "https://ci.example"
-    assert resolve_connection(url="https://opt.example", env=env).url == "https://opt.example"
-
-
-def test_token_file_wins_over_environment(tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("glpat-fromfile0000000000\n")
-    settings = resolve_connection(
-        url="https://gl.example", token_file=token_file, env={"GITLAB_TOKEN": PAT}
-    )
-    assert settings.token == "glpat-fromfile0000000000"
-    assert "token file" in settings.auth_source
-
-
-def test_python_gitlab_config_section(tmp_path: Path) -> None:
-    cfg = tmp_path / "python-gitlab.cfg"
-    cfg.write_text(
-        "[global]\ndefault = lab\n\n[lab]\nurl = https://lab.example\n"
-        "private_token = glpat-fromconfig000000000\n"
-    )
-    settings = resolve_connection(config_section="lab", config_file=cfg, env={})
-    assert settings.url == "https://lab.example"
-    assert settings.token == "glpat-fromconfig000000000"
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "needle"),
-    [
-        ({"env": {"GITLAB_TOKEN": PAT}}, "No GitLab URL"),
-        ({"url": "https://gl.example", "env": {}}, "No GitLab access token"),
-        ({"url": "ftp://gl.example", "env": {"GITLAB_TOKEN": PAT}}, "not an http(s) URL"),
-        (
-            {"url": "https://u:glpat-inurl000000000@gl.example", "env": {"GITLAB_TOKEN": PAT}},
-            "must not carry credentials",
-        ),
-        (
-            {
-                "url": "https://gl.example",
-                "insecure": True,
-                "ca_bundle": Path("/etc/hostname"),
-                "env": {"GITLAB_TOKEN": PAT},
-            },
-            "contradict",
-        ),
-        (
-            {
-                "url": "https://gl.example",
-                "ca_bundle": Path("/nonexistent.pem"),
-                "env": {"GITLAB_TOKEN": PAT},
-            },
-            "does not exist",
-        ),
-        (
-            {"url": "https://gl.example", "token_file": Path("/nonexistent-token"), "env": {}},
-            "Cannot read the token file",
-        ),
-    ],
-)
-def test_bad_connection_input_is_a_usage_error(kwargs: dict[str, object], needle: str) -> None:
-    with pytest.raises(UsageError) as info:
-        resolve_connection(**kwargs)  # type: ignore[arg-type]
-    assert needle in info.value.message
-    assert info.value.exit_code == 2
-    assert info.value.hint
-    assert not contains_secret(info.value.message)
