@@ -166,7 +166,12 @@ def _preflight_json(result: PreflightResult) -> dict[str, Any]:
                 "host": str(r.target),
                 "ok": r.ok,
                 "checks": [
-                    {"check": f.check, "status": f.status.value, "detail": f.detail, "fix": f.fix}
+                    {
+                        "check": f.check,
+                        "status": f.verdict.value,
+                        "detail": f.evidence,
+                        "fix": f.fix,
+                    }
                     for f in r.findings
                 ],
             }
@@ -185,7 +190,7 @@ def _render_report(app: AppContext, report: HostReport) -> None:
         table.add_column(column, overflow="fold")
     for f in report.findings:
         table.add_row(
-            f.check, f.status.value.upper(), app.redactor(f.detail), app.redactor(f.fix or "")
+            f.check, f.verdict.value.upper(), app.redactor(f.evidence), app.redactor(f.fix or "")
         )
     app.out.print(table)
 
