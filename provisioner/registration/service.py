@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provisioner.errors import ConfigError, GitLabError, ProvisionerError, UsageError
+from provisioner.fsutil import atomic_write
 from provisioner.gitlab.models import (
     AccessLevel,
     ListFilter,
@@ -854,22 +855,9 @@ def _write_rbac(request: RegisterRequest) -> Path | None:
 
 
 def _atomic_write(path: Path, text: str, *, mode: int) -> None:
-    import os
-    import tempfile
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, mode)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, text, mode=mode)
     except OSError as exc:
         raise ConfigError(
             f"Cannot write the RBAC manifests to {path}: {exc.strerror}.",

@@ -31,7 +31,6 @@ import contextlib
 import fcntl
 import os
 import tomllib
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from typing import Any
 from tomlkit.items import Table
 
 from provisioner.errors import ConfigError
+from provisioner.fsutil import StageHook, atomic_write
 from provisioner.runner_config.document import RUNNER_OWNED_KEYS, ConfigDocument, set_key
 
 MISSING_HINT = (
@@ -49,9 +49,6 @@ MISSING_HINT = (
     "CONFIG_FILE."
 )
 
-# Called with a stage name and the temp file path: "temp-partial" (half of the new text is
-# written), "before-rename" (temp complete and fsynced). Fault-injection tests use it.
-StageHook = Callable[[str, Path], None]
 Mutator = Callable[[ConfigDocument], ConfigDocument | None]
 
 
@@ -224,46 +221,34 @@ class ConfigStore:
                 stale.unlink()
 
     def _write(self, text: str, *, had_old: bool) -> Path | None:
-        directory = self.path.parent
-        temp = directory / f"{self._temp_prefix()}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        data = text.encode("utf-8")
+        backups: list[Path] = []
+
+        def stage(name: str, temp: Path) -> None:
+            if self._hook:
+                self._hook(name, temp)
+            if name == "before-rename" and had_old:
+                backups.append(self._backup())
+
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
+            atomic_write(
+                self.path,
+                text,
+                mode=0o600,
+                owner_like=self.path if had_old else None,
+                hook=stage,
+            )
+        except PermissionError as exc:
             raise ConfigError(
-                f"cannot write in {directory}: {exc.strerror}",
+                f"cannot write in {self.path.parent}: {exc.strerror}",
                 hint="Run as the user that owns the config directory (or with sudo).",
             ) from None
-        try:
-            try:
-                half = len(data) // 2
-                os.write(fd, data[:half])
-                if self._hook:
-                    self._hook("temp-partial", temp)
-                os.write(fd, data[half:])
-                os.fsync(fd)
-                os.fchmod(fd, 0o600)
-                if had_old and os.geteuid() == 0:
-                    st = os.stat(self.path)
-                    os.fchown(fd, st.st_uid, st.st_gid)
-            finally:
-                os.close(fd)
-            if self._hook:
-                self._hook("before-rename", temp)
-            backup = self._backup() if had_old else None
-            os.replace(temp, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            if isinstance(exc, OSError):
-                raise ConfigError(
-                    f"cannot write {self.path}: {exc.strerror or exc}",
-                    hint="Free disk space or fix the permissions; the previous file is intact.",
-                ) from None
-            raise
-        _fsync_dir(directory)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write {self.path}: {exc.strerror or exc}",
+                hint="Free disk space or fix the permissions; the previous file is intact.",
+            ) from None
         self._prune_backups()
-        return backup
+        return backups[0] if backups else None
 
     def _backup(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -288,14 +273,6 @@ class ConfigStore:
         for old in backups[: max(0, len(backups) - self.keep_backups)]:
             with contextlib.suppress(OSError):
                 old.unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _direct_values(table: Table, keys: frozenset[str]) -> dict[str, Any]:
