@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from provisioner import joblog
 from provisioner.errors import UsageError
 from provisioner.gitlab.models import DistFile, Job, Namespace, Package, Pipeline, Project, Variable
 from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
@@ -262,7 +263,7 @@ def run_smoke(
         failing = next((j for j in jobs if j.status == "failed"), None)
         tail = ""
         if failing is not None:
-            tail = trace_tail(gitlab.job_trace(project.id, failing.id))
+            tail = joblog.tail(gitlab.job_trace(project.id, failing.id), TRACE_TAIL_LINES)
         what = f"job {failing.name!r} ({failing.stage})" if failing else "a job"
         return replace(
             base,
@@ -577,20 +578,6 @@ def _prune(
 
 
 # -- presentation helpers (pure) ---------------------------------------------------------------
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\[0K")
-_SECTION = re.compile(r"^section_(?:start|end):\d+:\S*\s*")
-
-
-def trace_tail(trace: str, lines: int = TRACE_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a job log, without colours or section markers."""
-    kept = []
-    for raw in trace.replace("\r\n", "\n").split("\n"):
-        line = _SECTION.sub("", _ANSI.sub("", raw.rsplit("\r", 1)[-1])).rstrip()
-        if line:
-            kept.append(line)
-    return "\n".join(kept[-lines:])
-
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 

@@ -179,13 +179,3 @@ def test_how_to_look_names_the_registries() -> None:
     )
     # What the CLI prints goes through the redactor: no line may look like a secret to it.
     assert [redact(line) for line in lines] == list(lines)
-
-
-def test_trace_tail_drops_colours_and_section_markers() -> None:
-    trace = (
-        "section_start:1795273731:step_script\r\x1b[0K\x1b[32;1m$ verify\x1b[0;m\n"
-        "progress 10%\rprogress 100%\n"
-        "\x1b[31;1mERROR: Job failed: exit code 1\x1b[0;m\n"
-        "section_end:1795273765:step_script\r\x1b[0K\n"
-    )
-    assert service.trace_tail(trace, lines=2) == "progress 100%\nERROR: Job failed: exit code 1"
