@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.smoke import JobTable
+from provisioner.cli.smoke import JobTable, SmokeReporter
 
 if TYPE_CHECKING:
     from provisioner.demo import DemoPieces, DemoResult, DemoStep
@@ -62,7 +62,7 @@ def _real_pieces(
     from provisioner.images.build import default_tag, ensure_job_image
     from provisioner.sandbox import start_background
     from provisioner.sandbox_runner import start_background as start_runner
-    from provisioner.smoke import Hooks, SmokeRequest, SmokeResult, run_smoke
+    from provisioner.smoke import SmokeRequest, SmokeResult, run_smoke
 
     docker = DockerAPI.from_env()
 
@@ -79,10 +79,6 @@ def _real_pieces(
         )
 
     def smoke(url: str, token: str) -> SmokeResult:
-        def note(text: str) -> None:
-            if not app.json:
-                app.note(f"         smoke: {text}")
-
         request = SmokeRequest(
             tag=DEMO_RUNNER_TAG, project=DEMO_SMOKE_PROJECT, image=default_tag(python)
         )
@@ -90,7 +86,8 @@ def _real_pieces(
             request,
             gitlab=connect(url, token),
             gitlab_url=url,
-            hooks=Hooks(note=note, jobs=table.update, secret=app.redactor.add),
+            report=SmokeReporter(app, table, prefix="         smoke: "),
+            on_secret=app.redactor.add,
         )
 
     return DemoPieces(

@@ -19,9 +19,20 @@ from urllib.parse import urlsplit
 
 from provisioner import joblog
 from provisioner.errors import UsageError
+from provisioner.events import NULL_REPORTER, Reporter
 from provisioner.gitlab.models import DistFile, Job, Namespace, Package, Pipeline, Project, Variable
 from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
 from provisioner.smoke import signing
+from provisioner.smoke.events import (
+    CheckFinished,
+    JobsChanged,
+    KeyPairReady,
+    OldVersionsDeleted,
+    PipelineCreated,
+    ProjectReady,
+    SmokeEvent,
+    TemplateSynced,
+)
 from provisioner.smoke.template import MARKER_FILE, template_digest, template_files
 
 DEFAULT_IMAGE = "runnerctl/python:3.11"
@@ -159,13 +170,8 @@ class SmokeAPI(Protocol):
     def download_url(self, url: str) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class Hooks:
-    """Progress out of the domain: notes, every change of the job table, secrets to redact."""
-
-    note: Callable[[str], None] = lambda _text: None
-    jobs: Callable[[tuple[Job, ...]], None] = lambda _jobs: None
-    secret: Callable[[str], None] = lambda _secret: None
+def _ignore(_secret: str) -> None:
+    """No one to tell about secrets."""
 
 
 def check_request(request: SmokeRequest, gitlab_url: str) -> None:
@@ -193,18 +199,29 @@ def run_smoke(
     *,
     gitlab: SmokeAPI,
     gitlab_url: str,
-    hooks: Hooks | None = None,
+    report: Reporter[SmokeEvent] = NULL_REPORTER,
+    on_secret: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SmokeResult:
-    """Run the smoke pipeline once and check what it published."""
-    hooks = hooks or Hooks()
+    """Run the smoke pipeline once and check what it published.
+
+    Args:
+        request: what to run.
+        gitlab: the GitLab adapter.
+        gitlab_url: GitLab's base URL (for the registry URLs in the result).
+        report: told about progress (:mod:`provisioner.smoke.events`).
+        on_secret: told about every secret this run creates (for output redaction).
+        clock: monotonic seconds (tests).
+        sleep: waits between polls (tests).
+    """
+    secret = on_secret or _ignore
     check_request(request, gitlab_url)
     started = clock()
-    project = _ensure_project(request, gitlab, hooks)
+    project = _ensure_project(request, gitlab, report)
     branch = project.default_branch or "main"
-    public_pem, key_created = _ensure_keys(request, project, gitlab, hooks)
-    pushed = _push_template(project, branch, gitlab, hooks)
+    public_pem, key_created = _ensure_keys(request, project, gitlab, report, secret)
+    pushed = _push_template(project, branch, gitlab, report)
     variables = {
         "SMOKE_RUNNER_TAG": request.tag,
         "PYTHON_IMAGE": request.image,
@@ -213,13 +230,13 @@ def run_smoke(
     }
     triggered = clock()
     pipeline = gitlab.create_pipeline(project.id, branch, variables)
-    hooks.note(f"pipeline #{pipeline.id} created: {pipeline.web_url}")
+    report(PipelineCreated(pipeline.id, pipeline.web_url))
     pipeline, jobs, timed_out = _follow(
         request,
         project=project,
         pipeline=pipeline,
         gitlab=gitlab,
-        hooks=hooks,
+        report=report,
         clock=clock,
         sleep=sleep,
     )
@@ -279,9 +296,9 @@ def run_smoke(
         version=version,
         public_pem=public_pem,
         gitlab=gitlab,
-        hooks=hooks,
+        report=report,
     )
-    deleted = _prune(project, name, request.keep, gitlab, hooks)
+    deleted = _prune(project, name, request.keep, gitlab, report)
     ok = all(c.passed for c in checks)
     failed_checks = [c.name for c in checks if not c.passed]
     return replace(
@@ -301,7 +318,9 @@ def run_smoke(
 # -- steps -----------------------------------------------------------------------------------
 
 
-def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Project:
+def _ensure_project(
+    request: SmokeRequest, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
+) -> Project:
     path = request.project
     username: str | None = None
     if not path:
@@ -309,7 +328,7 @@ def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Pr
         path = f"{username}/{DEFAULT_PROJECT_NAME}"
     found = gitlab.find_project(path)
     if found is not None:
-        hooks.note(f"project {found.path_with_namespace} exists")
+        report(ProjectReady(found.path_with_namespace, created=False))
         return found
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     namespace_id: int | None = None
@@ -318,12 +337,16 @@ def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Pr
         if parent != username:
             namespace_id = gitlab.resolve_group(parent).id
     project = gitlab.create_project(path, namespace_id=namespace_id)
-    hooks.note(f"project {project.path_with_namespace} created")
+    report(ProjectReady(project.path_with_namespace, created=True))
     return project
 
 
 def _ensure_keys(
-    request: SmokeRequest, project: Project, gitlab: SmokeAPI, hooks: Hooks
+    request: SmokeRequest,
+    project: Project,
+    gitlab: SmokeAPI,
+    report: Reporter[SmokeEvent],
+    secret: Callable[[str], None],
 ) -> tuple[str, bool]:
     if request.signing is SigningMode.KEYLESS:
         return "", False
@@ -334,10 +357,10 @@ def _ensure_keys(
     if all(current.values()):
         public = current["COSIGN_PUBLIC_KEY"]
         assert public is not None
-        hooks.note("cosign key pair found in the project's CI/CD variables")
+        report(KeyPairReady(generated=False))
         return public.value, False
     pair = signing.generate_key_pair()
-    hooks.secret(pair.password)
+    secret(pair.password)
     gitlab.set_variable(
         project.id, Variable("COSIGN_PRIVATE_KEY", pair.private_pem, variable_type="file")
     )
@@ -345,15 +368,17 @@ def _ensure_keys(
         project.id, Variable("COSIGN_PUBLIC_KEY", pair.public_pem, variable_type="file")
     )
     gitlab.set_variable(project.id, Variable("COSIGN_PASSWORD", pair.password, masked=True))
-    hooks.note("cosign key pair generated and stored as CI/CD variables (password masked)")
+    report(KeyPairReady(generated=True))
     return pair.public_pem, True
 
 
-def _push_template(project: Project, branch: str, gitlab: SmokeAPI, hooks: Hooks) -> bool:
+def _push_template(
+    project: Project, branch: str, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
+) -> bool:
     files = template_files()
     digest = template_digest(files)
     if (gitlab.read_file(project.id, MARKER_FILE, branch) or "").strip() == digest:
-        hooks.note("smoke project is up to date")
+        report(TemplateSynced(pushed=False))
         return False
     existing = gitlab.list_tree(project.id, branch)
     sha = gitlab.commit_files(
@@ -363,7 +388,7 @@ def _push_template(project: Project, branch: str, gitlab: SmokeAPI, hooks: Hooks
         files={**files, MARKER_FILE: digest + "\n"},
         existing=existing,
     )
-    hooks.note(f"smoke project pushed ({len(files)} files, commit {sha[:8]})")
+    report(TemplateSynced(pushed=True, files=len(files), commit=sha))
     return True
 
 
@@ -373,7 +398,7 @@ def _follow(
     project: Project,
     pipeline: Pipeline,
     gitlab: SmokeAPI,
-    hooks: Hooks,
+    report: Reporter[SmokeEvent],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> tuple[Pipeline, tuple[Job, ...], bool]:
@@ -385,7 +410,7 @@ def _follow(
         jobs = gitlab.pipeline_jobs(project.id, pipeline.id)
         state = tuple((j.name, j.status) for j in jobs)
         if state != last:
-            hooks.jobs(jobs)
+            report(JobsChanged(jobs))
             last = state
         if pipeline.status in TERMINAL:
             return pipeline, jobs, False
@@ -428,7 +453,7 @@ def _checks(
     version: str,
     public_pem: str,
     gitlab: SmokeAPI,
-    hooks: Hooks,
+    report: Reporter[SmokeEvent],
 ) -> list[CheckOutcome]:
     checks: list[CheckOutcome] = []
     files = [
@@ -446,7 +471,7 @@ def _checks(
             f"{name} {version}: {', '.join(f.filename for f in files) or 'no files'}",
         )
     )
-    hooks.note(f"check pypi registry: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
 
     signatures: dict[str, dict[str, bytes]] = {}
     missing: list[str] = []
@@ -470,16 +495,16 @@ def _checks(
             else f"{2 * len(files)} signatures and cosign.pub",
         )
     )
-    hooks.note(f"check generic registry: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
 
     if request.signing is SigningMode.KEYLESS:
         detail = "not run locally: keyless bundles are verified against Sigstore's trust root"
         checks.append(CheckOutcome("local verification", True, detail))
         return checks
     checks.append(_verify_locally(files, signatures, public_pem, gitlab))
-    hooks.note(f"check local verification: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
     checks.append(_tamper_rejected(wheels, signatures, public_pem, gitlab))
-    hooks.note(f"check altered copy rejected: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
     return checks
 
 
@@ -562,7 +587,7 @@ def _dev_number(version: str) -> int:
 
 
 def _prune(
-    project: Project, name: str, keep: int, gitlab: SmokeAPI, hooks: Hooks
+    project: Project, name: str, keep: int, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
 ) -> tuple[str, ...]:
     packages = [
         p for p in gitlab.list_packages(project.id, package_name=name) if normalize(p.name) == name
@@ -573,7 +598,7 @@ def _prune(
         if package.version in old:
             gitlab.delete_package(project.id, package.id)
     if old:
-        hooks.note(f"deleted {len(old)} old smoke versions (keeping {keep})")
+        report(OldVersionsDeleted(len(old), keep))
     return tuple(sorted(old, key=_dev_number))
 
 
