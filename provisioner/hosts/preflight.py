@@ -18,6 +18,7 @@ from typing import Protocol
 
 from provisioner.checks import AllOf, Check, CheckResult, Verdict, aggregate
 from provisioner.errors import UsageError
+from provisioner.events import Event, Reporter
 from provisioner.ssh import CommandResult, SSHError, SSHFailure, SSHTarget
 
 #: (OS id, version) pairs the playbooks support.
@@ -60,6 +61,13 @@ class HostReport:
     def ok(self) -> bool:
         """True when no check failed."""
         return aggregate(self.findings) is not Verdict.FAIL
+
+
+@dataclass(frozen=True)
+class HostChecked(Event):
+    """Progress of ``preflight``: one host's report, as soon as it is complete."""
+
+    report: HostReport
 
 
 @dataclass(frozen=True)
@@ -390,7 +398,7 @@ def preflight(
     *,
     connect: ConnectFn,
     checks_for: Callable[[SSHTarget], Sequence[HostCheck]],
-    on_host: Callable[[HostReport], None] | None = None,
+    on_host: Reporter[HostChecked] | None = None,
 ) -> PreflightResult:
     """Check every host in parallel (a slow host does not hold the others up)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -401,7 +409,7 @@ def preflight(
     def one(target: SSHTarget) -> HostReport:
         report = check_host(target, connect=connect, checks=checks_for(target))
         if on_host:
-            on_host(report)
+            on_host(HostChecked(report))
         return report
 
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:

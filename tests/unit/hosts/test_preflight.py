@@ -15,6 +15,7 @@ from provisioner.hosts.preflight import (
     DiskCheck,
     DockerGroupCheck,
     GitLabReachCheck,
+    HostChecked,
     OsCheck,
     SudoCheck,
     check_host,
@@ -169,14 +170,18 @@ def test_preflight_runs_every_host_and_closes_sessions() -> None:
         shells.append(shell)
         return shell
 
+    seen: list[HostChecked] = []
     result = preflight(
         [SSHTarget("good", "ops"), SSHTarget("bad", "ops")],
         connect=connect,
         checks_for=lambda _t: [OsCheck()],
+        on_host=seen.append,
     )
     assert [r.ok for r in result.hosts] == [True, False]
     assert not result.ok
     assert all(s.closed for s in shells)
+    # Each host is reported once, as soon as its checks are done (in any order).
+    assert sorted(e.report.target.host for e in seen) == ["bad", "good"]
 
 
 def test_default_checks_and_bad_input() -> None:
