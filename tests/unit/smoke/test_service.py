@@ -196,10 +196,13 @@ def test_a_run_reports_typed_events_in_order_and_no_sentences() -> None:
     _run(fake, SmokeRequest(tag="t"), events)
     jobs = [e for e in events if isinstance(e, JobsChanged)]
     others = [e for e in events if not isinstance(e, JobsChanged)]
+    pushed = others[2]
+    assert isinstance(pushed, TemplateSynced)
+    assert len(pushed.commit) >= 8
     assert others[:3] == [
         ProjectReady("root/runnerctl-smoke", created=True),
         KeyPairReady(generated=False),
-        TemplateSynced(pushed=True, files=len(template_files()), commit=others[2].commit),
+        TemplateSynced(pushed=True, files=len(template_files()), commit=pushed.commit),
     ]
     assert isinstance(others[3], PipelineCreated)
     assert others[3].pipeline_id == 101
