@@ -13,13 +13,14 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from provisioner.errors import HostError
+from provisioner.events import Event, Reporter
 from provisioner.secrets import Redactor
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class EventKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class PlaybookEvent:
+class PlaybookEvent(Event):
     """One host result (or the start of a task, with ``host`` empty)."""
 
     kind: EventKind
@@ -114,7 +115,7 @@ def run_playbook(
     spec: PlaybookSpec,
     *,
     redactor: Redactor,
-    on_event: Callable[[PlaybookEvent], None] | None = None,
+    on_event: Reporter[PlaybookEvent] | None = None,
 ) -> PlaybookRun:
     """Run the playbook; a failed host is a result (``rc`` != 0), not an exception."""
     import ansible_runner
@@ -179,7 +180,7 @@ def _dispatch(
     event: Mapping[str, Any],
     redactor: Redactor,
     errors: dict[str, str],
-    on_event: Callable[[PlaybookEvent], None] | None,
+    on_event: Reporter[PlaybookEvent] | None,
 ) -> None:
     name = str(event.get("event", ""))
     data: Mapping[str, Any] = event.get("event_data") or {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from provisioner.errors import ProvisionerError, SmokeError
+from provisioner.events import Event, Reporter
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import (
     Action,
@@ -56,7 +57,7 @@ class StepStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class DemoStep:
+class DemoStep(Event):
     """One step of the rehearsal, as shown to the user."""
 
     name: str
@@ -121,7 +122,7 @@ def run_demo(
     data_dir: Path,
     *,
     pieces: DemoPieces,
-    on_step: Callable[[DemoStep], None] | None = None,
+    on_step: Reporter[DemoStep] | None = None,
     keep_running: bool = False,
 ) -> DemoResult:
     """Run the rehearsal in ``data_dir`` (created if missing); raise on the first broken step.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ImageError
+from provisioner.events import Event, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class BuildEventKind(StrEnum):
 
 
 @dataclass(frozen=True)
-class BuildEvent:
+class BuildEvent(Event):
     """One event of an image build, import or push stream."""
 
     kind: BuildEventKind
@@ -127,7 +128,7 @@ class PushResult:
         return f"{repo}@{self.digest}"
 
 
-BuildCallback = Callable[[BuildEvent], None]
+BuildCallback = Reporter[BuildEvent]
 
 
 def split_reference(reference: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import typer
 
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.render import JobTable
+from provisioner.cli.smoke import SmokeReporter
 
 if TYPE_CHECKING:
     from provisioner.demo import DemoPieces, DemoResult, DemoStep
@@ -61,7 +62,7 @@ def _real_pieces(
     from provisioner.images.build import default_tag, ensure_job_image
     from provisioner.sandbox import start_background
     from provisioner.sandbox_runner import start_background as start_runner
-    from provisioner.smoke import Hooks, SmokeRequest, SmokeResult, run_smoke
+    from provisioner.smoke import SmokeRequest, SmokeResult, run_smoke
 
     docker = app.docker()
 
@@ -79,10 +80,6 @@ def _real_pieces(
         )
 
     def smoke(url: str, token: str) -> SmokeResult:
-        def note(text: str) -> None:
-            if not app.json:
-                app.note(f"         smoke: {text}")
-
         request = SmokeRequest(
             tag=DEMO_RUNNER_TAG, project=DEMO_SMOKE_PROJECT, image=default_tag(python)
         )
@@ -90,7 +87,8 @@ def _real_pieces(
             request,
             gitlab=connect(url, token),
             gitlab_url=url,
-            hooks=Hooks(note=note, jobs=table.update, secret=app.redactor.add),
+            report=SmokeReporter(app, table, prefix="         smoke: "),
+            on_secret=app.redactor.add,
         )
 
     return DemoPieces(

@@ -92,7 +92,12 @@ def _preflight_json(result: PreflightResult) -> dict[str, Any]:
                 "host": str(r.target),
                 "ok": r.ok,
                 "checks": [
-                    to_jsonable(f, only=("check", "status", "detail", "fix")) for f in r.findings
+                    to_jsonable(
+                        f,
+                        only=("check", "verdict", "evidence", "fix"),
+                        rename={"verdict": "status", "evidence": "detail"},
+                    )
+                    for f in r.findings
                 ],
             }
             for r in result.hosts
@@ -104,7 +109,7 @@ def _render_report(app: AppContext, report: HostReport) -> None:
     verdict = "ready" if report.ok else "NOT READY"
     app.echo(f"{report.target}: {verdict}")
     rows = (
-        (f.check, f.status.value.upper(), app.redactor(f.detail), app.redactor(f.fix or ""))
+        (f.check, f.verdict.value.upper(), app.redactor(f.evidence), app.redactor(f.fix or ""))
         for f in report.findings
     )
     app.out.print(table(("CHECK", "STATUS", "DETAIL", "FIX"), rows, fold=True))

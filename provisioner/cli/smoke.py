@@ -22,6 +22,7 @@ from provisioner.cli.render import JobTable
 
 if TYPE_CHECKING:
     from provisioner.smoke import SmokeResult
+    from provisioner.smoke.events import SmokeEvent
 
 
 def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
@@ -71,7 +72,7 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     Exit 7 when the pipeline fails, a check fails, or no runner picks up the jobs in time.
     """
     from provisioner.errors import SmokeError, UsageError
-    from provisioner.smoke import Hooks, SigningMode, SmokeRequest, SmokeStatus, run_smoke
+    from provisioner.smoke import SigningMode, SmokeRequest, SmokeStatus, run_smoke
     from provisioner.smoke.junit import write_junit
     from provisioner.smoke.service import parse_timeout
 
@@ -103,7 +104,8 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
             request,
             gitlab=gitlab,
             gitlab_url=gitlab.settings.url,
-            hooks=Hooks(note=_noter(app), jobs=table.update, secret=app.redactor.add),
+            report=SmokeReporter(app, table),
+            on_secret=app.redactor.add,
         )
     finally:
         table.close()
@@ -137,12 +139,46 @@ def _variables(items: list[str]) -> dict[str, str]:
     return result
 
 
-def _noter(app: AppContext) -> Any:
-    def note(text: str) -> None:
-        if not app.json:
-            app.note(text)
+class SmokeReporter:
+    """Turns a smoke run's events into the job table and one line each on stderr."""
 
-    return note
+    def __init__(self, app: AppContext, table: JobTable, *, prefix: str = "") -> None:
+        self._app = app
+        self._table = table
+        self._prefix = prefix
+
+    def __call__(self, event: SmokeEvent) -> None:
+        from provisioner.smoke.events import JobsChanged
+
+        if isinstance(event, JobsChanged):
+            self._table.update(event.jobs)
+        elif not self._app.json:
+            self._app.note(self._prefix + smoke_sentence(event))
+
+
+def smoke_sentence(event: SmokeEvent) -> str:
+    """The line shown for a smoke progress event (the job table draws JobsChanged)."""
+    from provisioner.smoke import events as ev
+
+    match event:
+        case ev.ProjectReady(path=path, created=created):
+            return f"project {path} {'created' if created else 'exists'}"
+        case ev.KeyPairReady(generated=True):
+            return "cosign key pair generated and stored as CI/CD variables (password masked)"
+        case ev.KeyPairReady():
+            return "cosign key pair found in the project's CI/CD variables"
+        case ev.TemplateSynced(pushed=True, files=files, commit=commit):
+            return f"smoke project pushed ({files} files, commit {commit[:8]})"
+        case ev.TemplateSynced():
+            return "smoke project is up to date"
+        case ev.PipelineCreated(pipeline_id=pipeline_id, web_url=web_url):
+            return f"pipeline #{pipeline_id} created: {web_url}"
+        case ev.CheckFinished(name=name, passed=passed):
+            return f"check {name}: {'ok' if passed else 'FAILED'}"
+        case ev.OldVersionsDeleted(count=count, keep=keep):
+            return f"deleted {count} old smoke versions (keeping {keep})"
+        case ev.JobsChanged(jobs=jobs):
+            return f"{len(jobs)} jobs"
 
 
 def render(app: AppContext, result: SmokeResult) -> None:

@@ -1,9 +1,10 @@
 """``host check``: can this VM host a runner, and if not, what exactly to fix.
 
-Every check is a :class:`Check`: one method that looks at a connected host and returns a
-:class:`Finding` with a concrete fix when it fails. Adding a check means adding one class to
-:func:`default_checks`. The SSH connection itself (reachability, auth, host key) is the first
-finding; when it fails, the other checks are reported as skipped.
+Every check is a :class:`~provisioner.checks.Check` of a connected host: one method that
+returns a :class:`~provisioner.checks.CheckResult` with a concrete fix when it fails. Adding a
+check means adding one class to :func:`default_checks`. The SSH connection itself
+(reachability, auth, host key) is the first finding; when it fails, the other checks are
+reported as skipped.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
+from provisioner.checks import AllOf, Check, CheckResult, Verdict, aggregate
 from provisioner.errors import UsageError
+from provisioner.events import Event, Reporter
 from provisioner.ssh import CommandResult, SSHError, SSHFailure, SSHTarget
 
 #: (OS id, version) pairs the playbooks support.
@@ -26,25 +28,6 @@ SUPPORTED_OS: dict[str, tuple[str, ...]] = {
 }
 SUPPORTED_ARCH: dict[str, str] = {"x86_64": "amd64", "aarch64": "arm64"}
 RUNNER_USER = "gitlab-runner"
-
-
-class Status(StrEnum):
-    """Outcome of one check."""
-
-    PASS = "pass"  # noqa: S105 (a status, not a password)
-    WARN = "warn"
-    FAIL = "fail"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What one check found on one host, with the fix when it did not pass."""
-
-    check: str
-    status: Status
-    detail: str
-    fix: str = ""
 
 
 class Shell(Protocol):
@@ -63,17 +46,8 @@ class Shell(Protocol):
         ...
 
 
-class Check(Protocol):
-    """One preflight check."""
-
-    @property
-    def name(self) -> str:
-        """Short name shown in the report."""
-        ...
-
-    def run(self, host: Shell) -> Finding:
-        """Look at ``host`` and say whether it passes, and how to fix it if not."""
-        ...
+#: A preflight check: looks at a connected host.
+HostCheck = Check[Shell]
 
 
 @dataclass(frozen=True)
@@ -81,12 +55,19 @@ class HostReport:
     """Every finding for one host."""
 
     target: SSHTarget
-    findings: tuple[Finding, ...]
+    findings: tuple[CheckResult, ...]
 
     @property
     def ok(self) -> bool:
         """True when no check failed."""
-        return all(f.status is not Status.FAIL for f in self.findings)
+        return aggregate(self.findings) is not Verdict.FAIL
+
+
+@dataclass(frozen=True)
+class HostChecked(Event):
+    """Progress of ``preflight``: one host's report, as soon as it is complete."""
+
+    report: HostReport
 
 
 @dataclass(frozen=True)
@@ -112,11 +93,11 @@ class SudoCheck:
     with_password: bool = False
     name: str = "sudo"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         result = host.sudo("id -u")
         if result.ok and result.stdout.strip() == "0":
             how = "with the become password" if self.with_password else "passwordless"
-            return Finding(self.name, Status.PASS, f"sudo works ({how})")
+            return CheckResult(self.name, Verdict.PASS, f"sudo works ({how})")
         reason = (result.stderr.strip().splitlines() or ["sudo refused"])[-1]
         if self.with_password:
             fix = (
@@ -130,7 +111,7 @@ class SudoCheck:
                 f" | sudo tee /etc/sudoers.d/{self.user} && sudo chmod 0440 "
                 f"/etc/sudoers.d/{self.user}; or pass --become-password-file FILE"
             )
-        return Finding(self.name, Status.FAIL, f"sudo as {self.user} failed: {reason}", fix)
+        return CheckResult(self.name, Verdict.FAIL, f"sudo as {self.user} failed: {reason}", fix)
 
 
 @dataclass(frozen=True)
@@ -139,7 +120,7 @@ class OsCheck:
 
     name: str = "os"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         result = host.run("cat /etc/os-release")
         values: dict[str, str] = {}
         for line in result.stdout.splitlines():
@@ -149,11 +130,11 @@ class OsCheck:
         os_id, version = values.get("ID", "?"), values.get("VERSION_ID", "?")
         pretty = values.get("PRETTY_NAME", f"{os_id} {version}")
         if version in SUPPORTED_OS.get(os_id, ()):
-            return Finding(self.name, Status.PASS, pretty)
+            return CheckResult(self.name, Verdict.PASS, pretty)
         supported = "; ".join(f"{k} {', '.join(v)}" for k, v in SUPPORTED_OS.items())
-        return Finding(
+        return CheckResult(
             self.name,
-            Status.FAIL,
+            Verdict.FAIL,
             f"unsupported OS: {pretty}",
             f"Use a VM image of {supported}.",
         )
@@ -165,13 +146,13 @@ class ArchCheck:
 
     name: str = "arch"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         machine = host.run("uname -m").stdout.strip()
         if machine in SUPPORTED_ARCH:
-            return Finding(self.name, Status.PASS, f"{machine} ({SUPPORTED_ARCH[machine]})")
-        return Finding(
+            return CheckResult(self.name, Verdict.PASS, f"{machine} ({SUPPORTED_ARCH[machine]})")
+        return CheckResult(
             self.name,
-            Status.FAIL,
+            Verdict.FAIL,
             f"unsupported architecture: {machine or 'unknown'}",
             "Use an x86_64 or aarch64 VM.",
         )
@@ -183,13 +164,13 @@ class PythonCheck:
 
     name: str = "python3"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         result = host.run("python3 -c 'import sys; print(sys.version.split()[0])'")
         if result.ok:
-            return Finding(self.name, Status.PASS, f"python3 {result.stdout.strip()}")
-        return Finding(
+            return CheckResult(self.name, Verdict.PASS, f"python3 {result.stdout.strip()}")
+        return CheckResult(
             self.name,
-            Status.FAIL,
+            Verdict.FAIL,
             "python3 not found (Ansible needs it on the host)",
             "sudo apt-get install -y python3",
         )
@@ -202,7 +183,7 @@ class DiskCheck:
     min_free_gib: float = 5.0
     name: str = "disk"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         root_dir = host.run("docker info -f '{{.DockerRootDir}}' 2>/dev/null").stdout.strip()
         paths = ["/", root_dir or "/var/lib/docker"]
         script = "; ".join(
@@ -213,7 +194,9 @@ class DiskCheck:
         result = host.run(script)
         lines = result.stdout.strip().splitlines()
         if not result.ok or len(lines) != len(paths):
-            return Finding(self.name, Status.FAIL, "cannot read free disk space", "Check `df`.")
+            return CheckResult(
+                self.name, Verdict.FAIL, "cannot read free disk space", "Check `df`."
+            )
         low: list[str] = []
         seen: list[str] = []
         for path, line in zip(paths, lines, strict=True):
@@ -223,14 +206,14 @@ class DiskCheck:
                 low.append(path)
         detail = "; ".join(seen)
         if low:
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.FAIL,
+                Verdict.FAIL,
                 detail,
                 f"Free at least {self.min_free_gib:g} GiB on {', '.join(low)} (docker system "
                 "prune, journalctl --vacuum-size) or grow the disk.",
             )
-        return Finding(self.name, Status.PASS, detail)
+        return CheckResult(self.name, Verdict.PASS, detail)
 
 
 @dataclass(frozen=True)
@@ -241,25 +224,27 @@ class ClockCheck:
     now: Callable[[], float] = time.time
     name: str = "clock"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         before = self.now()
         result = host.run("date +%s.%N")
         after = self.now()
         try:
             remote = float(result.stdout.strip())
         except ValueError:
-            return Finding(self.name, Status.FAIL, "cannot read the host clock", "Check `date`.")
+            return CheckResult(
+                self.name, Verdict.FAIL, "cannot read the host clock", "Check `date`."
+            )
         skew = remote - (before + after) / 2
         detail = f"skew {skew:+.1f}s against this machine"
         if abs(skew) > self.max_skew:
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.FAIL,
+                Verdict.FAIL,
                 detail,
                 "Enable time sync on the host: sudo timedatectl set-ntp true (systemd-timesyncd "
                 "or chrony).",
             )
-        return Finding(self.name, Status.PASS, detail)
+        return CheckResult(self.name, Verdict.PASS, detail)
 
 
 # Runs on the host with its python3: DNS, then TCP, then TLS with the host's CA store.
@@ -292,7 +277,7 @@ class GitLabReachCheck:
     timeout: float = 5.0
     name: str = "gitlab"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         command = (
             f"python3 -c {shlex.quote(_REACH_SCRIPT)} {shlex.quote(self.url)} {self.timeout:g}"
         )
@@ -300,35 +285,35 @@ class GitLabReachCheck:
         try:
             doc = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.FAIL,
+                Verdict.FAIL,
                 f"could not test {self.url} from the host",
                 "Install python3 on the host (the check runs with it).",
             )
         stage, error = doc.get("stage"), doc.get("error", "")
         if stage == "ok":
-            return Finding(self.name, Status.PASS, f"{self.url} reachable from the host")
+            return CheckResult(self.name, Verdict.PASS, f"{self.url} reachable from the host")
         if stage == "dns":
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.FAIL,
+                Verdict.FAIL,
                 f"DNS: the host cannot resolve {self.url} ({error})",
                 "Fix the host's resolver (/etc/resolv.conf, systemd-resolved) or add the name "
                 "to /etc/hosts.",
             )
         if stage == "tcp":
             addrs = ", ".join(doc.get("addrs", []))
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.FAIL,
+                Verdict.FAIL,
                 f"TCP: cannot connect to {self.url} ({addrs}): {error}",
                 "Open the route from the host to GitLab (firewall, security group, proxy: set "
                 "HTTPS_PROXY for the gitlab-runner service) and check the URL and port.",
             )
-        return Finding(
+        return CheckResult(
             self.name,
-            Status.FAIL,
+            Verdict.FAIL,
             f"TLS: {self.url}: {error}",
             "Install GitLab's CA on the host (copy it to /usr/local/share/ca-certificates/ and "
             "run update-ca-certificates), or set tls-ca-file for the runner.",
@@ -342,19 +327,19 @@ class DockerGroupCheck:
     user: str = RUNNER_USER
     name: str = "docker-group"
 
-    def run(self, host: Shell) -> Finding:
+    def run(self, host: Shell) -> CheckResult:
         result = host.run(f"id -nG {shlex.quote(self.user)}")
         if not result.ok:
-            return Finding(
+            return CheckResult(
                 self.name,
-                Status.SKIP,
+                Verdict.SKIP,
                 f"user {self.user} does not exist yet (host provision creates it)",
             )
         if "docker" in result.stdout.split():
-            return Finding(self.name, Status.PASS, f"{self.user} is in the docker group")
-        return Finding(
+            return CheckResult(self.name, Verdict.PASS, f"{self.user} is in the docker group")
+        return CheckResult(
             self.name,
-            Status.FAIL,
+            Verdict.FAIL,
             f"{self.user} is not in the docker group: jobs get 'permission denied' on "
             "/var/run/docker.sock",
             f"sudo usermod -aG docker {self.user} && sudo systemctl restart gitlab-runner "
@@ -364,9 +349,9 @@ class DockerGroupCheck:
 
 def default_checks(
     target: SSHTarget, *, gitlab_url: str | None, with_password: bool, min_free_gib: float = 5.0
-) -> tuple[Check, ...]:
+) -> tuple[HostCheck, ...]:
     """The standard catalogue, in the order they are reported."""
-    checks: list[Check] = [
+    checks: list[HostCheck] = [
         SudoCheck(target.user, with_password=with_password),
         OsCheck(),
         ArchCheck(),
@@ -390,37 +375,30 @@ ConnectFn = Callable[[SSHTarget], Shell]
 _HOST_KEY = (SSHFailure.HOST_KEY_UNKNOWN, SSHFailure.HOST_KEY_CHANGED)
 
 
-def check_host(target: SSHTarget, *, connect: ConnectFn, checks: Sequence[Check]) -> HostReport:
+def check_host(target: SSHTarget, *, connect: ConnectFn, checks: Sequence[HostCheck]) -> HostReport:
     """Connect, then run every check; a failed connection makes the others skipped."""
-    if not checks:
-        raise UsageError("no checks to run", hint="Pass at least one check.")
+    every = AllOf(checks)
     try:
         host = connect(target)
     except SSHError as exc:
         name = "host-key" if exc.kind in _HOST_KEY else "ssh"
-        first = Finding(name, Status.FAIL, exc.message, exc.hint or "")
-        skipped = tuple(Finding(c.name, Status.SKIP, "not run: no SSH session") for c in checks)
-        return HostReport(target, (first, *skipped))
-    findings = [Finding("ssh", Status.PASS, f"connected as {target.user}")]
+        first = CheckResult(name, Verdict.FAIL, exc.message, exc.hint or "")
+        return HostReport(target, (first, *every.skipped("not run: no SSH session")))
+    connected = CheckResult("ssh", Verdict.PASS, f"connected as {target.user}")
     try:
-        for check in checks:
-            try:
-                findings.append(check.run(host))
-            except SSHError as exc:
-                findings.append(Finding(check.name, Status.FAIL, exc.message, exc.hint or ""))
+        return HostReport(target, (connected, *every.results(host)))
     finally:
         close = getattr(host, "close", None)
         if callable(close):
             close()
-    return HostReport(target, tuple(findings))
 
 
 def preflight(
     targets: Sequence[SSHTarget],
     *,
     connect: ConnectFn,
-    checks_for: Callable[[SSHTarget], Sequence[Check]],
-    on_host: Callable[[HostReport], None] | None = None,
+    checks_for: Callable[[SSHTarget], Sequence[HostCheck]],
+    on_host: Reporter[HostChecked] | None = None,
 ) -> PreflightResult:
     """Check every host in parallel (a slow host does not hold the others up)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -431,7 +409,7 @@ def preflight(
     def one(target: SSHTarget) -> HostReport:
         report = check_host(target, connect=connect, checks=checks_for(target))
         if on_host:
-            on_host(report)
+            on_host(HostChecked(report))
         return report
 
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:

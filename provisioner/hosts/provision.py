@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from provisioner.ansible import EventKind, PlaybookEvent, PlaybookRun, PlaybookSpec
 from provisioner.errors import UsageError
+from provisioner.events import Event, Reporter
 from provisioner.hosts.remote_store import RemoteConfigStore, RemoteHost
 from provisioner.secrets import Redactor
 from provisioner.settings import cache_dir
@@ -58,7 +59,7 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class ProvisionEvent:
+class ProvisionEvent(Event):
     """Per-host progress: the task that just reported, and the counts so far."""
 
     host: str
@@ -122,7 +123,7 @@ class PlaybookRunner(Protocol):
         spec: PlaybookSpec,
         *,
         redactor: Redactor,
-        on_event: Callable[[PlaybookEvent], None] | None = None,
+        on_event: Reporter[PlaybookEvent] | None = None,
     ) -> PlaybookRun:
         """Run and report."""
         ...
@@ -161,7 +162,7 @@ def provision(
     *,
     runner: PlaybookRunner | None = None,
     connect: ConnectFn | None = None,
-    on_event: Callable[[ProvisionEvent], None] | None = None,
+    on_event: Reporter[ProvisionEvent] | None = None,
     on_secret: Callable[[str], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ProvisionResult:
@@ -300,7 +301,7 @@ _FIELDS = {
 class _Tally:
     """Per-host counts from playbook events, passed on as :class:`ProvisionEvent`."""
 
-    def __init__(self, on_event: Callable[[ProvisionEvent], None] | None) -> None:
+    def __init__(self, on_event: Reporter[ProvisionEvent] | None) -> None:
         self.counts: dict[str, Counts] = {}
         self.on_event = on_event
 

@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI
 from provisioner.errors import ImageError
+from provisioner.events import Reporter
 from provisioner.images.context import host_writes
 from provisioner.settings import cache_dir
 
@@ -58,7 +58,7 @@ IMPORT_CHANGES: tuple[str, ...] = (
     'CMD ["bash"]',
 )
 
-Progress = Callable[[BuildEvent], None]
+Progress = Reporter[BuildEvent]
 
 
 @dataclass(frozen=True)

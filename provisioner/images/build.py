@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,6 +20,7 @@ from pathlib import Path
 from provisioner import __version__
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI, DockerError, PushResult
 from provisioner.errors import ImageError
+from provisioner.events import Reporter
 from provisioner.images import base as base_mod
 from provisioner.images import cosign as cosign_mod
 from provisioner.images import wheelhouse as wheel_mod
@@ -38,7 +39,7 @@ from provisioner.settings import cache_dir
 PYTHON_REPOSITORY = "runnerctl/python"
 AUTO = "auto"
 
-Progress = Callable[[BuildEvent], None]
+Progress = Reporter[BuildEvent]
 
 
 class ImageUser(StrEnum):

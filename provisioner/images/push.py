@@ -11,15 +11,15 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI, split_reference
 from provisioner.errors import ImageError
+from provisioner.events import Reporter
 from provisioner.secrets import redact
 
-Progress = Callable[[BuildEvent], None]
+Progress = Reporter[BuildEvent]
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ Checks about being offline (wheelhouse install, cosign round trip) run with the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from provisioner.docker_api import DockerAPI, ImageInfo, RunResult
 from provisioner.errors import ImageError
+from provisioner.events import Event, Reporter
 from provisioner.images.context import parse_labels
 
 #: A throwaway password for the in-container key pair; it protects a key that dies with the
@@ -65,7 +65,7 @@ class CheckStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Event):
     """One self-test: its name, verdict, a line of detail and how long it took."""
 
     name: str
@@ -93,7 +93,7 @@ class VerifyReport:
         return all(c.passed for c in self.checks)
 
 
-CheckCallback = Callable[[CheckResult], None]
+CheckCallback = Reporter[CheckResult]
 
 
 def verify_image(

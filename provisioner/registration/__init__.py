@@ -1,8 +1,9 @@
 """Registration: create runners through GitLab's API and write them into config.toml.
 
 The package root stays light (the CLI imports the executor enums for ``--help``); the
-operations live in :mod:`provisioner.registration.service`: ``register``, ``unregister``,
-``rotate_token`` and ``list_runners``.
+operations are reached through :mod:`provisioner.registration.service`: ``register`` (a
+:class:`~provisioner.registration.plan.RegistrationPlan`, then its execution in ``apply``),
+``unregister``, ``rotate_token`` and ``list_runners``.
 """
 
 from provisioner.registration.executors import (

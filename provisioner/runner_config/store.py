@@ -39,7 +39,6 @@ import fcntl
 import os
 import stat
 import tomllib
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from typing import Any
 from tomlkit.items import Table
 
 from provisioner.errors import ConfigError
+from provisioner.fsutil import StageHook, atomic_write
 from provisioner.runner_config.document import RUNNER_OWNED_KEYS, ConfigDocument, set_key
 
 MISSING_HINT = (
@@ -57,9 +57,6 @@ MISSING_HINT = (
     "CONFIG_FILE."
 )
 
-# Called with a stage name and the temp file path: "temp-partial" (half of the new text is
-# written), "before-rename" (temp complete and fsynced). Fault-injection tests use it.
-StageHook = Callable[[str, Path], None]
 Mutator = Callable[[ConfigDocument], ConfigDocument | None]
 
 
@@ -396,50 +393,39 @@ class ConfigStore:
                 stale.unlink()
 
     def _write(self, text: str, *, had_old: bool) -> Path | None:
-        directory = self.path.parent
-        temp = directory / f"{self._temp_prefix()}{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        data = text.encode("utf-8")
-        backup: Path | None = None
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write in {directory}: {exc.strerror}",
-                hint="Run as the user that owns the config directory (or with sudo).",
-            ) from None
-        try:
-            try:
-                half = len(data) // 2
-                os.write(fd, data[:half])
-                if self._hook:
-                    self._hook("temp-partial", temp)
-                os.write(fd, data[half:])
-                os.fsync(fd)
-                os.fchmod(fd, 0o600)
-                if had_old and os.geteuid() == 0:
-                    st = os.stat(self.path)
-                    os.fchown(fd, st.st_uid, st.st_gid)
-            finally:
-                os.close(fd)
+        backups: list[Path] = []
+
+        def stage(name: str, temp: Path) -> None:
             if self._hook:
-                self._hook("before-rename", temp)
-            backup = self._backup() if had_old else None
-            os.replace(temp, self.path)
+                self._hook(name, temp)
+            if name == "before-rename" and had_old:
+                backups.append(self._backup())
+
+        try:
+            atomic_write(
+                self.path,
+                text,
+                mode=0o600,
+                owner_like=self.path if had_old else None,
+                hook=stage,
+            )
         except BaseException as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            if backup is not None:  # the file was not replaced: its backup is not new
+            for backup in backups:  # the file was not replaced: its backup is not new
                 with contextlib.suppress(OSError):
                     backup.unlink()
+            if isinstance(exc, PermissionError):
+                raise ConfigError(
+                    f"cannot write in {self.path.parent}: {exc.strerror}",
+                    hint="Run as the user that owns the config directory (or with sudo).",
+                ) from None
             if isinstance(exc, OSError):
                 raise ConfigError(
                     f"cannot write {self.path}: {exc.strerror or exc}",
                     hint="Free disk space or fix the permissions; the previous file is intact.",
                 ) from None
             raise
-        _fsync_dir(directory)
         self._prune_backups()
-        return backup
+        return backups[0] if backups else None
 
     def _backup(self) -> Path:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -474,14 +460,6 @@ def _follow_link(path: Path) -> Path:
         return path.resolve()
     except (RuntimeError, OSError):  # RuntimeError: Python 3.11's "Symlink loop"
         return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _direct_values(table: Table, keys: frozenset[str]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.errors import GitLabError
+from provisioner.events import Event, Reporter
 from provisioner.sandbox_runner.build import Build, JobContext, JobResult, JobState
 from provisioner.sandbox_runner.config import RunnerEntry, RunnerSetup
 from provisioner.sandbox_runner.executors import DockerFactory, executor_for
@@ -46,7 +46,7 @@ class EventLevel(StrEnum):
 
 
 @dataclass(frozen=True)
-class RunnerEvent:
+class RunnerEvent(Event):
     """One line of the runner's own log (not a job log)."""
 
     level: EventLevel
@@ -63,7 +63,7 @@ class RunnerEvent:
         return f"{prefix[self.level]}{self.message}{tail}"
 
 
-EventSink = Callable[[RunnerEvent], None]
+EventSink = Reporter[RunnerEvent]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from provisioner.smoke.service import (
     CheckOutcome,
-    Hooks,
     SigningMode,
     SmokeRequest,
     SmokeResult,
@@ -13,7 +12,6 @@ from provisioner.smoke.service import (
 
 __all__ = [
     "CheckOutcome",
-    "Hooks",
     "SigningMode",
     "SmokeRequest",
     "SmokeResult",

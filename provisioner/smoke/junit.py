@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from provisioner.fsutil import atomic_write
 from provisioner.smoke.service import STAGES, SmokeResult, SmokeStatus
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -71,13 +70,4 @@ def _xml_safe(text: str) -> str:
 def write_junit(result: SmokeResult, path: Path) -> None:
     """Write the JUnit file atomically (temp file in the same directory, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(junit_xml(result))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, junit_xml(result), mode=0o644)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from provisioner import joblog
 from provisioner.errors import UsageError
+from provisioner.events import NULL_REPORTER, Reporter
 from provisioner.gitlab.models import (
     DistFile,
     Job,
@@ -31,6 +33,16 @@ from provisioner.gitlab.models import (
 )
 from provisioner.images.wheelhouse import normalize  # PEP 503, as the jobs compute it
 from provisioner.smoke import signing
+from provisioner.smoke.events import (
+    CheckFinished,
+    JobsChanged,
+    KeyPairReady,
+    OldVersionsDeleted,
+    PipelineCreated,
+    ProjectReady,
+    SmokeEvent,
+    TemplateSynced,
+)
 from provisioner.smoke.template import MARKER_FILE, template_digest, template_files
 
 DEFAULT_IMAGE = "runnerctl/python:3.11"
@@ -168,13 +180,8 @@ class SmokeAPI(Protocol):
     def download_url(self, url: str) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class Hooks:
-    """Progress out of the domain: notes, every change of the job table, secrets to redact."""
-
-    note: Callable[[str], None] = lambda _text: None
-    jobs: Callable[[tuple[Job, ...]], None] = lambda _jobs: None
-    secret: Callable[[str], None] = lambda _secret: None
+def _ignore(_secret: str) -> None:
+    """No one to tell about secrets."""
 
 
 def check_request(request: SmokeRequest, gitlab_url: str) -> None:
@@ -202,18 +209,29 @@ def run_smoke(
     *,
     gitlab: SmokeAPI,
     gitlab_url: str,
-    hooks: Hooks | None = None,
+    report: Reporter[SmokeEvent] = NULL_REPORTER,
+    on_secret: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SmokeResult:
-    """Run the smoke pipeline once and check what it published."""
-    hooks = hooks or Hooks()
+    """Run the smoke pipeline once and check what it published.
+
+    Args:
+        request: what to run.
+        gitlab: the GitLab adapter.
+        gitlab_url: GitLab's base URL (for the registry URLs in the result).
+        report: told about progress (:mod:`provisioner.smoke.events`).
+        on_secret: told about every secret this run creates (for output redaction).
+        clock: monotonic seconds (tests).
+        sleep: waits between polls (tests).
+    """
+    secret = on_secret or _ignore
     check_request(request, gitlab_url)
     started = clock()
-    project = _ensure_project(request, gitlab, hooks)
+    project = _ensure_project(request, gitlab, report)
     branch = project.default_branch or "main"
-    public_pem, key_created = _ensure_keys(request, project, gitlab, hooks)
-    pushed = _push_template(project, branch, gitlab, hooks)
+    public_pem, key_created = _ensure_keys(request, project, gitlab, report, secret)
+    pushed = _push_template(project, branch, gitlab, report)
     variables = {
         "SMOKE_RUNNER_TAG": request.tag,
         "PYTHON_IMAGE": request.image,
@@ -222,13 +240,13 @@ def run_smoke(
     }
     triggered = clock()
     pipeline = gitlab.create_pipeline(project.id, branch, variables)
-    hooks.note(f"pipeline #{pipeline.id} created: {pipeline.web_url}")
+    report(PipelineCreated(pipeline.id, pipeline.web_url))
     pipeline, jobs, timed_out = _follow(
         request,
         project=project,
         pipeline=pipeline,
         gitlab=gitlab,
-        hooks=hooks,
+        report=report,
         clock=clock,
         sleep=sleep,
     )
@@ -272,7 +290,7 @@ def run_smoke(
         failing = next((j for j in jobs if j.status is JobStatus.FAILED), None)
         tail = ""
         if failing is not None:
-            tail = trace_tail(gitlab.job_trace(project.id, failing.id))
+            tail = joblog.tail(gitlab.job_trace(project.id, failing.id), TRACE_TAIL_LINES)
         what = f"job {failing.name!r} ({failing.stage})" if failing else "a job"
         return replace(
             base,
@@ -288,9 +306,9 @@ def run_smoke(
         version=version,
         public_pem=public_pem,
         gitlab=gitlab,
-        hooks=hooks,
+        report=report,
     )
-    deleted = _prune(project, name, request.keep, gitlab, hooks)
+    deleted = _prune(project, name, request.keep, gitlab, report)
     ok = all(c.passed for c in checks)
     failed_checks = [c.name for c in checks if not c.passed]
     return replace(
@@ -310,7 +328,9 @@ def run_smoke(
 # -- steps -----------------------------------------------------------------------------------
 
 
-def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Project:
+def _ensure_project(
+    request: SmokeRequest, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
+) -> Project:
     path = request.project
     username: str | None = None
     if not path:
@@ -318,7 +338,7 @@ def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Pr
         path = f"{username}/{DEFAULT_PROJECT_NAME}"
     found = gitlab.find_project(path)
     if found is not None:
-        hooks.note(f"project {found.path_with_namespace} exists")
+        report(ProjectReady(found.path_with_namespace, created=False))
         return found
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     namespace_id: int | None = None
@@ -327,12 +347,16 @@ def _ensure_project(request: SmokeRequest, gitlab: SmokeAPI, hooks: Hooks) -> Pr
         if parent != username:
             namespace_id = gitlab.resolve_group(parent).id
     project = gitlab.create_project(path, namespace_id=namespace_id)
-    hooks.note(f"project {project.path_with_namespace} created")
+    report(ProjectReady(project.path_with_namespace, created=True))
     return project
 
 
 def _ensure_keys(
-    request: SmokeRequest, project: Project, gitlab: SmokeAPI, hooks: Hooks
+    request: SmokeRequest,
+    project: Project,
+    gitlab: SmokeAPI,
+    report: Reporter[SmokeEvent],
+    secret: Callable[[str], None],
 ) -> tuple[str, bool]:
     if request.signing is SigningMode.KEYLESS:
         return "", False
@@ -343,10 +367,10 @@ def _ensure_keys(
     if all(current.values()):
         public = current["COSIGN_PUBLIC_KEY"]
         assert public is not None
-        hooks.note("cosign key pair found in the project's CI/CD variables")
+        report(KeyPairReady(generated=False))
         return public.value, False
     pair = signing.generate_key_pair()
-    hooks.secret(pair.password)
+    secret(pair.password)
     gitlab.set_variable(
         project.id, Variable("COSIGN_PRIVATE_KEY", pair.private_pem, variable_type="file")
     )
@@ -354,15 +378,17 @@ def _ensure_keys(
         project.id, Variable("COSIGN_PUBLIC_KEY", pair.public_pem, variable_type="file")
     )
     gitlab.set_variable(project.id, Variable("COSIGN_PASSWORD", pair.password, masked=True))
-    hooks.note("cosign key pair generated and stored as CI/CD variables (password masked)")
+    report(KeyPairReady(generated=True))
     return pair.public_pem, True
 
 
-def _push_template(project: Project, branch: str, gitlab: SmokeAPI, hooks: Hooks) -> bool:
+def _push_template(
+    project: Project, branch: str, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
+) -> bool:
     files = template_files()
     digest = template_digest(files)
     if (gitlab.read_file(project.id, MARKER_FILE, branch) or "").strip() == digest:
-        hooks.note("smoke project is up to date")
+        report(TemplateSynced(pushed=False))
         return False
     existing = gitlab.list_tree(project.id, branch)
     sha = gitlab.commit_files(
@@ -372,7 +398,7 @@ def _push_template(project: Project, branch: str, gitlab: SmokeAPI, hooks: Hooks
         files={**files, MARKER_FILE: digest + "\n"},
         existing=existing,
     )
-    hooks.note(f"smoke project pushed ({len(files)} files, commit {sha[:8]})")
+    report(TemplateSynced(pushed=True, files=len(files), commit=sha))
     return True
 
 
@@ -382,7 +408,7 @@ def _follow(
     project: Project,
     pipeline: Pipeline,
     gitlab: SmokeAPI,
-    hooks: Hooks,
+    report: Reporter[SmokeEvent],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> tuple[Pipeline, tuple[Job, ...], bool]:
@@ -394,7 +420,7 @@ def _follow(
         jobs = gitlab.pipeline_jobs(project.id, pipeline.id)
         state = tuple((j.name, j.status) for j in jobs)
         if state != last:
-            hooks.jobs(jobs)
+            report(JobsChanged(jobs))
             last = state
         if pipeline.status in TERMINAL:
             return pipeline, jobs, False
@@ -437,7 +463,7 @@ def _checks(
     version: str,
     public_pem: str,
     gitlab: SmokeAPI,
-    hooks: Hooks,
+    report: Reporter[SmokeEvent],
 ) -> list[CheckOutcome]:
     checks: list[CheckOutcome] = []
     files = [
@@ -455,7 +481,7 @@ def _checks(
             f"{name} {version}: {', '.join(f.filename for f in files) or 'no files'}",
         )
     )
-    hooks.note(f"check pypi registry: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
 
     signatures: dict[str, dict[str, bytes]] = {}
     missing: list[str] = []
@@ -479,16 +505,16 @@ def _checks(
             else f"{2 * len(files)} signatures and cosign.pub",
         )
     )
-    hooks.note(f"check generic registry: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
 
     if request.signing is SigningMode.KEYLESS:
         detail = "not run locally: keyless bundles are verified against Sigstore's trust root"
         checks.append(CheckOutcome("local verification", True, detail))
         return checks
     checks.append(_verify_locally(files, signatures, public_pem, gitlab))
-    hooks.note(f"check local verification: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
     checks.append(_tamper_rejected(wheels, signatures, public_pem, gitlab))
-    hooks.note(f"check altered copy rejected: {'ok' if checks[-1].passed else 'FAILED'}")
+    report(CheckFinished(checks[-1].name, checks[-1].passed))
     return checks
 
 
@@ -571,7 +597,7 @@ def _dev_number(version: str) -> int:
 
 
 def _prune(
-    project: Project, name: str, keep: int, gitlab: SmokeAPI, hooks: Hooks
+    project: Project, name: str, keep: int, gitlab: SmokeAPI, report: Reporter[SmokeEvent]
 ) -> tuple[str, ...]:
     packages = [
         p for p in gitlab.list_packages(project.id, package_name=name) if normalize(p.name) == name
@@ -582,25 +608,11 @@ def _prune(
         if package.version in old:
             gitlab.delete_package(project.id, package.id)
     if old:
-        hooks.note(f"deleted {len(old)} old smoke versions (keeping {keep})")
+        report(OldVersionsDeleted(len(old), keep))
     return tuple(sorted(old, key=_dev_number))
 
 
 # -- presentation helpers (pure) ---------------------------------------------------------------
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\[0K")
-_SECTION = re.compile(r"^section_(?:start|end):\d+:\S*\s*")
-
-
-def trace_tail(trace: str, lines: int = TRACE_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a job log, without colours or section markers."""
-    kept = []
-    for raw in trace.replace("\r\n", "\n").split("\n"):
-        line = _SECTION.sub("", _ANSI.sub("", raw.rsplit("\r", 1)[-1])).rstrip()
-        if line:
-            kept.append(line)
-    return "\n".join(kept[-lines:])
-
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 

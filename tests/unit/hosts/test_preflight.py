@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from provisioner.checks import Verdict
 from provisioner.errors import UsageError
 from provisioner.hosts.preflight import (
     ArchCheck,
@@ -14,8 +15,8 @@ from provisioner.hosts.preflight import (
     DiskCheck,
     DockerGroupCheck,
     GitLabReachCheck,
+    HostChecked,
     OsCheck,
-    Status,
     SudoCheck,
     check_host,
     default_checks,
@@ -64,11 +65,11 @@ OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_I
 
 
 def test_sudo_passes_and_fails_with_a_fix() -> None:
-    assert SudoCheck("ops").run(FakeShell({"SUDO id -u": ok("0\n")})).status is Status.PASS
+    assert SudoCheck("ops").run(FakeShell({"SUDO id -u": ok("0\n")})).verdict is Verdict.PASS
     refused = CommandResult(1, "", "sudo: a password is required\n")
     finding = SudoCheck("ops").run(FakeShell({"SUDO id -u": refused}))
-    assert finding.status is Status.FAIL
-    assert "a password is required" in finding.detail
+    assert finding.verdict is Verdict.FAIL
+    assert "a password is required" in finding.evidence
     assert "ops ALL=(ALL) NOPASSWD:ALL" in finding.fix
     assert "--become-password-file" in finding.fix
 
@@ -76,22 +77,22 @@ def test_sudo_passes_and_fails_with_a_fix() -> None:
 @pytest.mark.parametrize(
     ("release", "status"),
     [
-        (OS_RELEASE, Status.PASS),
-        ('ID=ubuntu\nVERSION_ID="24.04"\n', Status.PASS),
-        ('ID=ubuntu\nVERSION_ID="18.04"\n', Status.FAIL),
-        ('ID=centos\nVERSION_ID="9"\n', Status.FAIL),
+        (OS_RELEASE, Verdict.PASS),
+        ('ID=ubuntu\nVERSION_ID="24.04"\n', Verdict.PASS),
+        ('ID=ubuntu\nVERSION_ID="18.04"\n', Verdict.FAIL),
+        ('ID=centos\nVERSION_ID="9"\n', Verdict.FAIL),
     ],
 )
-def test_os_versions(release: str, status: Status) -> None:
+def test_os_versions(release: str, status: Verdict) -> None:
     finding = OsCheck().run(FakeShell({"os-release": ok(release)}))
-    assert finding.status is status
-    if status is Status.FAIL:
+    assert finding.verdict is status
+    if status is Verdict.FAIL:
         assert "debian 11, 12, 13" in finding.fix
 
 
 def test_arch() -> None:
-    assert ArchCheck().run(FakeShell({"uname": ok("aarch64\n")})).detail == "aarch64 (arm64)"
-    assert ArchCheck().run(FakeShell({"uname": ok("riscv64\n")})).status is Status.FAIL
+    assert ArchCheck().run(FakeShell({"uname": ok("aarch64\n")})).evidence == "aarch64 (arm64)"
+    assert ArchCheck().run(FakeShell({"uname": ok("riscv64\n")})).verdict is Verdict.FAIL
 
 
 def test_disk_reports_each_path_and_fails_below_the_minimum() -> None:
@@ -99,20 +100,20 @@ def test_disk_reports_each_path_and_fails_below_the_minimum() -> None:
     docker_root = ok("/srv/docker\n")
     plenty = FakeShell({"docker info": docker_root, "df -Pk": ok(df.format(free=20 * 1024**2) * 2)})
     finding = DiskCheck(min_free_gib=5).run(plenty)
-    assert finding.status is Status.PASS
-    assert "/srv/docker: 20.0 GiB free" in finding.detail
+    assert finding.verdict is Verdict.PASS
+    assert "/srv/docker: 20.0 GiB free" in finding.evidence
     low = FakeShell({"docker info": docker_root, "df -Pk": ok(df.format(free=1024**2) * 2)})
     finding = DiskCheck(min_free_gib=5).run(low)
-    assert finding.status is Status.FAIL
+    assert finding.verdict is Verdict.FAIL
     assert "/, /srv/docker" in finding.fix
 
 
 def test_clock_skew() -> None:
     shell = FakeShell({"date": ok("1000.5\n")})
-    assert ClockCheck(now=lambda: 1000.0).run(shell).status is Status.PASS
+    assert ClockCheck(now=lambda: 1000.0).run(shell).verdict is Verdict.PASS
     finding = ClockCheck(now=lambda: 900.0).run(shell)
-    assert finding.status is Status.FAIL
-    assert "+100.5s" in finding.detail
+    assert finding.verdict is Verdict.FAIL
+    assert "+100.5s" in finding.evidence
     assert "timedatectl set-ntp true" in finding.fix
 
 
@@ -128,17 +129,17 @@ def test_clock_skew() -> None:
 def test_gitlab_reach_stages(answer: dict[str, object], prefix: str, fix: str) -> None:
     shell = FakeShell({"python3 -c": ok(json.dumps(answer) + "\n")})
     finding = GitLabReachCheck("https://gitlab.example.test").run(shell)
-    assert finding.detail.startswith(prefix)
+    assert finding.evidence.startswith(prefix)
     assert fix in finding.fix
     assert "'https://gitlab.example.test'" in shell.ran[0] or "https://gitlab" in shell.ran[0]
 
 
 def test_docker_group() -> None:
-    assert DockerGroupCheck().run(FakeShell({})).status is Status.SKIP
+    assert DockerGroupCheck().run(FakeShell({})).verdict is Verdict.SKIP
     member = FakeShell({"id -nG": ok("gitlab-runner docker\n")})
-    assert DockerGroupCheck().run(member).status is Status.PASS
+    assert DockerGroupCheck().run(member).verdict is Verdict.PASS
     outsider = DockerGroupCheck().run(FakeShell({"id -nG": ok("gitlab-runner\n")}))
-    assert outsider.status is Status.FAIL
+    assert outsider.verdict is Verdict.FAIL
     assert "usermod -aG docker gitlab-runner" in outsider.fix
 
 
@@ -148,10 +149,10 @@ def test_a_failed_connection_skips_the_other_checks_with_the_ssh_fix() -> None:
 
     report = check_host(TARGET, connect=refuse, checks=[OsCheck(), ArchCheck()])
     assert not report.ok
-    assert [(f.check, f.status) for f in report.findings] == [
-        ("ssh", Status.FAIL),
-        ("os", Status.SKIP),
-        ("arch", Status.SKIP),
+    assert [(f.check, f.verdict) for f in report.findings] == [
+        ("ssh", Verdict.FAIL),
+        ("os", Verdict.SKIP),
+        ("arch", Verdict.SKIP),
     ]
     assert report.findings[0].fix == "install the key"
 
@@ -169,14 +170,18 @@ def test_preflight_runs_every_host_and_closes_sessions() -> None:
         shells.append(shell)
         return shell
 
+    seen: list[HostChecked] = []
     result = preflight(
         [SSHTarget("good", "ops"), SSHTarget("bad", "ops")],
         connect=connect,
         checks_for=lambda _t: [OsCheck()],
+        on_host=seen.append,
     )
     assert [r.ok for r in result.hosts] == [True, False]
     assert not result.ok
     assert all(s.closed for s in shells)
+    # Each host is reported once, as soon as its checks are done (in any order).
+    assert sorted(e.report.target.host for e in seen) == ["bad", "good"]
 
 
 def test_default_checks_and_bad_input() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Cli
+from provisioner.cli.smoke import smoke_sentence
+from provisioner.smoke import events as ev
 
 
 @pytest.mark.parametrize(
@@ -28,3 +30,40 @@ def test_bad_options_exit_2_with_a_hint(
     assert f"Error: {message}" in err
     assert "Hint: " in err
     assert "glpat-unit-test-token" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("event", "line"),
+    [
+        (
+            ev.ProjectReady("root/runnerctl-smoke", created=True),
+            "project root/runnerctl-smoke created",
+        ),
+        (ev.ProjectReady("ops/smoke", created=False), "project ops/smoke exists"),
+        (
+            ev.KeyPairReady(generated=True),
+            "cosign key pair generated and stored as CI/CD variables (password masked)",
+        ),
+        (
+            ev.KeyPairReady(generated=False),
+            "cosign key pair found in the project's CI/CD variables",
+        ),
+        (
+            ev.TemplateSynced(pushed=True, files=9, commit="0123456789abcdef"),
+            "smoke project pushed (9 files, commit 01234567)",
+        ),
+        (ev.TemplateSynced(pushed=False), "smoke project is up to date"),
+        (
+            ev.PipelineCreated(12, "http://127.0.0.1:8929/root/s/-/pipelines/12"),
+            "pipeline #12 created: http://127.0.0.1:8929/root/s/-/pipelines/12",
+        ),
+        (ev.CheckFinished("pypi registry", passed=True), "check pypi registry: ok"),
+        (
+            ev.CheckFinished("altered copy rejected", passed=False),
+            "check altered copy rejected: FAILED",
+        ),
+        (ev.OldVersionsDeleted(3, keep=5), "deleted 3 old smoke versions (keeping 5)"),
+    ],
+)
+def test_the_cli_owns_the_wording_of_smoke_events(event: ev.SmokeEvent, line: str) -> None:
+    assert smoke_sentence(event) == line

@@ -7,11 +7,19 @@ from itertools import count
 import pytest
 
 from provisioner.errors import UsageError
+from provisioner.events import NULL_REPORTER, Event
 from provisioner.gitlab.models import Package, Variable
 from provisioner.secrets import redact
 from provisioner.smoke import service
+from provisioner.smoke.events import (
+    CheckFinished,
+    JobsChanged,
+    KeyPairReady,
+    PipelineCreated,
+    ProjectReady,
+    TemplateSynced,
+)
 from provisioner.smoke.service import (
-    Hooks,
     SigningMode,
     SmokeRequest,
     SmokeStatus,
@@ -37,13 +45,13 @@ def _keys(fake: FakeGitLab) -> None:
     )
 
 
-def _run(fake: FakeGitLab, request: SmokeRequest, notes: list[str] | None = None) -> object:
+def _run(fake: FakeGitLab, request: SmokeRequest, events: list[Event] | None = None) -> object:
     ticks = count()
     return run_smoke(
         request,
         gitlab=fake,
         gitlab_url=URL,
-        hooks=Hooks(note=(notes if notes is not None else []).append),
+        report=(events if events is not None else []).append,
         clock=lambda: float(next(ticks)),
         sleep=lambda _s: None,
     )
@@ -99,7 +107,7 @@ def test_first_run_creates_project_keys_and_pushes_then_second_run_reuses(
         SmokeRequest(tag="t"),
         gitlab=fake,
         gitlab_url=URL,
-        hooks=Hooks(secret=secrets.append),
+        on_secret=secrets.append,
         sleep=lambda _s: None,
     )
     assert first.project == "root/runnerctl-smoke"
@@ -150,7 +158,7 @@ def test_prune_keeps_the_newest_versions_of_the_package_only() -> None:
         Package(5, "other", "0.1.0.dev1", "pypi"),
     ]
     project = fake.create_project("root/pkg")
-    deleted = service._prune(project, "pkg", 2, fake, Hooks())
+    deleted = service._prune(project, "pkg", 2, fake, NULL_REPORTER)
     assert deleted == ("0.1.0.dev1",)
     assert sorted(fake.deleted) == [1, 2]
 
@@ -181,11 +189,24 @@ def test_how_to_look_names_the_registries() -> None:
     assert [redact(line) for line in lines] == list(lines)
 
 
-def test_trace_tail_drops_colours_and_section_markers() -> None:
-    trace = (
-        "section_start:1795273731:step_script\r\x1b[0K\x1b[32;1m$ verify\x1b[0;m\n"
-        "progress 10%\rprogress 100%\n"
-        "\x1b[31;1mERROR: Job failed: exit code 1\x1b[0;m\n"
-        "section_end:1795273765:step_script\r\x1b[0K\n"
-    )
-    assert service.trace_tail(trace, lines=2) == "progress 100%\nERROR: Job failed: exit code 1"
+def test_a_run_reports_typed_events_in_order_and_no_sentences() -> None:
+    fake = FakeGitLab(final={"test": "failed"})
+    _keys(fake)
+    events: list[Event] = []
+    _run(fake, SmokeRequest(tag="t"), events)
+    jobs = [e for e in events if isinstance(e, JobsChanged)]
+    others = [e for e in events if not isinstance(e, JobsChanged)]
+    pushed = others[2]
+    assert isinstance(pushed, TemplateSynced)
+    assert len(pushed.commit) >= 8
+    assert others[:3] == [
+        ProjectReady("root/runnerctl-smoke", created=True),
+        KeyPairReady(generated=False),
+        TemplateSynced(pushed=True, files=len(template_files()), commit=pushed.commit),
+    ]
+    assert isinstance(others[3], PipelineCreated)
+    assert others[3].pipeline_id == 101
+    assert jobs, "the job table was never updated"
+    # A failed pipeline is not checked further: no registry check was reported.
+    assert not any(isinstance(e, CheckFinished) for e in events)
+    assert all(not isinstance(e, str) for e in events)

@@ -1,0 +1,388 @@
+"""``register``: make GitLab and config.toml hold exactly one runner as the request describes.
+
+The identity of a configured runner is its id and its token, never its name alone: an entry
+found by name (and URL) is only reused when GitLab still accepts its token and reports the same
+runner, attached where ``--scope`` says.
+
+Every change of config.toml happens inside one :meth:`ConfigStore.update` transaction. The plan
+is made and executed inside it, under the file lock, so concurrent ``register`` runs into the
+same file serialise instead of racing (and cannot both create "the" runner of one name). If
+anything fails after GitLab created a runner, the plan's rollback deletes that runner again
+before the error surfaces.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import ConfigError, GitLabError, ProvisionerError
+from provisioner.fsutil import atomic_write
+from provisioner.gitlab.models import Runner, RunnerCredentials, RunnerType
+from provisioner.registration.entries import (
+    check_valid,
+    config_diff,
+    index_of,
+    lint_warnings,
+)
+from provisioner.registration.executors import (
+    Executor,
+    executor_settings,
+    rbac_manifests,
+    render_manifests,
+)
+from provisioner.registration.model import (
+    ConfigStorePort,
+    RegisterRequest,
+    RegisterResult,
+    RunnerAPI,
+    SecretSink,
+    ignore_secret,
+    update_store,
+    validate_request,
+)
+from provisioner.registration.plan import RegistrationPlan, Undo, plan_registration
+from provisioner.runner_config import ConfigDocument, UpdateResult
+from provisioner.secrets import MASK
+
+log = logging.getLogger(__name__)
+
+_LOST_ANSWER = (
+    "GitLab's answer to the create call was lost; the runner it had created was found and its "
+    "token reset, so no duplicate exists."
+)
+_LEGACY = (
+    "Registration tokens are deprecated (disabled by default since GitLab 17.0, planned for "
+    "removal in 20.0): create runners with an access token that has the create_runner scope "
+    "instead."
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What executing a plan inside the transaction did."""
+
+    plan: RegistrationPlan
+    creds: RunnerCredentials | None
+    tags: tuple[str, ...]
+    diff: str
+    lint: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def register(
+    request: RegisterRequest,
+    *,
+    gitlab: RunnerAPI,
+    store: ConfigStorePort,
+    dry_run: bool = False,
+    on_secret: SecretSink | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RegisterResult:
+    """Make GitLab and config.toml hold exactly one runner as ``request`` describes.
+
+    Args:
+        request: what to register.
+        gitlab: the GitLab adapter.
+        store: the config.toml store.
+        dry_run: plan only: read-only API calls, no change in GitLab or on disk.
+        on_secret: told about every token as soon as it is known (for output redaction).
+        now: the clock (tests).
+
+    Returns:
+        What was done, the API calls, and the config diff.
+
+    Raises:
+        UsageError, ConfigError, GitLabError: and nothing is left half-changed.
+    """
+    validate_request(request)
+    sink = on_secret or ignore_secret
+    if request.legacy_registration_token:
+        sink(request.legacy_registration_token)
+    settings = executor_settings(request.executor)
+    start = gitlab.request_count
+    if dry_run:
+        return _dry_run(
+            request, settings, gitlab=gitlab, store=store, sink=sink, start=start, now=now
+        )
+
+    created: list[tuple[RunnerCredentials, tuple[Undo, ...]]] = []
+    done: list[Applied] = []
+
+    def on_created(creds: RunnerCredentials, undo: tuple[Undo, ...]) -> None:
+        created.append((creds, undo))
+
+    def transaction(doc: ConfigDocument) -> None:
+        before = doc.dumps()
+        check_valid(before, store.path)
+        plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+        done.append(
+            execute(
+                plan,
+                doc,
+                before,
+                path=store.path,
+                gitlab=gitlab,
+                sink=sink,
+                now=now,
+                created=on_created,
+            )
+        )
+
+    try:
+        update = update_store(store, transaction, create=True)
+    except BaseException as exc:
+        for creds, undo in created:
+            _rollback(gitlab, creds, undo, exc)
+        raise
+    (applied,) = done
+    return _finish(applied, update, gitlab=gitlab, store=store, start=start)
+
+
+def execute(
+    plan: RegistrationPlan,
+    doc: ConfigDocument,
+    before: str,
+    *,
+    path: Path,
+    gitlab: RunnerAPI,
+    sink: SecretSink,
+    now: Callable[[], datetime],
+    created: Callable[[RunnerCredentials, tuple[Undo, ...]], None],
+) -> Applied:
+    """Make the plan's API calls and write its entry into ``doc`` (the store writes the file).
+
+    ``created`` is told about a new runner and the plan's rollback steps as soon as it exists,
+    so the caller can remove it again whatever fails afterwards.
+    """
+    request = plan.request
+    creds: RunnerCredentials | None = None
+    warnings: list[str] = []
+    tags = tuple(sorted(set(request.tags)))
+    if plan.creates:
+        creds, runner = _create(request, gitlab=gitlab, sink=sink)
+        created(creds, plan.rollback)
+        if request.legacy_registration_token:
+            warnings.append(_LEGACY)
+        if creds.recovered:
+            warnings.append(_LOST_ANSWER)
+        if runner is not None:
+            tags = runner.tag_list
+    elif plan.server_changes:
+        assert plan.runner_id is not None
+        updated = gitlab.update_runner(plan.runner_id, dict(plan.server_changes))
+        _confirm_server(updated, request, "after the update")
+        tags = updated.tag_list
+    plan.write_entry(doc, creds=creds, now=now)
+    after = doc.dumps()
+    lint: tuple[str, ...] = ()
+    if after != before:
+        # The rest of the file passed validation above; check just this runner's entry
+        # (a whole-file re-parse per runner dominated the cost of large files).
+        mine = doc.runner_tables()[index_of(doc, request)]
+        probe = ConfigDocument.empty()
+        probe.add_runner(mine.unwrap())
+        check_valid(probe.dumps(), path, ours=True)
+        lint = tuple(lint_warnings(probe, request.name))
+    return Applied(
+        plan,
+        creds,
+        tags,
+        config_diff(before, after, path),
+        lint,
+        tuple(warnings),
+    )
+
+
+def _finish(
+    applied: Applied,
+    update: UpdateResult,
+    *,
+    gitlab: RunnerAPI,
+    store: ConfigStorePort,
+    start: int,
+) -> RegisterResult:
+    plan = applied.plan
+    runner_id = applied.creds.id if applied.creds else plan.runner_id
+    warnings = [*plan.warnings, *applied.warnings]
+    if plan.stale_id is not None and gitlab.authenticated:
+        warnings.extend(_delete_stale(gitlab, plan.stale_id))
+    elif plan.stale_id is not None:
+        warnings.append(
+            f"Stale runner {plan.stale_id} stays in GitLab (no access token to delete it)."
+        )
+    if update.kept_from_disk:
+        warnings.append(
+            "config.toml held a newer token written by gitlab-runner; it was kept: "
+            + ", ".join(update.kept_from_disk)
+        )
+    rbac = _write_rbac(plan.request)
+    token = applied.creds.token if applied.creds else (plan.entry or {}).get("token")
+    if update.changed:
+        warnings.extend(applied.lint)
+    return RegisterResult(
+        action=plan.action,
+        name=plan.request.name,
+        config_path=store.path,
+        runner_id=runner_id,
+        config_changed=update.changed,
+        server_changes=tuple(sorted(plan.server_changes)),
+        config_changes=tuple(sorted(plan.config_changes)),
+        calls=plan.calls,
+        diff=applied.diff,
+        rbac_path=rbac,
+        stale_runner_id=plan.stale_id,
+        tags=applied.tags,
+        warnings=tuple(warnings),
+        requests=gitlab.request_count - start,
+        token=str(token) if token else None,
+    )
+
+
+def _dry_run(
+    request: RegisterRequest,
+    settings: Mapping[str, Any],
+    *,
+    gitlab: RunnerAPI,
+    store: ConfigStorePort,
+    sink: SecretSink,
+    start: int,
+    now: Callable[[], datetime],
+) -> RegisterResult:
+    if store.path.exists():
+        doc = store.load()
+        before = doc.dumps()
+        check_valid(before, store.path)
+    else:
+        doc = ConfigDocument.empty()
+        before = ""
+    plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+    plan.write_entry(doc, creds=RunnerCredentials(0, MASK, None), now=now)
+    after = doc.dumps()
+    return RegisterResult(
+        action=plan.action,
+        name=request.name,
+        config_path=store.path,
+        runner_id=plan.runner_id,
+        dry_run=True,
+        config_changed=after != before,
+        server_changes=tuple(sorted(plan.server_changes)),
+        config_changes=tuple(sorted(plan.config_changes)),
+        calls=plan.calls,
+        diff=config_diff(before, after, store.path),
+        rbac_path=_rbac_target(request),
+        stale_runner_id=plan.stale_id,
+        tags=tuple(sorted(set(request.tags))),
+        warnings=plan.warnings,
+        requests=gitlab.request_count - start,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# GitLab side
+
+
+def _create(
+    request: RegisterRequest, *, gitlab: RunnerAPI, sink: SecretSink
+) -> tuple[RunnerCredentials, Runner | None]:
+    scope = request.scope
+    namespace_id = scope.numeric_id
+    if scope.runner_type is not RunnerType.INSTANCE and namespace_id is None:
+        assert scope.ref is not None
+        if scope.runner_type is RunnerType.GROUP:
+            namespace_id = gitlab.resolve_group(scope.ref).id
+        else:
+            namespace_id = gitlab.resolve_project(scope.ref).id
+    spec = request.spec(namespace_id=namespace_id)
+    if request.legacy_registration_token:
+        creds = gitlab.register_legacy(request.legacy_registration_token, spec)
+    else:
+        creds = gitlab.create_runner(spec)
+    sink(creds.token)
+    verdict = gitlab.verify(creds.token)
+    if not verdict.valid:
+        raise GitLabError(
+            f"GitLab does not accept the token it just issued for runner {creds.id}.",
+            hint="Check GitLab's logs; the runner was deleted again, nothing was written.",
+        )
+    if not gitlab.authenticated:
+        return creds, None
+    runner = gitlab.get_runner(creds.id)
+    _confirm_server(runner, request, "after creating it")
+    return creds, runner
+
+
+def _confirm_server(runner: Runner, request: RegisterRequest, when: str) -> None:
+    wanted = tuple(sorted(set(request.tags)))
+    if tuple(sorted(runner.tag_list)) != wanted:
+        raise GitLabError(
+            f"Runner {runner.id} has tags {list(runner.tag_list)} {when}, expected {list(wanted)}.",
+            hint="GitLab did not store the tags; check its version (16.0+) and the token's "
+            "rights on the runner.",
+        )
+
+
+def _rollback(
+    gitlab: RunnerAPI,
+    creds: RunnerCredentials,
+    undo: tuple[Undo, ...],
+    cause: BaseException,
+) -> None:
+    """Run the plan's rollback steps for the runner it created."""
+    runner_id = creds.id
+    try:
+        for step in undo:
+            if step is Undo.DELETE_BY_ID:
+                gitlab.delete_runner(runner_id)
+            else:  # legacy registration without an access token: the runner token suffices
+                gitlab.delete_runner_by_token(creds.token)
+        log.warning("runner %s was deleted again because the config write failed", runner_id)
+    except ProvisionerError as exc:
+        log.error("could not delete runner %s after a failure: %s", runner_id, exc.message)
+        if isinstance(cause, ProvisionerError):
+            cause.hint = (cause.hint or "") + (
+                f" Runner {runner_id} was created in GitLab but could not be deleted again: "
+                "delete it in GitLab (Settings > CI/CD > Runners)."
+            )
+
+
+def _delete_stale(gitlab: RunnerAPI, runner_id: int) -> list[str]:
+    try:
+        if gitlab.delete_runner(runner_id):
+            return [f"Stale runner {runner_id} was deleted in GitLab."]
+        return []
+    except ProvisionerError as exc:
+        return [f"Stale runner {runner_id} could not be deleted: {exc.message}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes RBAC manifests
+
+
+def _rbac_target(request: RegisterRequest) -> Path | None:
+    if request.executor.executor is not Executor.KUBERNETES:
+        return None
+    return request.rbac_path
+
+
+def _write_rbac(request: RegisterRequest) -> Path | None:
+    target = _rbac_target(request)
+    if target is None:
+        return None
+    text = render_manifests(rbac_manifests(request.executor.kubernetes, runner_name=request.name))
+    if target.exists() and target.read_text(encoding="utf-8") == text:
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, text, mode=0o644)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write the RBAC manifests to {target}: {exc.strerror}.",
+            hint="The runner is registered; pass a writable --k8s-rbac-file and re-run "
+            "(the re-run changes nothing else).",
+        ) from None
+    return target
