@@ -245,8 +245,9 @@ def test_a_token_file_with_a_newline_never_leaks(cli: Cli, tmp_path: Path) -> No
             env={"GITLAB_URL": "https://gitlab.example"},
             app=app,
         )
-        assert code in (1, 2), err  # 2 once the connection refuses such a token
-        assert "Error: " in err
+        assert code == 2, err  # the connection refuses such a token before any request
+        assert "line break" in err
+        assert "\nHint: " in err
         assert FILE_TOKEN not in out + err
 
 
