@@ -44,8 +44,17 @@ class Faults:
         if self.latency_ms < 0:
             raise ValueError("latency must not be negative")
 
-    def configure(self, *, latency_ms: int | None = None, fault_rate: float | None = None) -> None:
+    def configure(
+        self,
+        *,
+        latency_ms: int | None = None,
+        fault_rate: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Change latency and fault rate; ``seed`` makes the following faults reproducible."""
         with self._lock:
+            if seed is not None:
+                self._rng.seed(seed)
             if latency_ms is not None:
                 if latency_ms < 0:
                     raise ValueError("latency must not be negative")
