@@ -409,3 +409,66 @@ def test_watch_in_a_terminal_shows_a_finished_pipeline_at_the_next_fast_poll(
             proc.wait()
         os.close(master)
     assert "Traceback" not in "".join(buffer)
+
+
+def test_watch_off_a_terminal_prints_ndjson_changes_and_runs_the_hook(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    gl = sandbox.gitlab()
+    name = sandbox.unique("pipe")
+    group = gl.groups.create({"name": name, "path": name})
+    project = sandbox.new_project(group=group, files=CI, name="busy")
+    pid = _seed(sandbox, project.id, "main", "pending", age=1)
+    seen = tmp_path / "hook.txt"
+    hook = tmp_path / "hook.py"
+    hook.write_text(
+        "import os\n"
+        f"with open({str(seen)!r}, 'a') as f:\n"
+        "    e = os.environ\n"
+        "    f.write(e['RUNNERCTL_PROJECT'] + ' ' + e['RUNNERCTL_STATUS'] + '\\n')\n"
+    )
+    env = {**os.environ, "GITLAB_URL": sandbox.url, "GITLAB_TOKEN": sandbox.root_token}
+    proc = subprocess.Popen(
+        [
+            str(RUNNERCTL),
+            "pipelines",
+            "-g",
+            name,
+            "--watch",
+            "--interval",
+            "600s",
+            "--fast-interval",
+            "1s",
+            "--max-rps",
+            "0",
+            "-o",
+            "ndjson",
+            "--on-change",
+            f"{sys.executable} {hook}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert (first["event"], first["pipeline"]["status"]) == ("row", "pending")
+        sandbox.handle.app.store.run("UPDATE pipelines SET status = 'failed' WHERE id = ?", [pid])
+        change = json.loads(proc.stdout.readline())
+        assert {k: change[k] for k in ("event", "project", "old_status", "status")} == {
+            "event": "change",
+            "project": project.path_with_namespace,
+            "old_status": "pending",
+            "status": "failed",
+        }
+        wait_until(seen.exists, timeout=30, interval=0.1, message="the hook never ran")
+        assert seen.read_text() == f"{project.path_with_namespace} failed\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
