@@ -17,6 +17,8 @@ from provisioner.monitor.model import Change
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT = 30.0
+# The token runnerctl itself uses is not the hook's business.
+SECRET_VARIABLES = frozenset({"GITLAB_TOKEN", "CI_JOB_TOKEN", "COSIGN_PASSWORD"})
 
 
 def change_environment(change: Change, group: str) -> dict[str, str]:
@@ -42,9 +44,12 @@ def run_hook(
 ) -> int | None:
     """Run ``argv`` for one change; its exit status (``None`` if it could not run in time).
 
-    A failing hook is logged, never fatal: the view goes on.
+    A failing hook is logged, never fatal: the view goes on. ``GITLAB_TOKEN`` and other
+    secrets of runnerctl's own environment are not passed on.
     """
-    env = {**(os.environ if base_env is None else base_env), **change_environment(change, group)}
+    base = os.environ if base_env is None else base_env
+    env = {k: v for k, v in base.items() if k not in SECRET_VARIABLES}
+    env.update(change_environment(change, group))
     try:
         done = subprocess.run(
             list(argv), env=env, timeout=timeout, check=False, stdin=subprocess.DEVNULL

@@ -425,6 +425,7 @@ def test_watch_off_a_terminal_prints_ndjson_changes_and_runs_the_hook(
         "import os\n"
         f"with open({str(seen)!r}, 'a') as f:\n"
         "    e = os.environ\n"
+        "    assert 'GITLAB_TOKEN' not in e\n"
         "    f.write(e['RUNNERCTL_PROJECT'] + ' ' + e['RUNNERCTL_STATUS'] + '\\n')\n"
     )
     env = {**os.environ, "GITLAB_URL": sandbox.url, "GITLAB_TOKEN": sandbox.root_token}
