@@ -94,7 +94,7 @@ def latest_pipelines_query(aliases: int, *, root_ref: bool, by_ids: bool = False
         "    projects(includeSubgroups: $subgroups, includeArchived: $archived, "
         f"first: $first, after: $after{ids_arg}) {{\n"
         "      pageInfo { hasNextPage endCursor }\n"
-        f"      nodes {{ id fullPath webUrl {repository}{selections} }}\n"
+        f"      nodes {{ id fullPath webUrl jobsEnabled {repository}{selections} }}\n"
         "    }\n  }\n}"
     )
 
@@ -208,6 +208,7 @@ class MonitoringMixin:
                 full_path=str(node.get("fullPath", "")),
                 web_url=str(node.get("webUrl") or ""),
                 default_branch=str(root) if root else None,
+                ci_enabled=node.get("jobsEnabled") is not False,
             )
             found: dict[str, PipelineSummary | None] = {}
             for i, ref in enumerate(refs):

@@ -215,6 +215,7 @@ class GroupMonitor:
         rows: dict[str, Row] = {}
         unknown: dict[str, list[GroupProject]] = {}
         after: str | None = None
+        skipped = 0
         while True:
             page = self._page(refs, after)
             if not page.group_found:
@@ -224,6 +225,9 @@ class GroupMonitor:
                     "token's user is a member.",
                 )
             for project, found in page.projects:
+                if not project.ci_enabled:
+                    skipped += 1
+                    continue
                 ref = self._ref_of(project)
                 if self.spec.ref_mode is RefMode.DEFAULT and ref is not None and ref not in found:
                     unknown.setdefault(ref, []).append(project)
@@ -243,6 +247,7 @@ class GroupMonitor:
                     rows[project.full_path] = _row(project, ref, found.get(ref))
             if len(self.default_refs) < MAX_DEFAULT_REFS:
                 self.default_refs.append(ref)
+        self._skipped = skipped
         return rows
 
     def _ref_of(self, project: GroupProject) -> str | None:

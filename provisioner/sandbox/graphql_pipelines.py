@@ -1,8 +1,9 @@
-"""GraphQL additions for ``runnerctl pipelines``: ``Project.repository``, ``Project.archived``.
+"""GraphQL additions for ``runnerctl pipelines``: ``Project.repository`` and friends.
 
 ``repository { rootRef }`` is the project's default branch, ``null`` while the repository is
 empty (GitLab's ``Repository#root_ref``); the monitor reads it to pick each project's
-default-branch pipeline. ``Group.projects(includeArchived: false)`` leaves archived projects
+default-branch pipeline. ``archived`` and ``jobsEnabled`` (always true: the sandbox has no
+CI/CD switch) come along. ``Group.projects(includeArchived: false)`` leaves archived projects
 out (the filter lives with the ``projects`` resolver in :mod:`.graphql_api`).
 """
 
@@ -23,6 +24,7 @@ type Repository {
 extend type Project {
   repository: Repository
   archived: Boolean
+  jobsEnabled: Boolean
 }
 """
 
@@ -37,4 +39,5 @@ def project_fields(project: GqlProject) -> dict[str, Any]:
             "exists": not empty,
         },
         "archived": project.archived,
+        "jobsEnabled": True,  # the sandbox has no switch for CI/CD
     }

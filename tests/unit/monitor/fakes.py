@@ -35,6 +35,7 @@ class FakeMonitorAPI:
 
     pipelines: dict[str, PipelineSummary | None]
     default_branch: dict[str, str] = field(default_factory=dict)
+    no_ci: set[str] = field(default_factory=set)
     score: int = 50
     limit: int = 250
     failures: list[GitLabError] = field(default_factory=list)
@@ -88,6 +89,7 @@ class FakeMonitorAPI:
             full_path=path,
             web_url=f"https://gl.example/{path}",
             default_branch=self.default_branch.get(path, "main"),
+            ci_enabled=path not in self.no_ci,
         )
 
     def hot_pipelines(

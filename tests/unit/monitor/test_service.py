@@ -184,3 +184,15 @@ def test_watch_sleeps_the_whole_interval_when_nothing_runs() -> None:
     )
     assert [next(snapshots).full for _ in range(3)] == [True, True, True]
     assert clock.sleeps == pytest.approx([33.0, 33.0])  # 30 s + 10 % jitter
+
+
+@pytest.mark.parametrize("rest", [False, True])
+def test_projects_without_ci_are_counted_and_skipped(rest: bool) -> None:
+    fake = _fake(3)
+    fake.no_ci = {"g/p1"}
+    if rest:
+        fake.failures = [GitLabError("x", hint="GitLab's schema may differ from what it expects")]
+    snapshot = GroupMonitor(MonitorSpec(group="g"), gitlab=fake).refresh()
+    assert snapshot.source == ("rest" if rest else "graphql")
+    assert "g/p1" not in {r.project for r in snapshot.rows}
+    assert snapshot.skipped_no_ci == 1
