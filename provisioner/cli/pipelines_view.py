@@ -78,8 +78,9 @@ def summary(snapshot: Snapshot, zone: tzinfo) -> str:
     order = sorted(counts, key=lambda k: (k != "failed", k == "none", k))
     parts = ", ".join(f"{counts[k]} {'no pipeline' if k == 'none' else k}" for k in order)
     plural = "" if snapshot.requests == 1 else "s"
+    projects = "project" if len(snapshot.rows) == 1 else "projects"
     line = (
-        f"{len(snapshot.rows)} projects: {parts or 'none'} · refreshed "
+        f"{len(snapshot.rows)} {projects}: {parts or 'none'} · refreshed "
         f"{when(snapshot.refreshed_at, zone)} ({snapshot.source}, {snapshot.requests} "
         f"request{plural})"
     )

@@ -129,3 +129,10 @@ def test_bad_options_exit_2_with_a_hint_and_no_request(
     assert err.startswith(message)
     assert "\nHint: " in err
     assert not made  # no client built, nothing sent
+
+
+def test_the_summary_counts_one_project_in_the_singular(cli: Cli) -> None:
+    app, _ = _app({"g/a": summary(1, "success")})
+    code, out, _ = cli("pipelines", "-g", "g", "--tz", "UTC", env=ENV, app=app)
+    assert code == 0
+    assert out.splitlines()[-1].startswith("1 project: 1 success · refreshed 2026-")
