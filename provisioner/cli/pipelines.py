@@ -113,11 +113,11 @@ def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
         bool, typer.Option("--watch", "-w", help="Keep the view up to date until Ctrl-C.")
     ] = False,
     interval: Annotated[
-        str, typer.Option("--interval", help="Full refresh every (jittered ±10 %).")
+        str, typer.Option("--interval", help="Full refresh period (jittered ±10 %).")
     ] = "30s",
     fast_interval: Annotated[
         str,
-        typer.Option("--fast-interval", help="Re-poll running/pending pipelines every."),
+        typer.Option("--fast-interval", help="Re-poll period of running/pending pipelines."),
     ] = "5s",
     tz: Annotated[
         str | None, typer.Option("--tz", help="Time zone of the times (default: local).")
@@ -160,9 +160,9 @@ def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
 ) -> None:
     """Show the latest pipeline of every project of a group, failed first.
 
-    One GraphQL request per page of up to 100 projects (REST on older GitLab), at most one
-    request a second. With --watch the table stays live: a full refresh every --interval and
-    running pipelines re-polled every --fast-interval.
+    One GraphQL request per 100 projects (REST on older GitLab), at most one request a second.
+
+    --watch keeps the table live: all of it every --interval, running ones every --fast-interval.
     """
     from provisioner.monitor import GroupMonitor
 
