@@ -33,6 +33,7 @@ class OutputFormat(StrEnum):
 
     TEXT = "text"
     JSON = "json"
+    NDJSON = "ndjson"  # one JSON document per line (runnerctl pipelines); else as json
 
 
 def _real_gitlab(settings: ConnectionSettings) -> GitLabAPI:
@@ -141,8 +142,8 @@ class AppContext:
 
     @property
     def json(self) -> bool:
-        """True when ``--output json`` was given."""
-        return self.output is OutputFormat.JSON
+        """True when ``--output json`` (or ``ndjson``) was given."""
+        return self.output is not OutputFormat.TEXT
 
     @property
     def interactive(self) -> bool:

@@ -22,6 +22,7 @@ from provisioner.cli import demo as demo_cli
 from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import k8s as k8s_cli
+from provisioner.cli import pipelines as pipelines_cli
 from provisioner.cli import register as register_cli
 from provisioner.cli import runners as runners_cli
 from provisioner.cli import sandbox as sandbox_cli
@@ -111,6 +112,7 @@ app.add_typer(host_cli.app, name="host")
 app.add_typer(k8s_cli.app, name="k8s")
 app.command("demo")(demo_cli.demo)
 app.command("smoke")(smoke_cli.smoke)
+app.command("pipelines")(pipelines_cli.pipelines)
 
 
 def _version(value: bool) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.gitlab.graphql import GraphQL
 from provisioner.gitlab.models import ConnectionSettings
+from provisioner.gitlab.monitoring import MonitoringMixin
 from provisioner.gitlab.packages import PackagesMixin
 from provisioner.gitlab.pipelines import PipelinesMixin
 from provisioner.gitlab.projects import ProjectsMixin
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["MARKER_PREFIX", "NEW_WORKFLOW_HINT", "RETRYABLE_STATUS", "GitLabAPI"]
 
 
-class GitLabAPI(RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin):
+class GitLabAPI(RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin, MonitoringMixin):
     """Typed access to the part of GitLab's REST and GraphQL APIs runnerctl uses."""
 
     def __init__(

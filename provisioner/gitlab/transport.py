@@ -14,6 +14,10 @@ Retries are ours, not python-gitlab's, because python-gitlab would blindly re-se
 
 Every retry is logged at INFO (``-v``), redacted. Every request is counted
 (:attr:`Transport.request_count`) by a response hook on the one ``requests.Session``.
+
+A request budget is opt-in (:meth:`Transport.limit_rate`, used by ``runnerctl pipelines``): at
+most N requests per second, and after an answer with ``RateLimit-Remaining: 0`` nothing is sent
+before ``RateLimit-Reset``. Without it, requests go out as soon as they are made.
 """
 
 from __future__ import annotations
@@ -130,6 +134,8 @@ class Transport:
         self.session.hooks["response"].append(self._on_response)
         self._requests = 0
         self._last_headers: Mapping[str, str] = {}
+        self._min_interval = 0.0
+        self._not_before = 0.0
         self.verify: bool | str = True
         if settings.insecure:
             import urllib3
@@ -157,9 +163,28 @@ class Transport:
         """How many HTTP requests were sent (retries included)."""
         return self._requests
 
+    def limit_rate(self, per_second: float) -> None:
+        """Send at most ``per_second`` requests a second (0: no budget), and obey
+        ``RateLimit-Remaining: 0`` by waiting for ``RateLimit-Reset``."""
+        self._min_interval = 1.0 / per_second if per_second > 0 else 0.0
+
+    def _throttle(self) -> None:
+        if self._min_interval <= 0:
+            return
+        wait = self._not_before - self._clock()
+        if wait > 0:
+            self._sleep(wait)
+        self._not_before = self._clock() + self._min_interval
+
     def _on_response(self, response: requests.Response, *_: Any, **__: Any) -> None:
         self._requests += 1
         self._last_headers = dict(response.headers)
+        if self._min_interval > 0 and response.headers.get("RateLimit-Remaining") == "0":
+            wait = self._wait({"RateLimit-Reset": response.headers.get("RateLimit-Reset", "")})
+            if wait:
+                self._not_before = max(
+                    self._not_before, self._clock() + min(wait, self.policy.max_retry_after)
+                )
         request = response.request
         log.debug(
             "%s %s -> %s (%.0f ms)",
@@ -217,6 +242,7 @@ class Transport:
         import requests
 
         self._last_headers = {}
+        self._throttle()
         try:
             return exchange()
         except gitlab.exceptions.GitlabHttpError as exc:

@@ -154,6 +154,11 @@ def group_projects(ctx: Ctx, ident: Identity, group: Row) -> Response:
     rows = store.all(f"SELECT * FROM projects WHERE namespace_id IN ({marks})", ns_ids)  # noqa: S608
     visible = visible_project_ids(store, ident)
     rows = [r for r in rows if r["id"] in visible]
+    if ctx.query("archived") is not None:
+        from provisioner.sandbox.api_archive import archived_ids
+
+        archived, wanted = archived_ids(store), to_bool(ctx.query("archived"))
+        rows = [r for r in rows if (r["id"] in archived) == wanted]
     search = ctx.query("search")
     if search:
         rows = [r for r in rows if search.lower() in r["name"].lower()]

@@ -28,6 +28,22 @@ def get_faults(ctx: Ctx) -> Response:
     return json_response(_faults(ctx).snapshot())
 
 
+@routes.get("/-/sandbox/requests")
+def get_requests(ctx: Ctx) -> Response:
+    """``GET /-/sandbox/requests``: requests received per route since start (or reset)."""
+    _faults(ctx)  # the same admin check
+    counts = ctx.app.requests.snapshot()
+    return json_response({"total": sum(counts.values()), "routes": counts})
+
+
+@routes.delete("/-/sandbox/requests")
+def reset_requests(ctx: Ctx) -> Response:
+    """``DELETE /-/sandbox/requests``: start counting from zero (admin token)."""
+    _faults(ctx)
+    ctx.app.requests.reset()
+    return json_response({"total": 0, "routes": {}})
+
+
 @routes.put("/-/sandbox/faults")
 def put_faults(ctx: Ctx) -> Response:
     """``PUT /-/sandbox/faults`` with ``latency_ms`` and/or ``fault_rate`` (admin token)."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from provisioner.sandbox.graphql_pipelines import EXTENSION_SDL, project_fields
+
 if TYPE_CHECKING:
     from graphql import (
         GraphQLError,
@@ -81,6 +83,8 @@ class GqlProject:
     name: str
     web_url: str
     last_activity_at: datetime | None = None
+    default_branch: str | None = None  # None while the repository is empty
+    archived: bool = False
 
 
 @dataclass(frozen=True)
@@ -413,6 +417,8 @@ class _Resolvers:
 
         def projects(_info: Any, **args: Any) -> dict[str, Any]:
             items = list(self.source.group_projects(group.id, bool(args.get("includeSubgroups"))))
+            if args.get("includeArchived") is False:
+                items = [p for p in items if not p.archived]
             if args.get("search"):
                 needle = str(args["search"]).lower()
                 items = [p for p in items if needle in p.name.lower() or needle in p.full_path]
@@ -480,6 +486,7 @@ class _Resolvers:
             "lastActivityAt": project.last_activity_at,
             "pipelines": pipelines,
             "pipeline": pipeline,
+            **project_fields(project),
         }
 
     def pipeline(self, pipeline: GqlPipeline) -> dict[str, Any]:
@@ -607,7 +614,7 @@ def _schema() -> GraphQLSchema:
     if not _SCHEMA:
         from graphql import GraphQLScalarType, build_schema
 
-        schema = build_schema(SCHEMA_SDL)
+        schema = build_schema(SCHEMA_SDL + EXTENSION_SDL)
         time_type = schema.type_map["Time"]
         assert isinstance(time_type, GraphQLScalarType)
         # graphql-core 3.2 calls `serialize`, 3.3 `coerce_output_value` (fixed at init).

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from provisioner.sandbox.api_archive import archived_ids
 from provisioner.sandbox.auth import (
     Identity,
     authenticate,
@@ -69,8 +70,10 @@ class StoreDataSource:
             web_url=f"{self.base}/groups/{row['full_path']}",
         )
 
-    def _project(self, row: Row) -> GqlProject:
+    def _project(self, row: Row, archived: set[int] | None = None) -> GqlProject:
+        from provisioner.sandbox.api_archive import archived_ids
         from provisioner.sandbox.graphql_api import GqlProject
+        from provisioner.sandbox.repo import has_commits, repo_dir
 
         ns = self.store.one("SELECT full_path FROM namespaces WHERE id = ?", [row["namespace_id"]])
         assert ns is not None
@@ -81,6 +84,10 @@ class StoreDataSource:
             name=row["name"],
             web_url=f"{self.base}/{full_path}",
             last_activity_at=parse_iso(row["last_activity_at"]),
+            default_branch=row["default_branch"]
+            if has_commits(repo_dir(self.store, row))
+            else None,
+            archived=row["id"] in (archived if archived is not None else archived_ids(self.store)),
         )
 
     def _visible(self) -> set[int]:
@@ -99,7 +106,8 @@ class StoreDataSource:
             ns_ids,
         )
         visible = self._visible()
-        return [self._project(r) for r in rows if r["id"] in visible]
+        archived = archived_ids(self.store)
+        return [self._project(r, archived) for r in rows if r["id"] in visible]
 
     def project(self, full_path: str) -> GqlProject | None:
         row = find_project(self.store, full_path)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from provisioner.errors import SandboxError
 from provisioner.sandbox import (
+    api_archive,
     api_groups,
     api_instance,
     api_members,
@@ -78,6 +79,7 @@ class SandboxApp:
             api_groups,
             api_members,
             api_projects,
+            api_archive,
             api_variables,
             api_repository,
             api_runners,
@@ -89,6 +91,7 @@ class SandboxApp:
         ):
             self.router.extend(module.routes)
         self.extras: dict[str, Any] = {}
+        self.requests = RequestCounter()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -115,6 +118,7 @@ class SandboxApp:
         scope = request.scope
         raw = scope.get("raw_path") or scope["path"].encode()
         raw_path = raw.decode("latin-1").split("?", 1)[0]
+        self.requests.count(self._route_key(request.method, raw_path))
         if raw_path.startswith("/api/"):
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
@@ -158,6 +162,15 @@ class SandboxApp:
         response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
         return response
 
+    def _route_key(self, method: str, raw_path: str) -> str:
+        """``METHOD /template`` of the route a request is for (its path when none matches)."""
+        if GIT_PATH.match(raw_path) is not None:
+            return f"{method} git"
+        if raw_path == "/api/graphql":
+            return f"{method} /api/graphql"
+        route, _params, _other = self.router.match(method, raw_path)
+        return f"{method} {route.template if route is not None else raw_path}"
+
     def _ctx(self, request: Request, raw_path: str, body: bytes) -> Ctx:
         scope = request.scope
         host = request.headers.get("host") or "{}:{}".format(*scope.get("server", ("", 0)))
@@ -171,6 +184,36 @@ class SandboxApp:
             host=host,
             app=self,
         )
+
+
+class RequestCounter:
+    """Requests received per route (``GET /api/v4/groups/{id}/projects``), faults included.
+
+    Tests and benchmarks read it to count what a client's operation cost
+    (``handle.app.requests``, or ``GET /-/sandbox/requests`` with an admin token).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the counts, by route."""
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self, prefix: str = "") -> int:
+        """All requests whose key starts with ``prefix`` (``"POST /api/graphql"``...)."""
+        with self._lock:
+            return sum(n for key, n in self._counts.items() if key.startswith(prefix))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
 
 
 def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS projects (
   build_timeout INTEGER NOT NULL DEFAULT 3600, ci_default_git_depth INTEGER NOT NULL DEFAULT 20,
   job_token_scope_enabled INTEGER NOT NULL DEFAULT 1,
   UNIQUE (namespace_id, path));
+CREATE TABLE IF NOT EXISTS archived_projects (project_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS members (
   source_type TEXT NOT NULL, source_id INTEGER NOT NULL, user_id INTEGER NOT NULL,
   access_level INTEGER NOT NULL, created_at TEXT NOT NULL,

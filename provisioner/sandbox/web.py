@@ -273,6 +273,7 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     needs_form: bool = False
+    template: str = ""
 
 
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
@@ -332,7 +333,7 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, form: bool = False) -> None:
-        self.routes.append(Route(method, compile_path(template), handler, form))
+        self.routes.append(Route(method, compile_path(template), handler, form, template))
 
     def extend(self, entries: Iterable[tuple[str, str, Handler]]) -> None:
         for method, template, handler in entries:

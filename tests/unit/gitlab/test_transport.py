@@ -334,3 +334,59 @@ class _PipelineFake(FakeGitLab):
         if path.startswith("/projects/42/pipelines/"):
             return 200, {"id": int(parts[4]), "iid": 1, "status": "pending", "web_url": "u"}
         return super()._route(method, path, body, query, headers)
+
+
+class _Answers(requests.adapters.BaseAdapter):
+    """Answers every request with 200 and the given headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__()
+        self.headers = headers
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b'{"id": 7, "username": "root"}'
+        response.headers.update({"Content-Type": "application/json", **self.headers})
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def _budget_api(headers: dict[str, str], clock: FakeClock) -> GitLabAPI:
+    session = requests.Session()
+    session.mount(BASE, _Answers(headers))
+    connection = ConnectionSettings(url=BASE, token=PAT)
+    transport = Transport(
+        connection,
+        session=session,
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+        wall_clock=lambda: NOW,
+        jitter=lambda: 0.5,
+    )
+    return GitLabAPI(connection, transport=transport)
+
+
+def test_the_request_budget_spaces_requests_and_is_off_by_default() -> None:
+    clock = FakeClock()
+    api = _budget_api({}, clock)
+    for _ in range(3):
+        api.current_username()
+    assert clock.sleeps == []
+    api.limit_rate(2.0)
+    for _ in range(3):
+        api.current_username()
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_the_budget_waits_for_the_reset_when_no_request_remains() -> None:
+    clock = FakeClock()
+    api = _budget_api({"RateLimit-Remaining": "0", "RateLimit-Reset": str(int(NOW) + 7)}, clock)
+    api.limit_rate(1.0)
+    api.current_username()
+    api.current_username()
+    assert clock.sleeps == [7.0]
