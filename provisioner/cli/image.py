@@ -107,8 +107,10 @@ def base_cmd(
 ) -> None:
     """Build a minimal Debian base image with debootstrap and docker import (no registry needed)."""
     from provisioner.images import build_base
+    from provisioner.images.base import check_suite
 
     app_ctx = get_app(ctx)
+    check_suite(suite)  # a usage error, before Docker is needed
     with _Reporter(app_ctx, f"base {suite}") as report:
         result = build_base(
             suite, docker=app_ctx.docker(), mirror=mirror, tag=tag, rebuild=rebuild, on_event=report
@@ -159,13 +161,14 @@ def build_cmd(
     """Build the Python job image(s): wheelhouse, cosign and CA bundle baked in, built offline."""
     from provisioner.errors import UsageError
     from provisioner.images import BuildSpec, ImageUser, build_matrix, push_image
+    from provisioner.images.build import check_python
 
     app_ctx = get_app(ctx)
     try:
         image_user = ImageUser(user)
     except ValueError as exc:
         raise UsageError(f"Unknown --user {user!r}", hint="use root or ci") from exc
-    versions = python or ["3.11"]
+    versions = [check_python(v) for v in python or ["3.11"]]  # before Docker is needed
     specs = [
         BuildSpec(
             python=v,
