@@ -39,6 +39,7 @@ from provisioner.runner_config import (
     validate_text,
 )
 from provisioner.smoke import SmokeResult, SmokeStatus
+from provisioner.smoke.service import pipeline_api_url
 
 DEMO_RUNNER_NAME = "runnerctl-demo-docker"
 DEMO_RUNNER_TAG = "runnerctl-demo"
@@ -179,7 +180,8 @@ def run_demo(
         if smoke.status is not SmokeStatus.PASSED:
             raise SmokeError(
                 f"the smoke pipeline did not pass: {smoke.message}",
-                hint=f"see {smoke.pipeline_url}; the failing job's log: "
+                hint=f"see {pipeline_api_url(smoke)} (the sandbox has no web UI); the failing "
+                "job's log: "
                 f"{smoke.trace_tail.splitlines()[-1] if smoke.trace_tail else 'none'}",
             )
         passed = sum(c.passed for c in smoke.checks)

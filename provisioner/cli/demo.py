@@ -119,7 +119,7 @@ def _show_step(app: AppContext, step: DemoStep) -> None:
 
 
 def _render(app: AppContext, result: DemoResult) -> None:
-    from provisioner.smoke.service import how_to_look
+    from provisioner.smoke.service import how_to_look, pipeline_api_url
 
     if app.json:
         app.emit_json(result)
@@ -132,7 +132,8 @@ def _render(app: AppContext, result: DemoResult) -> None:
     if smoke is None:
         return
     app.echo("")
-    app.echo(f"Smoke pipeline #{smoke.pipeline_id}: {smoke.pipeline_url}")
+    # The sandbox has no web UI: its pipeline pages would be a 404, the API answers.
+    app.echo(f"Smoke pipeline #{smoke.pipeline_id}: {pipeline_api_url(smoke)}")
     for stage in smoke.stages:
         took = f"{stage.seconds:6.1f} s" if stage.seconds is not None else "      -"
         app.echo(f"  {stage.name:<19} {stage.status:<8} {took}")

@@ -128,6 +128,7 @@ def runner(
     import contextlib
     import signal
 
+    from provisioner.errors import SandboxError
     from provisioner.sandbox_runner import RunnerEvent, start_background
 
     state = get_app(ctx)
@@ -171,6 +172,13 @@ def runner(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+    if not summary.results and len(summary.idle_runners) == len(handle.service.setup.runners):
+        raise SandboxError(
+            f"No runner in {path} can take jobs: {', '.join(summary.idle_runners)}.",
+            hint="The lines above say why each was refused. Re-register a runner whose token "
+            "GitLab refuses (`runnerctl register`, or `runnerctl token rotate NAME`); the "
+            "stand-in runner runs the shell and docker executors only.",
+        )
     if state.json:
         state.emit_json(
             {

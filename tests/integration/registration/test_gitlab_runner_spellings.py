@@ -99,3 +99,41 @@ def test_unregister_all_runners_excludes_a_name(lab: Lab, run: Run, tmp_path: Pa
     assert "Error: Name the runner to remove: NAME or --id ID, or --all-runners" in result.stderr
     assert "Hint: " in result.stderr
     assert config.read_bytes() == before
+
+
+def test_token_rotate_by_id_when_the_name_is_ambiguous(lab: Lab, run: Run, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    made = run(
+        "register", "-e", "shell", "-s", "instance", "-n", "twin", "-t", "x", "-c", str(config)
+    )
+    assert made.returncode == 0, made.stderr
+    (entry,) = tomllib.loads(config.read_text())["runners"]
+    # The same name on another GitLab instance, as one config.toml may hold.
+    with config.open("a") as fh:
+        fh.write(
+            '\n[[runners]]\nname = "twin"\nurl = "https://gitlab.other.example"\n'
+            'id = 424242\ntoken = "glrt-elsewhere-0000000000000"\nexecutor = "shell"\n'
+        )
+    before = config.read_bytes()
+
+    ambiguous = run("token", "rotate", "twin", "--config", str(config))
+
+    assert ambiguous.returncode == 3
+    assert f"Error: 2 runners with name 'twin' in {config}." in ambiguous.stderr
+    assert "Hint: Name the runner by --id instead." in ambiguous.stderr
+    assert config.read_bytes() == before
+
+    result = run("-o", "json", "token", "rotate", "--id", str(entry["id"]), "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["name"], doc["runner_id"]) == ("twin", entry["id"])
+    assert doc["new_token_verified"] is True
+    rotated, other = tomllib.loads(config.read_text())["runners"]
+    assert rotated["token"] != entry["token"]
+    assert lab.api().verify(rotated["token"]).valid
+    assert other["token"] == "glrt-elsewhere-0000000000000"  # the other instance's is untouched
+
+    both = run("token", "rotate", "twin", "--id", str(entry["id"]), "--config", str(config))
+    assert both.returncode == 2
+    assert "Error: Name the runner to rotate: NAME or --id ID (one of them)." in both.stderr
