@@ -38,6 +38,11 @@ def demo(
     check its config, then run the smoke pipeline on it and check what it published.
 
     A second run reuses the image, the sandbox state and the runner.
+
+    Examples:
+
+      runnerctl demo
+      runnerctl demo --port 9000 --data-dir /tmp/runnerctl-demo --keep-running
     """
     from provisioner.demo import run_demo
     from provisioner.settings import cache_dir

@@ -251,6 +251,12 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
 
     Safe to run again: an identical run changes nothing; changed tags or flags update the
     runner in place; a runner whose token GitLab refuses is replaced.
+
+    Examples:
+
+      runnerctl register -e docker -s group:ops/ci -n docker-1 -t docker,linux
+      runnerctl register -e shell -s project:ops/app -t shell --dry-run
+      runnerctl register --non-interactive --url $GITLAB_URL -e shell -s instance --tag-list a,b
     """
     from provisioner.registration import parse_scope
     from provisioner.registration.service import register as do_register
@@ -583,7 +589,14 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
-    """Delete a runner in GitLab and remove its config.toml entry atomically."""
+    """Delete a runner in GitLab and remove its config.toml entry atomically.
+
+    Examples:
+
+      runnerctl unregister docker-1
+      runnerctl unregister --id 42 --keep-server
+      runnerctl unregister --all-runners --config ./config.toml
+    """
     from provisioner.registration.service import unregister as do_unregister
 
     app = get_app(ctx)

@@ -70,6 +70,11 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     Stages: test, build, sign, verify, publish, publish_signatures, consumer_verify. Then
     runnerctl checks the PyPI and generic registries and verifies the signatures itself.
     Exit 7 when the pipeline fails, a check fails, or no runner picks up the jobs in time.
+
+    Examples:
+
+      runnerctl smoke --tag docker
+      runnerctl smoke --tag shell --project ops/runnerctl-smoke --timeout 30m --junit smoke.xml
     """
     from provisioner.errors import SmokeError, UsageError
     from provisioner.smoke import SigningMode, SmokeRequest, SmokeStatus, run_smoke

@@ -21,7 +21,10 @@ from provisioner.cli.options import (
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
-app = typer.Typer(no_args_is_help=True, help="Runner authentication tokens.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Runner authentication tokens.\n\nExamples:\n\n  runnerctl token rotate docker-1\n",
+)
 
 _JSON_FIELDS = (
     "name",
@@ -49,7 +52,13 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
-    """Reset a runner's token in GitLab and write the new one into config.toml atomically."""
+    """Reset a runner's token in GitLab and write the new one into config.toml atomically.
+
+    Examples:
+
+      runnerctl token rotate docker-1
+      runnerctl token rotate --id 42 --show-token -o json
+    """
     from provisioner.registration.service import rotate_token
 
     app_ctx = get_app(ctx)
