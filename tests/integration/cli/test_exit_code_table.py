@@ -58,40 +58,30 @@ def _closed_port() -> int:
     return _free_port()  # nothing listens there once the probe socket is closed
 
 
+def _write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return str(path)
+
+
 @pytest.fixture
 def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
     """Files the cases read, and the sandbox's address."""
-    valid = tmp_path / "valid.toml"
-    valid.write_text(
-        "concurrent = 1\n\n"
-        + RUNNER.format(name="ok", url=sandbox.url, token="glrt-valid-but-unknown-000000"),
-        encoding="utf-8",
+    # Valid for gitlab-runner, but the sandbox knows no such runner token.
+    config = "concurrent = 1\n\n" + RUNNER.format(
+        name="refused", url=sandbox.url, token="glrt-nobody-knows-this-000000"
     )
-    valid.chmod(0o600)
-    refused = tmp_path / "refused.toml"
-    refused.write_text(
-        "concurrent = 1\n\n"
-        + RUNNER.format(name="refused", url=sandbox.url, token="glrt-nobody-knows-this-000000"),
-        encoding="utf-8",
+    risky = config.replace('executor = "shell"', 'executor = "docker"') + (
+        '  [runners.docker]\n    image = "alpine"\n    privileged = true\n'
     )
-    refused.chmod(0o600)
-    risky = tmp_path / "risky.toml"
-    risky.write_text(
-        valid.read_text(encoding="utf-8").replace('executor = "shell"', 'executor = "docker"')
-        + '  [runners.docker]\n    image = "alpine"\n    privileged = true\n',
-        encoding="utf-8",
-    )
-    risky.chmod(0o600)
-    bad_token = tmp_path / "bad-token"
-    bad_token.write_text("glpat-this-token-is-not-known-0\n", encoding="utf-8")
     a_dir = tmp_path / "a-dir"
     a_dir.mkdir()
     return {
         "url": sandbox.url,
-        "valid": str(valid),
-        "refused": str(refused),
-        "risky": str(risky),
-        "bad_token": str(bad_token),
+        "valid": _write(tmp_path / "valid.toml", config),
+        "refused": _write(tmp_path / "refused.toml", config),
+        "risky": _write(tmp_path / "risky.toml", risky),
+        "bad_token": _write(tmp_path / "bad-token", "glpat-this-token-is-not-known-0\n"),
         "dir": str(a_dir),
         "tmp": str(tmp_path),
         "closed_port": str(_closed_port()),

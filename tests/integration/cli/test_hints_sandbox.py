@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import requests
 
-from provisioner.smoke import SmokeResult, SmokeStatus
 from provisioner.smoke.service import pipeline_api_url
+from tests.helpers import smoke_result
 
 pytestmark = pytest.mark.sandbox
 
@@ -18,19 +18,11 @@ def test_the_pipeline_api_url_answers_where_the_web_url_cannot(sandbox: Any) -> 
         name="hint", files={".gitlab-ci.yml": "unit:\n  script: [echo hi]\n"}
     )
     pipeline = project.pipelines.create({"ref": "main"})
-    result = SmokeResult(
-        status=SmokeStatus.FAILED,
+    result = smoke_result(
         project=project.path_with_namespace,
         project_url=project.web_url,
         pipeline_id=pipeline.id,
         pipeline_url=pipeline.web_url,
-        package_name="runnerctl-smoke",
-        version="0",
-        stages=(),
-        checks=(),
-        elapsed=0.0,
-        time_to_green=None,
-        message="failed",
     )
     auth = {"Authorization": f"Bearer {sandbox.root_token}"}
 

@@ -18,7 +18,8 @@ from provisioner.demo import DEMO_RUNNER_NAME, DemoPieces, ImageOutcome, run_dem
 from provisioner.gitlab.client import GitLabAPI
 from provisioner.gitlab.models import ConnectionSettings
 from provisioner.sandbox import start_background
-from provisioner.smoke import SmokeResult, SmokeStatus
+from provisioner.smoke import SmokeResult
+from tests.helpers import smoke_result
 
 pytestmark = pytest.mark.sandbox
 
@@ -42,20 +43,7 @@ def _pieces(port: int, runner_urls: list[list[str]]) -> DemoPieces:
         return _Runner()
 
     def smoke(url: str, _token: str) -> SmokeResult:
-        return SmokeResult(
-            status=SmokeStatus.PASSED,
-            project="root/runnerctl-smoke",
-            project_url=f"{url}/root/runnerctl-smoke",
-            pipeline_id=1,
-            pipeline_url=f"{url}/root/runnerctl-smoke/-/pipelines/1",
-            package_name="runnerctl-smoke",
-            version="0.1.0",
-            stages=(),
-            checks=(),
-            elapsed=0.0,
-            time_to_green=0.0,
-            message="stand-in",
-        )
+        return smoke_result(base=url, time_to_green=0.0)
 
     return DemoPieces(
         docker_version=lambda: "stand-in",

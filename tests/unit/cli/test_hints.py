@@ -8,25 +8,17 @@ from typing import Any
 import pytest
 
 from provisioner.cli.context import AppContext, Factories
-from provisioner.smoke import SmokeResult, SmokeStatus
+from provisioner.smoke import SmokeStatus
 from provisioner.smoke.service import pipeline_api_url
 from tests.conftest import Cli
+from tests.helpers import smoke_result
 
-FAILED = SmokeResult(
+FAILED = smoke_result(
     status=SmokeStatus.FAILED,
     project="ops/ci/runnerctl-smoke",
-    project_url="https://gitlab.example/ops/ci/runnerctl-smoke",
     pipeline_id=42,
-    pipeline_url="https://gitlab.example/ops/ci/runnerctl-smoke/-/pipelines/42",
-    package_name="runnerctl-smoke",
-    version="0.1.0.dev3",
-    stages=(),
-    checks=(),
-    elapsed=12.0,
-    time_to_green=None,
     message="job sign failed",
     failing_job="sign",
-    trace_tail="cosign: command not found",
 )
 
 
