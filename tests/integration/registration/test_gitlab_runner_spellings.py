@@ -137,3 +137,28 @@ def test_token_rotate_by_id_when_the_name_is_ambiguous(lab: Lab, run: Run, tmp_p
     both = run("token", "rotate", "twin", "--id", str(entry["id"]), "--config", str(config))
     assert both.returncode == 2
     assert "Error: Name the runner to rotate: NAME or --id ID (one of them)." in both.stderr
+
+
+def test_unregister_all_runners_keep_server_leaves_gitlab_alone(
+    lab: Lab, run: Run, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    for name in ("keep-1", "keep-2"):
+        made = run(
+            "register", "-e", "shell", "-s", "instance", "-n", name, "-t", "x", "-c", str(config)
+        )
+        assert made.returncode == 0, made.stderr
+    ids = [int(r["id"]) for r in tomllib.loads(config.read_text())["runners"]]
+    env = lab.env()
+    del env["GITLAB_TOKEN"]  # --keep-server needs no GitLab at all
+
+    result = run("unregister", "--all-runners", "--keep-server", "--config", str(config), env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Runner 'keep-{n}' (id {i}) removed from {config}"
+        for n, i in zip((1, 2), ids, strict=True)
+    ]
+    assert "runners" not in tomllib.loads(config.read_text())
+    api = lab.api()
+    assert all(api.find_runner(i) is not None for i in ids)
