@@ -9,8 +9,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup:
 	@bash scripts/setup.sh
 
+# `make demo DEMO_PORT=9000` runs the sandbox on another port (default 8929).
+DEMO_PORT ?= 8929
+
 demo: setup
-	$(BIN)/runnerctl demo
+	$(BIN)/runnerctl demo --port $(DEMO_PORT)
 
 lint: setup
 	$(BIN)/ruff format --check provisioner tests benchmarks

@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from provisioner.errors import ProvisionerError, SmokeError
+from provisioner.errors import ProvisionerError, SandboxError, SmokeError
 from provisioner.events import Event, Reporter
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import (
@@ -39,6 +39,7 @@ from provisioner.runner_config import (
     validate_text,
 )
 from provisioner.smoke import SmokeResult, SmokeStatus
+from provisioner.smoke.service import pipeline_api_url
 
 DEMO_RUNNER_NAME = "runnerctl-demo-docker"
 DEMO_RUNNER_TAG = "runnerctl-demo"
@@ -133,7 +134,7 @@ def run_demo(
         on_step: told about each step as soon as it ends.
         keep_running: leave the sandbox up (the caller stops it later).
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(data_dir)
     steps: list[DemoStep] = []
 
     def record(step: DemoStep) -> None:
@@ -159,6 +160,10 @@ def run_demo(
     smoke: SmokeResult | None = None
     try:
         record(_step("sandbox", StepStatus.DONE, f"GitLab sandbox at {sandbox.url}", started))
+        moved_from = _follow_the_port(config_path, sandbox.url)
+        if moved_from:
+            detail = f"runner entry moved from {moved_from} to {sandbox.url}"
+            record(_step("runner entry", StepStatus.DONE, detail, started))
         _register_twice(sandbox, config_path, image.tag, pieces, record)
         _check_config(config_path, record)
 
@@ -175,7 +180,8 @@ def run_demo(
         if smoke.status is not SmokeStatus.PASSED:
             raise SmokeError(
                 f"the smoke pipeline did not pass: {smoke.message}",
-                hint=f"see {smoke.pipeline_url}; the failing job's log: "
+                hint=f"see {pipeline_api_url(smoke)} (the sandbox has no web UI); the failing "
+                "job's log: "
                 f"{smoke.trace_tail.splitlines()[-1] if smoke.trace_tail else 'none'}",
             )
         passed = sum(c.passed for c in smoke.checks)
@@ -198,6 +204,25 @@ def run_demo(
         kept_running=keep_running,
         smoke=smoke,
     )
+
+
+def _prepare(data_dir: Path) -> None:
+    """Create ``data_dir`` (a writable directory) or say why it cannot be used."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".runnerctl-write-test"
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise SandboxError(
+            f"--data-dir {data_dir} is a file, not a directory.",
+            hint="Pass a directory (it is created if missing), e.g. --data-dir ~/runnerctl-demo.",
+        ) from None
+    except OSError as exc:
+        raise SandboxError(
+            f"Cannot use --data-dir {data_dir}: {exc.strerror or exc}.",
+            hint="Pass a directory you can write to, e.g. --data-dir ~/runnerctl-demo.",
+        ) from None
 
 
 def _register_twice(
@@ -235,6 +260,28 @@ def _register_twice(
             )
         record(_step(attempt, StepStatus.REUSED if reused else StepStatus.DONE, detail, started))
     store.update(_host_network)
+
+
+def _follow_the_port(config_path: Path, url: str) -> str | None:
+    """Point the demo runner's entry at ``url``; return the URL it had, if that differed.
+
+    A data dir reused with another ``--port`` holds the same sandbox state, so the runner and
+    its token are still valid: only the address changed. Without this, register would add a
+    second entry for the new URL and leave the old one pointing at a port nobody listens on.
+    """
+    if not config_path.is_file():
+        return None
+    moved: list[str] = []
+
+    def move(doc: ConfigDocument) -> None:
+        for table in doc.runner_tables():
+            old = str(table.get("url", ""))
+            if table.get("name") == DEMO_RUNNER_NAME and old.rstrip("/") != url.rstrip("/"):
+                table["url"] = url
+                moved.append(old)
+
+    ConfigStore(config_path).update(move)
+    return moved[0] if moved else None
 
 
 def _host_network(doc: ConfigDocument) -> None:

@@ -8,7 +8,10 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from provisioner.smoke import SmokeResult
 
 T = TypeVar("T")
 
@@ -64,3 +67,27 @@ def tar_gz_bytes(files: Mapping[str, bytes]) -> bytes:
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def smoke_result(**fields: Any) -> SmokeResult:
+    """A smoke run's result for tests that need one without running a pipeline."""
+    from provisioner.smoke import SmokeResult, SmokeStatus
+
+    project = fields.pop("project", "root/runnerctl-smoke")
+    base = fields.pop("base", "https://gitlab.example")
+    pipeline_id = fields.pop("pipeline_id", 1)
+    defaults: dict[str, Any] = {
+        "status": SmokeStatus.PASSED,
+        "project": project,
+        "project_url": f"{base}/{project}",
+        "pipeline_id": pipeline_id,
+        "pipeline_url": f"{base}/{project}/-/pipelines/{pipeline_id}",
+        "package_name": "runnerctl-smoke",
+        "version": "0.1.0",
+        "stages": (),
+        "checks": (),
+        "elapsed": 0.0,
+        "time_to_green": None,
+        "message": "",
+    }
+    return SmokeResult(**{**defaults, **fields})

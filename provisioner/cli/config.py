@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Inspect and check gitlab-runner's config.toml.",
+    help="Inspect and check gitlab-runner's config.toml.\n\n"
+    "Examples:\n\n"
+    "  runnerctl config validate --strict\n"
+    "  runnerctl config lint --fail-on medium\n",
 )
 
 INVALID_EXIT = 3
@@ -78,6 +81,11 @@ def show(
 
     A file that `config validate` rejects is not shown: its errors are listed and the exit
     code is 3.
+
+    Examples:
+
+      runnerctl config show
+      runnerctl config show --host ops@runner-1 -o json
     """
     from provisioner.runner_config import ConfigDocument, build_model, to_jsonable, validate_text
 
@@ -106,6 +114,10 @@ def validate(
 
     Exits 0 when the file is valid and 3 when it is not; each problem is listed with its line
     and column. Unknown keys are warnings (gitlab-runner ignores them) unless --strict.
+
+    Examples:
+
+      runnerctl config validate --strict --config ./config.toml
     """
     from provisioner.runner_config import validate_text
 
@@ -140,6 +152,11 @@ def lint(
     runners, no allowed_images, Docker over tcp:// without TLS, a config file readable by
     others, secrets in a runner's environment. Exits 9 when a finding is at or above
     --fail-on (default: high); a file that cannot be read or parsed exits 3.
+
+    Examples:
+
+      runnerctl config lint --fail-on medium
+      runnerctl config lint --host ops@runner-1
     """
     from provisioner.runner_config import (
         ConfigDocument,
@@ -181,6 +198,10 @@ def diff(
 
     Exits as diff(1) does: 0 when there is no semantic difference, 1 when there is one, and 3
     when a file cannot be read or parsed.
+
+    Examples:
+
+      runnerctl config diff ./config.toml.bak --config ./config.toml
     """
     from provisioner.runner_config import ConfigDocument, diff_documents, to_jsonable
 

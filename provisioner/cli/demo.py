@@ -10,9 +10,12 @@ import typer
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.render import JobTable
 from provisioner.cli.smoke import SmokeReporter
+from provisioner.errors import UsageError
 
 if TYPE_CHECKING:
     from provisioner.demo import DemoPieces, DemoResult, DemoStep
+
+DEFAULT_PORT = 8929
 
 
 def demo(
@@ -21,7 +24,10 @@ def demo(
         Path | None,
         typer.Option(help="Where the sandbox state and the demo config.toml live."),
     ] = None,
-    port: Annotated[int, typer.Option(help="Sandbox port on 127.0.0.1.")] = 8929,
+    port: Annotated[
+        int,
+        typer.Option(help="Sandbox port on 127.0.0.1 (make demo: DEMO_PORT=PORT)."),
+    ] = DEFAULT_PORT,
     python: Annotated[str, typer.Option(help="Python version of the job image.")] = "3.11",
     keep_running: Annotated[
         bool,
@@ -32,11 +38,21 @@ def demo(
     check its config, then run the smoke pipeline on it and check what it published.
 
     A second run reuses the image, the sandbox state and the runner.
+
+    Examples:
+
+      runnerctl demo
+      runnerctl demo --port 9000 --data-dir /tmp/runnerctl-demo --keep-running
     """
     from provisioner.demo import run_demo
     from provisioner.settings import cache_dir
 
     app = get_app(ctx)
+    if not 0 < port < 65536:
+        raise UsageError(
+            f"--port {port} is not a TCP port.",
+            hint=f"Pick a free port from 1 to 65535 (the default is {DEFAULT_PORT}).",
+        )
     target = data_dir or cache_dir() / "demo"
     table = JobTable(app)
     try:
@@ -64,9 +80,8 @@ def _real_pieces(
     from provisioner.sandbox_runner import start_background as start_runner
     from provisioner.smoke import SmokeRequest, SmokeResult, run_smoke
 
-    docker = app.docker()
-
     def ensure_image() -> ImageOutcome:
+        docker = app.docker()
         had = docker.inspect_image(default_tag(python)) is not None
         if not had:
             app.note(f"building the job image for Python {python} (first run only)...")
@@ -92,7 +107,7 @@ def _real_pieces(
         )
 
     return DemoPieces(
-        docker_version=docker.server_version,
+        docker_version=lambda: app.docker().server_version(),
         ensure_image=ensure_image,
         start_sandbox=lambda path: start_background(path, port=port),
         connect=connect,
@@ -109,7 +124,7 @@ def _show_step(app: AppContext, step: DemoStep) -> None:
 
 
 def _render(app: AppContext, result: DemoResult) -> None:
-    from provisioner.smoke.service import how_to_look
+    from provisioner.smoke.service import how_to_look, pipeline_api_url
 
     if app.json:
         app.emit_json(result)
@@ -122,7 +137,8 @@ def _render(app: AppContext, result: DemoResult) -> None:
     if smoke is None:
         return
     app.echo("")
-    app.echo(f"Smoke pipeline #{smoke.pipeline_id}: {smoke.pipeline_url}")
+    # The sandbox has no web UI: its pipeline pages would be a 404, the API answers.
+    app.echo(f"Smoke pipeline #{smoke.pipeline_id}: {pipeline_api_url(smoke)}")
     for stage in smoke.stages:
         took = f"{stage.seconds:6.1f} s" if stage.seconds is not None else "      -"
         app.echo(f"  {stage.name:<19} {stage.status:<8} {took}")

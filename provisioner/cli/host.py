@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Runner hosts over SSH: preflight checks and provisioning with Ansible.",
+    help="Runner hosts over SSH: preflight checks and provisioning with Ansible.\n\n"
+    "Examples:\n\n"
+    "  runnerctl host check ops@10.0.0.5\n"
+    "  runnerctl host provision ops@10.0.0.5 --check --diff\n",
 )
 
 HOST_FAILED = 5
@@ -53,6 +56,10 @@ def check(  # noqa: PLR0917 (Typer passes options as parameters)
     """Check that each host can run a runner: SSH, sudo, OS, arch, disk, clock, GitLab.
 
     Prints a table with a fix for every failed check (or JSON). Exits 5 if any check fails.
+
+    Examples:
+
+      runnerctl host check ops@10.0.0.5 ops@10.0.0.6:2222 --accept-new
     """
     from provisioner.hosts.preflight import default_checks, preflight
 
@@ -157,6 +164,11 @@ def provision(  # noqa: PLR0917 (Typer passes options as parameters)
     Roles: common, docker, python, cosign, gitlab_runner, runner_config. Prints per-host
     progress, then a recap; the ansible-runner artifacts directory is kept for debugging.
     Exits 5 if any host failed or was unreachable (the other hosts still finish).
+
+    Examples:
+
+      runnerctl host provision ops@10.0.0.5 --vars vars.yml
+      runnerctl host provision --inventory hosts.yml --limit runner-1 --check --diff
     """
     from provisioner.hosts.provision import ProvisionRequest, load_vars
     from provisioner.hosts.provision import provision as do_provision

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.",
+    help="Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.\n\n"
+    "Examples:\n\n"
+    "  runnerctl image build --python 3.11\n"
+    "  runnerctl image verify runnerctl/python:3.11\n",
 )
 
 
@@ -105,10 +108,18 @@ def base_cmd(
         False
     ),
 ) -> None:
-    """Build a minimal Debian base image with debootstrap and docker import (no registry needed)."""
+    """Build a minimal Debian base image with debootstrap and docker import (no registry needed).
+
+    Examples:
+
+      runnerctl image base --suite trixie
+      runnerctl image base --mirror http://mirror.example/debian --rebuild
+    """
     from provisioner.images import build_base
+    from provisioner.images.base import check_suite
 
     app_ctx = get_app(ctx)
+    check_suite(suite)  # a usage error, before Docker is needed
     with _Reporter(app_ctx, f"base {suite}") as report:
         result = build_base(
             suite, docker=app_ctx.docker(), mirror=mirror, tag=tag, rebuild=rebuild, on_event=report
@@ -156,16 +167,23 @@ def build_cmd(
         False
     ),
 ) -> None:
-    """Build the Python job image(s): wheelhouse, cosign and CA bundle baked in, built offline."""
+    """Build the Python job image(s): wheelhouse, cosign and CA bundle baked in, built offline.
+
+    Examples:
+
+      runnerctl image build --python 3.11 --python 3.13
+      runnerctl image build --ca-bundle corp-ca.pem --wheel 'requests>=2.32'
+    """
     from provisioner.errors import UsageError
     from provisioner.images import BuildSpec, ImageUser, build_matrix, push_image
+    from provisioner.images.build import check_python
 
     app_ctx = get_app(ctx)
     try:
         image_user = ImageUser(user)
     except ValueError as exc:
         raise UsageError(f"Unknown --user {user!r}", hint="use root or ci") from exc
-    versions = python or ["3.11"]
+    versions = [check_python(v) for v in python or ["3.11"]]  # before Docker is needed
     specs = [
         BuildSpec(
             python=v,
@@ -238,7 +256,12 @@ def verify_cmd(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(help="Image to test.")] = "runnerctl/python:3.11",
 ) -> None:
-    """Run the image's self-tests in throwaway containers; exit 6 unless every check passes."""
+    """Run the image's self-tests in throwaway containers; exit 6 unless every check passes.
+
+    Examples:
+
+      runnerctl image verify runnerctl/python:3.11
+    """
     from provisioner.errors import ImageError
     from provisioner.images import verify_image
 
@@ -280,7 +303,13 @@ def push_cmd(
         str, typer.Option(help="cosign used for signing (same forms as image build).")
     ] = "debian:2.5.0-2+b4",
 ) -> None:
-    """Push an image to a registry; with --sign-key, sign it (offline, no tlog) and verify it."""
+    """Push an image to a registry; with --sign-key, sign it (offline, no tlog) and verify it.
+
+    Examples:
+
+      runnerctl image push runnerctl/python:3.11 127.0.0.1:5000
+      runnerctl image push runnerctl/python:3.11 registry.example:5000 --sign-key cosign.key
+    """
     from provisioner.images import cosign as cosign_mod
     from provisioner.images import push_image
 

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint.",
+    help="Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint.\n\n"
+    "Examples:\n\n"
+    "  runnerctl k8s values --runner k8s-1 --values-file values.yaml\n"
+    "  runnerctl k8s lint values.yaml\n",
 )
 
 FAIL_EXIT = 3
@@ -67,6 +70,10 @@ def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
     The values hold runners.config (the runner's [[runners]] entry), least-privilege
     rbac.rules for the features it uses, a restricted security context, and runners.secret
     naming the Secret; the token is only in the Secret file (base64, mode 0600).
+
+    Examples:
+
+      runnerctl k8s values --runner k8s-1 --values-file values.yaml --secret-file secret.yaml
     """
     from provisioner.k8s.values import write_for_document
     from provisioner.runner_config import load_config
@@ -105,6 +112,10 @@ def lint_command(
     permissions, job overrides of namespace or service account, privilege escalation, no
     resource limits; manifests are validated against Kubernetes' schemas. Exits 3 when a
     finding is at or above --fail-on (default: high).
+
+    Examples:
+
+      runnerctl k8s lint values.yaml --fail-on medium
     """
     from provisioner.k8s.lint import lint_text, read_lint_file
     from provisioner.runner_config import Severity, at_or_above

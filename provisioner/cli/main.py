@@ -99,7 +99,11 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
-    help="Stand up self-hosted GitLab Runners, prove they work, and keep them healthy.",
+    help="Stand up self-hosted GitLab Runners, prove they work, and keep them healthy.\n\n"
+    "Examples:\n\n"
+    "  runnerctl demo\n"
+    "  runnerctl register -e docker -s group:ops/ci -t docker --config ./config.toml\n"
+    "  runnerctl smoke --tag docker\n",
 )
 app.add_typer(config_cli.app, name="config")
 app.add_typer(image_cli.app, name="image")

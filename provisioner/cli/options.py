@@ -34,7 +34,9 @@ GitLabUrl = Annotated[
     str | None,
     typer.Option(
         "--gitlab-url",
-        help="GitLab base URL (default: $GITLAB_URL, $CI_SERVER_URL).",
+        "--url",
+        help="GitLab base URL (default: $GITLAB_URL, $CI_SERVER_URL). --url is gitlab-runner's "
+        "spelling.",
         rich_help_panel=GITLAB,
         show_default=False,
     ),

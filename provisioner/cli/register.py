@@ -16,6 +16,7 @@ from provisioner.cli.options import (
     ConfigPath,
     ConfigSection,
     GitLabConfigFile,
+    GitLabOptions,
     GitLabUrl,
     Insecure,
     RemoteHost,
@@ -32,7 +33,11 @@ from provisioner.registration.executors import Executor, PullPolicy, Shell
 if TYPE_CHECKING:
     from provisioner.k8s.values import WrittenBundle
     from provisioner.registration import ExecutorConfig, Scope
-    from provisioner.registration.service import RegisterRequest, RegisterResult
+    from provisioner.registration.service import (
+        RegisterRequest,
+        RegisterResult,
+        UnregisterResult,
+    )
 
 SERVER = "Server-side settings (stored in GitLab)"
 DOCKER = "docker executor"
@@ -56,12 +61,21 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     name: Annotated[
         str | None,
         typer.Option(
-            "--name", "-n", help="Runner name (its description in GitLab) (default: hostname)."
+            "--name",
+            "-n",
+            "--description",
+            help="Runner name (its description in GitLab) (default: hostname).",
         ),
     ] = None,
     tag: Annotated[
         list[str] | None,
-        typer.Option("--tag", "-t", help="Job tag (repeatable).", rich_help_panel=SERVER),
+        typer.Option(
+            "--tag",
+            "-t",
+            "--tag-list",
+            help="Job tag (repeatable; a,b gives two, as gitlab-runner's --tag-list).",
+            rich_help_panel=SERVER,
+        ),
     ] = None,
     run_untagged: Annotated[
         bool,
@@ -104,6 +118,13 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     ] = False,
     show_token: Annotated[
         bool, typer.Option("--show-token", help="Print the runner token (masked otherwise).")
+    ] = False,
+    non_interactive: Annotated[  # noqa: ARG001 (accepted for gitlab-runner's scripts)
+        bool,
+        typer.Option(
+            "--non-interactive",
+            help="Accepted for gitlab-runner's scripts; runnerctl never prompts.",
+        ),
     ] = False,
     legacy_env: Annotated[
         str | None,
@@ -230,6 +251,12 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
 
     Safe to run again: an identical run changes nothing; changed tags or flags update the
     runner in place; a runner whose token GitLab refuses is replaced.
+
+    Examples:
+
+      runnerctl register -e docker -s group:ops/ci -n docker-1 -t docker,linux
+      runnerctl register -e shell -s project:ops/app -t shell --dry-run
+      runnerctl register --non-interactive --url $GITLAB_URL -e shell -s instance --tag-list a,b
     """
     from provisioner.registration import parse_scope
     from provisioner.registration.service import register as do_register
@@ -277,7 +304,7 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
         executor=executor_config,
         config_dir=store.path.parent,
         rbac_file=k8s_rbac_file,
-        tags=tuple(tag or ()),
+        tags=split_tags(tag),
         run_untagged=run_untagged,
         locked=locked,
         paused=paused,
@@ -295,6 +322,11 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
 
         helm = write_after_register(store, runner=runner_name, values_path=helm_values)
     _render_register(app, result, show_token=show_token, helm=helm, helm_target=helm_values)
+
+
+def split_tags(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated ``--tag`` values, each possibly ``a,b`` as gitlab-runner's ``--tag-list``."""
+    return tuple(t.strip() for v in values or () for t in v.split(",") if t.strip())
 
 
 def _executor_config(
@@ -539,6 +571,12 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     runner_id: Annotated[
         int | None, typer.Option("--id", help="Runner id instead of the name.")
     ] = None,
+    all_runners: Annotated[
+        bool,
+        typer.Option(
+            "--all-runners", help="Every runner in config.toml (as gitlab-runner's option)."
+        ),
+    ] = False,
     keep_server: Annotated[
         bool,
         typer.Option("--keep-server", help="Only remove the config entry; keep it in GitLab."),
@@ -551,13 +589,20 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
-    """Delete a runner in GitLab and remove its config.toml entry atomically."""
+    """Delete a runner in GitLab and remove its config.toml entry atomically.
+
+    Examples:
+
+      runnerctl unregister docker-1
+      runnerctl unregister --id 42 --keep-server
+      runnerctl unregister --all-runners --config ./config.toml
+    """
     from provisioner.registration.service import unregister as do_unregister
 
     app = get_app(ctx)
-    if (name is None) == (runner_id is None):
+    if [name is not None, runner_id is not None, all_runners].count(True) != 1:
         raise UsageError(
-            "Name the runner to remove: NAME or --id ID (one of them).",
+            "Name the runner to remove: NAME or --id ID, or --all-runners (one of them).",
             hint="`runnerctl config show` lists the configured runners.",
         )
     options = gitlab_options(
@@ -568,6 +613,9 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
         ca_bundle=ca_bundle,
         insecure=insecure,
     )
+    if all_runners:
+        _unregister_all(app, options, keep_server=keep_server, config=config)
+        return
     result = do_unregister(
         name=name,
         runner_id=runner_id,
@@ -582,12 +630,51 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
         app.emit_json(
             to_jsonable(
                 result,
-                only=("name", "runner_id", "deleted_in_gitlab", "config_path"),
+                only=_UNREGISTER_FIELDS,
                 rename={"config_path": "config"},
             )
         )
         return
+    app.echo(_removed_line(result))
+
+
+def _removed_line(result: UnregisterResult) -> str:
     where = "deleted in GitLab and " if result.deleted_in_gitlab else ""
-    app.echo(
+    return (
         f"Runner {result.name!r} (id {result.runner_id}) {where}removed from {result.config_path}"
     )
+
+
+_UNREGISTER_FIELDS = ("name", "runner_id", "deleted_in_gitlab", "config_path")
+
+
+def _unregister_all(
+    app: AppContext, options: GitLabOptions, *, keep_server: bool, config: Path | None
+) -> None:
+    from provisioner.registration.unregister_all import unregister_all
+
+    gitlab = None if keep_server else app.gitlab(options)
+    result = unregister_all(
+        keep_server=keep_server,
+        gitlab=gitlab,
+        gitlab_url=gitlab.settings.url if gitlab is not None else None,
+        store=app.config_store(config),
+        on_secret=app.redactor.add,
+    )
+    for warning in (*(w for r in result.removed for w in r.warnings), *result.skipped):
+        app.note(f"Warning: {warning}", style="yellow")
+    if app.json:
+        app.emit_json(
+            {
+                "removed": [
+                    to_jsonable(r, only=_UNREGISTER_FIELDS, rename={"config_path": "config"})
+                    for r in result.removed
+                ],
+                "skipped": list(result.skipped),
+            }
+        )
+        return
+    for removed in result.removed:
+        app.echo(_removed_line(removed))
+    if not result.removed:
+        app.echo("No runner removed.")

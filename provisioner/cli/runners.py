@@ -23,7 +23,12 @@ from provisioner.gitlab.models import RunnerStatus
 if TYPE_CHECKING:
     from provisioner.gitlab.models import Runner
 
-app = typer.Typer(no_args_is_help=True, help="What GitLab knows about your runners.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="What GitLab knows about your runners.\n\n"
+    "Examples:\n\n"
+    "  runnerctl runners list --status online\n",
+)
 
 _JSON_FIELDS = ("id", "description", "runner_type", "status", "paused", "tag_list", "contacted_at")
 
@@ -52,7 +57,13 @@ def list_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
-    """List runners GitLab knows, with their last contact in your timezone."""
+    """List runners GitLab knows, with their last contact in your timezone.
+
+    Examples:
+
+      runnerctl runners list --scope group:ops/ci --status online
+      runnerctl runners list -o json
+    """
     from provisioner.registration import parse_scope
     from provisioner.registration.service import list_runners
 

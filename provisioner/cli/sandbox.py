@@ -12,7 +12,13 @@ from provisioner.cli.options import ConfigPath, config_path, learn_config_secret
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
-app = typer.Typer(no_args_is_help=True, help="Embedded GitLab-compatible server for rehearsal.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Embedded GitLab-compatible server for rehearsal.\n\n"
+    "Examples:\n\n"
+    "  runnerctl sandbox up --port 8929\n"
+    "  runnerctl sandbox runner --config ./config.toml --once\n",
+)
 
 _JOB_FIELDS = (
     "job_id",
@@ -60,6 +66,11 @@ def up(
 
     Prints the base URL and the root personal access token; the token is also written, mode
     0600, to ``<data-dir>/root_token``. State survives restarts.
+
+    Examples:
+
+      runnerctl sandbox up --port 8929 --data-dir /tmp/gitlab-sandbox
+      runnerctl sandbox up --fault-rate 0.3 --latency-ms 200
     """
     state = get_app(ctx)
     if not 0.0 <= fault_rate <= 1.0:
@@ -124,10 +135,16 @@ def runner(
     for jobs and runs them: real git clone with the job token, scripts, artifacts, masked
     trace streaming. Ctrl-C (or SIGTERM) stops taking jobs and lets running ones finish; a second
     one kills them. A rehearsal tool: against a real GitLab, the official gitlab-runner runs jobs.
+
+    Examples:
+
+      runnerctl sandbox runner --config ./config.toml
+      runnerctl sandbox runner --once --max-jobs 5
     """
     import contextlib
     import signal
 
+    from provisioner.errors import SandboxError
     from provisioner.sandbox_runner import RunnerEvent, start_background
 
     state = get_app(ctx)
@@ -171,6 +188,13 @@ def runner(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+    if not summary.results and len(summary.idle_runners) == len(handle.service.setup.runners):
+        raise SandboxError(
+            f"No runner in {path} can take jobs: {', '.join(summary.idle_runners)}.",
+            hint="The lines above say why each was refused. Re-register a runner whose token "
+            "GitLab refuses (`runnerctl register`, or `runnerctl token rotate NAME`); the "
+            "stand-in runner runs the shell and docker executors only.",
+        )
     if state.json:
         state.emit_json(
             {

@@ -70,11 +70,16 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     Stages: test, build, sign, verify, publish, publish_signatures, consumer_verify. Then
     runnerctl checks the PyPI and generic registries and verifies the signatures itself.
     Exit 7 when the pipeline fails, a check fails, or no runner picks up the jobs in time.
+
+    Examples:
+
+      runnerctl smoke --tag docker
+      runnerctl smoke --tag shell --project ops/runnerctl-smoke --timeout 30m --junit smoke.xml
     """
     from provisioner.errors import SmokeError, UsageError
     from provisioner.smoke import SigningMode, SmokeRequest, SmokeStatus, run_smoke
     from provisioner.smoke.junit import write_junit
-    from provisioner.smoke.service import parse_timeout
+    from provisioner.smoke.service import parse_timeout, pipeline_api_url
 
     app = get_app(ctx)
     if signing not in ("key", "keyless"):
@@ -120,7 +125,11 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
             "Start the runner registered with this tag and check it is online with "
             "'runnerctl runners list'; its tags must include the one given to --tag."
             if result.status is SmokeStatus.TIMED_OUT
-            else f"Open {result.pipeline_url} or run 'runnerctl doctor' on the failed job."
+            # `runnerctl doctor` (issue 13) will classify the failed job: name it here once it
+            # ships. Until then, the API URL works on GitLab and on the sandbox (no web UI).
+            else f"List the jobs of pipeline #{result.pipeline_id}: "
+            f'curl -H "Authorization: Bearer $GITLAB_TOKEN" {pipeline_api_url(result)} ; '
+            "a job's whole log is at /api/v4/projects/ID/jobs/JOB_ID/trace."
         )
         raise SmokeError(result.message, hint=hint)
 
@@ -183,13 +192,14 @@ def smoke_sentence(event: SmokeEvent) -> str:
 
 def render(app: AppContext, result: SmokeResult) -> None:
     """Print the smoke result: JSON, or stages, checks, timings and where things are."""
-    from provisioner.smoke.service import how_to_look
+    from provisioner.smoke.service import how_to_look, pipeline_api_url
 
     if app.json:
         app.emit_json(result)
         return
     app.echo(f"Smoke {result.status.value}: {result.message}")
     app.echo(f"Pipeline: {result.pipeline_url}")
+    app.echo(f"  jobs (API): {pipeline_api_url(result)}")
     for stage in result.stages:
         took = f"{stage.seconds:6.1f} s" if stage.seconds is not None else "     - "
         app.echo(f"  {stage.name:<19} {stage.status:<9} {took}")

@@ -19,8 +19,12 @@ from provisioner.cli.options import (
     gitlab_options,
 )
 from provisioner.cli.render import to_jsonable
+from provisioner.errors import UsageError
 
-app = typer.Typer(no_args_is_help=True, help="Runner authentication tokens.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Runner authentication tokens.\n\nExamples:\n\n  runnerctl token rotate docker-1\n",
+)
 
 _JSON_FIELDS = (
     "name",
@@ -35,7 +39,10 @@ _JSON_FIELDS = (
 @app.command("rotate")
 def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Runner name in config.toml.")],
+    name: Annotated[str | None, typer.Argument(help="Runner name in config.toml.")] = None,
+    runner_id: Annotated[
+        int | None, typer.Option("--id", help="Runner id instead of the name.")
+    ] = None,
     config: ConfigPath = None,
     show_token: Annotated[bool, typer.Option("--show-token", help="Print the new token.")] = False,
     gitlab_url: GitLabUrl = None,
@@ -45,10 +52,21 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ca_bundle: CaBundle = None,
     insecure: Insecure = False,
 ) -> None:
-    """Reset a runner's token in GitLab and write the new one into config.toml atomically."""
+    """Reset a runner's token in GitLab and write the new one into config.toml atomically.
+
+    Examples:
+
+      runnerctl token rotate docker-1
+      runnerctl token rotate --id 42 --show-token -o json
+    """
     from provisioner.registration.service import rotate_token
 
     app_ctx = get_app(ctx)
+    if (name is None) == (runner_id is None):
+        raise UsageError(
+            "Name the runner to rotate: NAME or --id ID (one of them).",
+            hint="`runnerctl config show` lists the configured runners with their ids.",
+        )
     gitlab = app_ctx.gitlab(
         gitlab_options(
             gitlab_url=gitlab_url,
@@ -60,7 +78,11 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
         )
     )
     result = rotate_token(
-        name, gitlab=gitlab, store=app_ctx.config_store(config), on_secret=app_ctx.redactor.add
+        name,
+        runner_id=runner_id,
+        gitlab=gitlab,
+        store=app_ctx.config_store(config),
+        on_secret=app_ctx.redactor.add,
     )
     for warning in result.warnings:
         app_ctx.note(f"Warning: {warning}", style="yellow")

@@ -145,6 +145,11 @@ def load_vars(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{path} is not UTF-8 text",
+            hint="Save the variables file as UTF-8 YAML (`iconv -t UTF-8` converts it).",
+        ) from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI
-from provisioner.errors import ImageError
+from provisioner.errors import ImageError, UsageError
 from provisioner.events import Reporter
 from provisioner.images.context import host_writes
 from provisioner.settings import cache_dir
@@ -94,6 +94,16 @@ def rootfs_key(suite: str, mirror: str) -> str:
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
+def check_suite(suite: str) -> str:
+    """Accept a Debian suite the base image can be made from; refuse anything else (usage)."""
+    if suite not in SUITES:
+        raise UsageError(
+            f"Unknown Debian suite {suite!r}",
+            hint=f"choose one of: {', '.join(SUITES)}",
+        )
+    return suite
+
+
 def build_base(
     suite: str = "bookworm",
     *,
@@ -106,12 +116,7 @@ def build_base(
 ) -> BaseResult:
     """Make (or reuse) ``runnerctl/base:<suite>``; idempotent unless ``rebuild``."""
     started = time.monotonic()
-    if suite not in SUITES:
-        raise ImageError(
-            f"Unknown Debian suite {suite!r}",
-            hint=f"choose one of: {', '.join(SUITES)}",
-        )
-    python, _ = SUITES[suite]
+    python, _ = SUITES[check_suite(suite)]
     tag = tag or default_tag(suite)
     emit = on_event or (lambda _e: None)
     existing = docker.inspect_image(tag)

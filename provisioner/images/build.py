@@ -19,7 +19,7 @@ from pathlib import Path
 
 from provisioner import __version__
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI, DockerError, PushResult
-from provisioner.errors import ImageError
+from provisioner.errors import ImageError, UsageError
 from provisioner.events import Reporter
 from provisioner.images import base as base_mod
 from provisioner.images import cosign as cosign_mod
@@ -132,7 +132,7 @@ def check_python(python: str) -> str:
     """Accept ``3.11`` or ``3.13``-style versions; refuse anything else early."""
     parts = python.split(".")
     if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] != "3":
-        raise ImageError(
+        raise UsageError(
             f"Python version {python!r} is not of the form 3.X", hint="e.g. --python 3.11"
         )
     return python

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from provisioner.errors import ConfigError, GitLabError
+from provisioner.errors import ConfigError, GitLabError, UsageError
 from provisioner.gitlab.models import RunnerCredentials
 from provisioner.registration.entries import find_configured, ref, token_fields
 from provisioner.registration.model import (
@@ -26,11 +26,13 @@ class _Reset:
 
     old_token: str = field(repr=False)
     creds: RunnerCredentials
+    name: str = ""
 
 
 def rotate_token(
-    name: str,
+    name: str | None,
     *,
+    runner_id: int | None = None,
     gitlab: RunnerAPI,
     store: ConfigStorePort,
     on_secret: SecretSink | None = None,
@@ -38,15 +40,19 @@ def rotate_token(
 ) -> RotateResult:
     """Reset a runner's token in GitLab, write the new one atomically, and prove the swap.
 
-    The new token must verify and the old one must be refused afterwards.
+    The new token must verify and the old one must be refused afterwards. The runner is named
+    by ``name`` or by ``runner_id`` (one of them).
     """
+    if (name is None) == (runner_id is None):
+        raise UsageError("Name the runner to rotate: NAME or --id ID (one of them).")
     sink = on_secret or ignore_secret
     # Filled as soon as GitLab has reset the token: a failed write must then say so.
     resets: list[_Reset] = []
 
     def transaction(doc: ConfigDocument) -> None:
-        entry = find_configured(doc, name=name, runner_id=None)
-        reset = _reset(name, entry.get("token"), entry.get("id"), gitlab=gitlab, sink=sink)
+        entry = find_configured(doc, name=name, runner_id=runner_id)
+        label = str(entry.get("name") or "")
+        reset = _reset(label, entry.get("token"), entry.get("id"), gitlab=gitlab, sink=sink)
         resets.append(reset)
         values = {"id": reset.creds.id, **token_fields(reset.creds, now, entry)}
         doc.update_runner(ref(entry), values)
@@ -57,7 +63,7 @@ def rotate_token(
         if resets:
             exc.hint = (exc.hint or "") + (
                 " The token was already reset in GitLab, so the runner cannot authenticate "
-                f"until `runnerctl token rotate {name}` succeeds."
+                f"until `runnerctl token rotate {_selector(name, runner_id)}` succeeds."
             )
         raise
     (reset,) = resets
@@ -75,7 +81,7 @@ def rotate_token(
     if not old_refused:
         warnings.append("GitLab still accepts the old token (it may allow a grace period).")
     return RotateResult(
-        name=name,
+        name=reset.name,
         runner_id=creds.id,
         config_path=store.path,
         token_expires_at=creds.token_expires_at,
@@ -84,6 +90,10 @@ def rotate_token(
         warnings=tuple(warnings),
         token=creds.token,
     )
+
+
+def _selector(name: str | None, runner_id: int | None) -> str:
+    return f"--id {runner_id}" if runner_id is not None else str(name)
 
 
 def _reset(
@@ -103,4 +113,4 @@ def _reset(
         )
     creds = gitlab.reset_token(rid)
     sink(creds.token)
-    return _Reset(old, creds)
+    return _Reset(old, creds, name)

@@ -648,3 +648,17 @@ def how_to_look(result: SmokeResult) -> tuple[str, ...]:
         f'curl -u "any:$GITLAB_TOKEN" -O {result.generic_url}<file>.sig   # then:',
         "cosign verify-blob --key cosign.pub --insecure-ignore-tlog --signature <file>.sig <file>",
     )
+
+
+def pipeline_api_url(result: SmokeResult) -> str:
+    """The smoke pipeline's jobs in the REST API: served by GitLab and by the sandbox alike.
+
+    The pipeline's web URL is a page only GitLab's UI serves; the sandbox has no UI.
+    """
+    from urllib.parse import quote
+
+    base = result.project_url.removesuffix("/" + result.project)
+    return (
+        f"{base}/api/v4/projects/{quote(result.project, safe='')}"
+        f"/pipelines/{result.pipeline_id}/jobs"
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.docker_api import split_reference
-from provisioner.errors import ImageError
+from provisioner.errors import ImageError, UsageError
 from provisioner.images import wheelhouse as wheel_mod
 from provisioner.images.base import rootfs_key, suite_for_python
 from provisioner.images.build import BuildSpec, check_python, default_tag
@@ -220,8 +220,9 @@ def test_python_versions_map_to_debian_suites() -> None:
     assert suite_for_python("3.12") is None
     assert check_python("3.12") == "3.12"
     for bad in ("3", "3.x", "2.7", "3.11.2"):
-        with pytest.raises(ImageError):
+        with pytest.raises(UsageError) as raised:
             check_python(bad)
+        assert raised.value.exit_code == 2  # a usage error, not a failed build
     assert default_tag("3.13") == "runnerctl/python:3.13"
     assert BuildSpec(python="3.13").image_tag == "runnerctl/python:3.13"
     assert BuildSpec(tag="me/img:1").image_tag == "me/img:1"
