@@ -8,6 +8,7 @@ import tarfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -91,3 +92,31 @@ def smoke_result(**fields: Any) -> SmokeResult:
         "message": "",
     }
     return SmokeResult(**{**defaults, **fields})
+
+
+def seed_pipeline(sandbox: Any, project_id: int, ref: str, status: str, age: int) -> int:
+    """A pipeline row in a running sandbox, as GitLab would hold it (any status, any age)."""
+    store = sandbox.handle.app.store
+    created = datetime.now(UTC) - timedelta(minutes=age)
+    iid = (
+        store.scalar("SELECT MAX(iid) FROM pipelines WHERE project_id = ?", [project_id]) or 0
+    ) + 1
+    started = created + timedelta(seconds=5)
+    finished = started + timedelta(seconds=75) if status in ("success", "failed") else None
+    return store.insert(
+        "pipelines",
+        {
+            "iid": iid,
+            "project_id": project_id,
+            "ref": ref,
+            "sha": "a" * 40,
+            "before_sha": "0" * 40,
+            "status": status,
+            "source": "push",
+            "user_id": 1,
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "updated_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "started_at": started.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%S.000Z") if finished else None,
+        },
+    )

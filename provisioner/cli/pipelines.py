@@ -163,6 +163,12 @@ def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
     One GraphQL request per 100 projects (REST on older GitLab), at most one request a second.
 
     --watch keeps the table live: all of it every --interval, running ones every --fast-interval.
+
+    Examples:
+
+      runnerctl pipelines --group platform --once
+      runnerctl pipelines --group platform/ci --watch --tz Europe/Paris --status failed,running
+      runnerctl pipelines --group 42 --ref any -o json
     """
     from provisioner.monitor import GroupMonitor
 

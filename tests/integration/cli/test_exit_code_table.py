@@ -20,6 +20,7 @@ import pytest
 
 from provisioner.cli.context import AppContext, Factories
 from tests.conftest import REPO_ROOT, Cli, run_runnerctl
+from tests.helpers import seed_pipeline
 
 pytestmark = pytest.mark.sandbox
 
@@ -76,6 +77,11 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
     )
     a_dir = tmp_path / "a-dir"
     a_dir.mkdir()
+    group = sandbox.gitlab().groups.create(
+        {"name": sandbox.unique("red"), "path": sandbox.unique("red")}
+    )
+    project = sandbox.new_project(group=group)
+    seed_pipeline(sandbox, project.id, "main", "failed", age=5)
     return {
         "url": sandbox.url,
         "valid": _write(tmp_path / "valid.toml", config),
@@ -86,6 +92,7 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
         "tmp": str(tmp_path),
         "closed_port": str(_closed_port()),
         "root_token": sandbox.root_token,
+        "red_group": group.full_path,
     }
 
 
@@ -171,7 +178,18 @@ CASES = [
         ("config", "lint", "--config", "{risky}"),
         ("2 findings (1 high, 1 low): failed (--fail-on high)",),
     ),
+    # A verdict too: the table is the output, the exit code says a pipeline is red.
+    Case(
+        11,
+        ("pipelines", "--group", "{red_group}", "--once", "--ref", "any"),
+        (),
+        env={"GITLAB_URL": "{url}", "GITLAB_TOKEN": "{root_token}"},
+    ),
 ]
+
+
+# Codes that report a verdict on stdout rather than an error.
+VERDICTS = (9, 11)
 
 
 def _fill(value: str, setup: dict[str, str]) -> str:
@@ -206,7 +224,7 @@ def test_the_command_exits_with_its_documented_code(case: Case, setup: dict[str,
         assert _fill(line, setup) in output, "\n".join(output)
     if case.code == 0:
         assert not any(line.startswith("Error:") for line in output)
-    elif case.code != 9:  # every error prints an Error: and a Hint: line
+    elif case.code not in VERDICTS:  # every error prints an Error: and a Hint: line
         assert sum(line.startswith("Error: ") for line in output) == 1, output
         assert sum(line.startswith("Hint: ") for line in output) == 1, output
 

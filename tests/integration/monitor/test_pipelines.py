@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from provisioner.gitlab.connection import resolve_connection
 from provisioner.gitlab.models import PipelineStatus
 from provisioner.monitor import GroupMonitor, MonitorSpec, RefMode
 from tests.conftest import RUNNERCTL, Cli
-from tests.helpers import wait_until
+from tests.helpers import seed_pipeline, wait_until
 from tests.integration.conftest import RunningSandbox
 
 pytestmark = pytest.mark.sandbox
@@ -42,34 +41,6 @@ class Landscape:
     develop: str
 
 
-def _seed(sandbox: RunningSandbox, project_id: int, ref: str, status: str, age: int) -> int:
-    """A pipeline row as GitLab would hold it (statuses no runner would reach quickly)."""
-    store = sandbox.handle.app.store
-    created = datetime.now(UTC) - timedelta(minutes=age)
-    iid = (
-        store.scalar("SELECT MAX(iid) FROM pipelines WHERE project_id = ?", [project_id]) or 0
-    ) + 1
-    started = created + timedelta(seconds=5)
-    finished = started + timedelta(seconds=75) if status in ("success", "failed") else None
-    return store.insert(
-        "pipelines",
-        {
-            "iid": iid,
-            "project_id": project_id,
-            "ref": ref,
-            "sha": "a" * 40,
-            "before_sha": "0" * 40,
-            "status": status,
-            "source": "push",
-            "user_id": 1,
-            "created_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            "updated_at": created.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            "started_at": started.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%S.000Z") if finished else None,
-        },
-    )
-
-
 @pytest.fixture(scope="module")
 def landscape(sandbox: RunningSandbox) -> Landscape:
     gl = sandbox.gitlab()
@@ -81,20 +52,20 @@ def landscape(sandbox: RunningSandbox) -> Landscape:
     projects = []
     for i, status in enumerate(STATUSES):
         project = sandbox.new_project(group=homes[i % 3], files=CI, name=f"p{i}")
-        _seed(sandbox, project.id, "main", status, age=30 + i)
+        seed_pipeline(sandbox, project.id, "main", status, age=30 + i)
         # A newer pipeline on another ref: --ref any sees it, the default view does not.
-        _seed(sandbox, project.id, "feature", STATUSES[-1 - i], age=i)
+        seed_pipeline(sandbox, project.id, "feature", STATUSES[-1 - i], age=i)
         projects.append(project)
     empty = [sandbox.new_project(group=g, name="empty") for g in (top, deep)]
     archived = sandbox.new_project(group=sub, files=CI, name="old")
-    _seed(sandbox, archived.id, "main", "failed", age=90)
+    seed_pipeline(sandbox, archived.id, "main", "failed", age=90)
     gl.http_post(f"/projects/{archived.id}/archive")
     develop = sandbox.new_project(group=deep, files=CI, name="dev")
     develop.branches.create({"branch": "develop", "ref": "main"})
     develop.default_branch = "develop"
     develop.save()
-    _seed(sandbox, develop.id, "develop", "running", age=3)
-    _seed(sandbox, develop.id, "main", "failed", age=2)
+    seed_pipeline(sandbox, develop.id, "develop", "running", age=3)
+    seed_pipeline(sandbox, develop.id, "main", "failed", age=2)
     return Landscape(
         group=top.full_path,
         projects=projects,
@@ -308,7 +279,7 @@ def test_on_change_runs_a_command_with_the_change_in_its_environment(
     project = sandbox.new_project(
         group=sandbox.gitlab().groups.get(landscape.group), files=CI, name="hook"
     )
-    pid = _seed(sandbox, project.id, "main", "running", age=1)
+    pid = seed_pipeline(sandbox, project.id, "main", "running", age=1)
     monitor = GroupMonitor(
         MonitorSpec(group=landscape.group, ref_mode=RefMode.ANY), gitlab=_api(sandbox)
     )
@@ -354,7 +325,7 @@ def test_watch_in_a_terminal_shows_a_finished_pipeline_at_the_next_fast_poll(
     name = sandbox.unique("live")
     group = gl.groups.create({"name": name, "path": name})
     project = sandbox.new_project(group=group, files=CI, name="busy")
-    pid = _seed(sandbox, project.id, "main", "running", age=1)
+    pid = seed_pipeline(sandbox, project.id, "main", "running", age=1)
     counter = sandbox.handle.app.requests
     master, slave = pty.openpty()
     env = {
@@ -418,7 +389,7 @@ def test_watch_off_a_terminal_prints_ndjson_changes_and_runs_the_hook(
     name = sandbox.unique("pipe")
     group = gl.groups.create({"name": name, "path": name})
     project = sandbox.new_project(group=group, files=CI, name="busy")
-    pid = _seed(sandbox, project.id, "main", "pending", age=1)
+    pid = seed_pipeline(sandbox, project.id, "main", "pending", age=1)
     seen = tmp_path / "hook.txt"
     hook = tmp_path / "hook.py"
     hook.write_text(
