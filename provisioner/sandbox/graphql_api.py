@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from provisioner.sandbox.graphql_jobs import project_jobs
+
 if TYPE_CHECKING:
     from graphql import (
         GraphQLError,
@@ -480,6 +482,7 @@ class _Resolvers:
             "lastActivityAt": project.last_activity_at,
             "pipelines": pipelines,
             "pipeline": pipeline,
+            "jobs": project_jobs(self.source, project.id, project.full_path, _connection),
         }
 
     def pipeline(self, pipeline: GqlPipeline) -> dict[str, Any]:
@@ -607,7 +610,9 @@ def _schema() -> GraphQLSchema:
     if not _SCHEMA:
         from graphql import GraphQLScalarType, build_schema
 
-        schema = build_schema(SCHEMA_SDL)
+        from provisioner.sandbox.graphql_jobs import JOBS_SDL
+
+        schema = build_schema(SCHEMA_SDL + JOBS_SDL)
         time_type = schema.type_map["Time"]
         assert isinstance(time_type, GraphQLScalarType)
         # graphql-core 3.2 calls `serialize`, 3.3 `coerce_output_value` (fixed at init).
