@@ -24,7 +24,7 @@ from provisioner.gitlab.models import FailureReason
 from provisioner.joblog import clean_line
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_MARKER = re.compile(r"^section_(?:start|end):\d+:\S*\s*", re.MULTILINE)
+_MARKER = re.compile(r"^section_(?:start|end):\d+:\S*[^\S\n]*", re.MULTILINE)
 
 
 class Confidence(StrEnum):

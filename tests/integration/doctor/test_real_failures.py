@@ -8,6 +8,7 @@ the job's clean log) and, where a probe applies, that the probe confirms the fin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -52,6 +53,9 @@ def _doctor(cli: Cli, lab: Lab, project: Any, job: Any, *extra: str) -> dict[str
     assert code == 10, err
     document: dict[str, Any] = json.loads(out)
     log = lab.trace(project, job)
+    capture = os.environ.get("DOCTOR_CAPTURE")
+    if capture:  # real logs for the unit tier's fixtures (tests/unit/doctor/data/fixtures)
+        Path(capture, f"{document['findings'][0]['id']}.log").write_text(log)
     clean = set(clean_log_lines(log))
     for finding in document["findings"]:
         assert finding["evidence"]["text"] in clean  # verbatim in the clean log
