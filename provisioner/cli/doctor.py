@@ -141,8 +141,8 @@ def _job_ref(job: str | None, project: str | None, job_id: int | None) -> Any:
 
 
 def _read_log(log: str) -> str:
-    if log == "-":
-        return sys.stdin.read()
+    if log == "-":  # bytes: text mode would turn a trace's \r redraws into new lines
+        return sys.stdin.buffer.read().decode("utf-8", "replace")
     path = Path(log)
     try:
         return path.read_bytes().decode("utf-8", "replace")

@@ -151,7 +151,7 @@ def _tls(facts: Facts) -> CheckResult:
 def _proxy(facts: Facts) -> CheckResult:
     proxy = facts.data.get("proxy") or {}
     if not proxy:
-        return CheckResult("proxy", Verdict.PASS, f"no proxy variables on the {facts.where}")
+        return CheckResult("proxy", Verdict.SKIP, f"no proxy variables on the {facts.where}")
     shown = ", ".join(f"{k}={v}" for k, v in sorted(proxy.items()))
     return CheckResult(
         "proxy",

@@ -23,9 +23,7 @@ if TYPE_CHECKING:
     from provisioner.gitlab.models import VerifyResult
     from provisioner.runner_config import Runner as RunnerEntry
 
-_JOB_URL = re.compile(
-    r"^https?://[^/]+(?:/.*)?/(?P<project>[^/]+(?:/[^/]+)+?)/-/jobs/(?P<id>\d+)/?$"
-)
+_JOB_URL = re.compile(r"^https?://[^/]+/(?P<project>[^#\s]+?)/-/jobs/(?P<id>\d+)/?$")
 _SHORT_REF = re.compile(r"^(?P<project>[^#\s]+/[^#\s]+)#(?P<id>\d+)$")
 
 
