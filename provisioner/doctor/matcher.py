@@ -84,12 +84,14 @@ class Finding:
 def clean_log_lines(trace: str) -> list[str]:
     """One clean line per raw line of ``trace`` (empty ones kept, so numbers stay right).
 
-    The same text :func:`provisioner.joblog.clean_line` gives line by line; whole-text passes
-    are used when the log has no carriage returns, which is most of a large log.
+    The same text :func:`provisioner.joblog.clean_line` gives line by line, computed with
+    whole-text passes (a large log has tens of thousands of lines).
     """
     text = trace.replace("\r\n", "\n")
-    if "\r" in text:
-        return [clean_line(raw) for raw in text.split("\n")]
+    if "\r" in text:  # a terminal shows what follows a line's last carriage return
+        text = "\n".join(
+            raw.rsplit("\r", 1)[-1] if "\r" in raw else raw for raw in text.split("\n")
+        )
     if "\x1b" in text:
         text = _ANSI.sub("", text)
     if "section_" in text:
@@ -111,25 +113,22 @@ def classify(
 ) -> tuple[Finding, ...]:
     """The findings of ``trace``, best first; one per signature, at its first line.
 
-    A generic wrapper is dropped when a specific finding quotes the same line.
+    Literals are looked for in the raw trace and only the lines holding one are cleaned and
+    matched, so a large log is never cleaned whole (a literal split by a colour code inside it
+    would be missed; gitlab-runner and the tools it runs colour whole lines). A generic wrapper
+    is dropped when a specific finding quotes the same line.
     """
     catalogue = catalogue or load_catalogue()
-    lines = clean_log_lines(trace)
-    text = "\n".join(lines)
-    starts = _line_starts(lines)
-    first: dict[str, int] = {}
+    raw = trace.replace("\r\n", "\n").split("\n")
+    text = "\n".join(raw)
+    starts = _line_starts(raw)
+    scan = _Scan(text, raw, starts)
+    found: list[Finding] = []
     for signature in catalogue.signatures:
-        index = _first_line(signature, text, lines, starts)
+        index = scan.first_line(signature)
         if index is not None:
-            first[signature.id] = index
-    found = [
-        Finding(
-            signature=catalogue.get(sid),
-            evidence=Evidence(index + 1, lines[index]),
-            confidence=Confidence.INFERRED if catalogue.get(sid).generic else Confidence.MATCHED,
-        )
-        for sid, index in first.items()
-    ]
+            confidence = Confidence.INFERRED if signature.generic else Confidence.MATCHED
+            found.append(Finding(signature, Evidence(index + 1, scan.clean(index)), confidence))
     specific_lines = {f.evidence.line for f in found if not f.signature.generic}
     found = [f for f in found if not f.signature.generic or f.evidence.line not in specific_lines]
     found.sort(
@@ -146,22 +145,42 @@ def _line_starts(lines: Sequence[str]) -> list[int]:
     return starts
 
 
-def _first_line(
-    signature: Signature, text: str, lines: Sequence[str], starts: Sequence[int]
-) -> int | None:
-    """The index of the first line matching ``signature``, looking only where its literals are."""
-    best: int | None = None
-    for anchor in signature.anchors:
-        pos = text.find(anchor)
-        while pos != -1:
-            index = bisect_right(starts, pos) - 1
-            if best is not None and index >= best:
-                break
-            if signature.pattern.search(lines[index]):
-                best = index
-                break
-            next_line = index + 1
-            if next_line >= len(starts):
-                break
-            pos = text.find(anchor, starts[next_line])
-    return best
+class _Scan:
+    """One log being searched: where each literal occurs, and clean lines on demand."""
+
+    def __init__(self, text: str, raw: list[str], starts: list[int]) -> None:
+        self.text, self.raw, self.starts = text, raw, starts
+        self._hits: dict[str, list[int]] = {}
+        self._clean: dict[int, str] = {}
+
+    def clean(self, index: int) -> str:
+        if index not in self._clean:
+            self._clean[index] = clean_line(self.raw[index])
+        return self._clean[index]
+
+    def lines_with(self, anchor: str) -> list[int]:
+        """Indexes of the raw lines containing ``anchor``, in order."""
+        if anchor not in self._hits:
+            found: list[int] = []
+            pos = self.text.find(anchor)
+            while pos != -1:
+                index = bisect_right(self.starts, pos) - 1
+                found.append(index)
+                following = index + 1
+                if following >= len(self.starts):
+                    break
+                pos = self.text.find(anchor, self.starts[following])
+            self._hits[anchor] = found
+        return self._hits[anchor]
+
+    def first_line(self, signature: Signature) -> int | None:
+        """The first line whose clean text matches ``signature``."""
+        best: int | None = None
+        for anchor in signature.anchors:
+            for index in self.lines_with(anchor):
+                if best is not None and index >= best:
+                    break
+                if signature.pattern.search(self.clean(index)):
+                    best = index
+                    break
+        return best
