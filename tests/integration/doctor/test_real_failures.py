@@ -176,10 +176,16 @@ def test_python_missing_from_the_image(
     lab.register(config, executor="docker", tags=(tag,), docker=_docker())
     ci = f"job:\n  tags: [{tag}]\n  image: runnerctl/base:bookworm\n  script: [python --version]\n"
     project, job = _failed_job(lab, runner_of, config, ci, "job")
-    best = _doctor(cli, lab, project, job)["findings"][0]
+    document = _doctor(cli, lab, project, job, "--config", str(config))
+    best = document["findings"][0]
     assert best["id"] == "command-not-found"
     assert best["category"] == "config"
     assert best["evidence"]["text"].endswith("python: command not found")
+    # The docker executor is also probed from a throwaway container on the runner's network.
+    probes = {p["probe"]: p for p in document["probes"]}
+    assert probes["dns@container"]["verdict"] == "pass"
+    assert probes["tcp@container"]["verdict"] == "pass"
+    assert probes["dns@host"]["verdict"] == "pass"
 
 
 def test_missing_image_with_pull_policy_never(
