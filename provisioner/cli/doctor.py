@@ -183,10 +183,9 @@ def _probe_plan(  # noqa: PLR0917
     verify = gitlab.verify if gitlab is not None else None
     entry = pick_runner(entries, diagnosis.job, verify)
     if verify is None and entry.url:
-        from provisioner.gitlab.client import GitLabAPI
         from provisioner.gitlab.models import ConnectionSettings
 
-        verify = GitLabAPI.from_settings(ConnectionSettings(url=entry.url, token="")).verify
+        verify = app.factories.gitlab(ConnectionSettings(url=entry.url, token="")).verify
     host_runner = local_runner if session is None else _ssh_runner(session, str(host))
     container = None
     if host is None and entry.executor == "docker":

@@ -249,12 +249,11 @@ def _clock(facts: Facts) -> CheckResult:
 
 
 def _verify(facts: Facts) -> CheckResult:
-    if not facts.token_checks:
-        return CheckResult("verify", Verdict.SKIP, "no tokens verified")
-    bad = sorted(name for name, ok in facts.token_checks.items() if ok is False)
-    text = ", ".join(
-        f"{n}: {'valid' if ok else 'not valid'}" for n, ok in sorted(facts.token_checks.items())
-    )
+    checked = {n: ok for n, ok in facts.token_checks.items() if ok is not None}
+    if not checked:
+        return CheckResult("verify", Verdict.SKIP, "no token could be verified")
+    bad = sorted(name for name, ok in checked.items() if not ok)
+    text = ", ".join(f"{n}: {'valid' if ok else 'not valid'}" for n, ok in sorted(checked.items()))
     if bad:
         return _fail("verify", f"POST /runners/verify: {text}", "Re-register the runner.")
     return CheckResult("verify", Verdict.PASS, f"POST /runners/verify: {text}")

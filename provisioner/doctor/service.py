@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from provisioner.checks import CheckResult
 from provisioner.doctor.matcher import Finding, ProbeEvidence, classify
 from provisioner.doctor.probes import Facts, Runner, gather, judge, run_probes
-from provisioner.errors import UsageError
+from provisioner.errors import ProvisionerError, UsageError
 from provisioner.gitlab.jobs import JobDetail
 
 if TYPE_CHECKING:
@@ -164,7 +164,10 @@ def probe(diagnosis: Diagnosis, plan: ProbePlan) -> Diagnosis:
     places: list[Facts] = []
     tokens: dict[str, bool | None] = {}
     if plan.verify is not None and plan.entry.token:
-        tokens[plan.entry.label] = plan.verify(plan.entry.token).valid
+        try:
+            tokens[plan.entry.label] = plan.verify(plan.entry.token).valid
+        except ProvisionerError:  # GitLab unreachable: the network probes say why
+            tokens[plan.entry.label] = None
     host = gather(plan.host, request, where="host")
     places.append(replace(host, token_checks=tokens))
     if plan.container is not None:

@@ -14,7 +14,7 @@ from provisioner.cli.doctor import EXIT_FINDINGS, parse_since
 from provisioner.doctor import JobRef
 from provisioner.errors import UsageError
 from provisioner.gitlab.jobs import JobDetail
-from provisioner.gitlab.models import ConnectionSettings, FailureReason, JobStatus
+from provisioner.gitlab.models import ConnectionSettings, FailureReason, JobStatus, VerifyResult
 from tests.conftest import Cli
 
 TOKEN = "Qq1plainAccessToken2468"
@@ -189,3 +189,81 @@ def test_group_scan_counts_by_category_and_runner(cli: Cli) -> None:
     assert report["by_runner"] == {"shell-1": {"DNS/network": 2}}
     assert report["runner_faults"] == 2
     assert made[0].calls[0][0] == "group"
+
+
+class FakeSession:
+    """An SSH session whose commands run here: the probe script really runs."""
+
+    def __init__(self, config_text: str) -> None:
+        self.config_text = config_text
+        self.commands: list[tuple[str, bytes | None]] = []
+
+    def sftp(self, *, as_root: bool = True) -> Any:
+        session = self
+
+        class _SFTP:
+            def read_text(self, path: str) -> str | None:
+                session.commands.append((f"read {path}", None))
+                return session.config_text
+
+            def close(self) -> None:
+                pass
+
+        return _SFTP()
+
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 120) -> Any:
+        import subprocess
+        import sys
+
+        from provisioner.ssh import CommandResult
+
+        self.commands.append((command, stdin))
+        assert command == "python3 -"
+        done = subprocess.run(
+            [sys.executable, "-"], input=stdin, capture_output=True, timeout=60, check=False
+        )
+        return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def test_host_probes_run_over_ssh_and_never_send_the_token(cli: Cli, tmp_path: Path) -> None:
+    token = "glrt-HostRunnerToken0123456789"
+    config_text = (
+        "concurrent = 1\n\n[[runners]]\n"
+        'name = "vm-1"\nurl = "http://127.0.0.1:9"\n'
+        f'token = "{token}"\nexecutor = "shell"\nbuilds_dir = "{tmp_path}"\n'
+    )
+    session = FakeSession(config_text)
+    verified: list[str] = []
+
+    class Verifier:
+        def verify(self, sent: str) -> VerifyResult:
+            verified.append(sent)
+            return VerifyResult(valid=False)
+
+    app = AppContext(
+        factories=Factories(
+            ssh=lambda _target, _options: session,  # type: ignore[arg-type,return-value]
+            gitlab=lambda _settings: Verifier(),  # type: ignore[arg-type,return-value]
+        )
+    )
+    log = tmp_path / "job.log"
+    log.write_text(LOG)
+    code, out, err = cli(
+        "doctor", "--log", str(log), "--host", "ops@vm-1", "-o", "json", app=app, env=ENV
+    )
+    assert code == 10, err
+    document = json.loads(out)
+    assert document["runner"] == "vm-1"
+    # The log says a host did not resolve, but GitLab's host does on the runner host.
+    assert document["findings"][0]["confidence"] == "probe-refuted"
+    probes = {p["probe"]: p for p in document["probes"]}
+    assert probes["dns@host"]["verdict"] == "pass"
+    assert probes["tcp@host"]["verdict"] == "fail"  # nothing listens on port 9
+    assert probes["verify@host"]["verdict"] == "fail"
+    assert verified == [token]
+    assert session.commands[0][0] == "read /etc/gitlab-runner/config.toml"
+    script = session.commands[1][1]
+    assert script is not None
+    assert token.encode() not in script
+    assert token not in out
+    assert token not in err
