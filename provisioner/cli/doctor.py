@@ -27,7 +27,7 @@ from provisioner.cli.options import (
 from provisioner.errors import UsageError
 
 if TYPE_CHECKING:
-    from provisioner.doctor import Diagnosis, Finding, GroupReport, ProbePlan
+    from provisioner.doctor import Diagnosis, Finding, GroupReport, JobRef, ProbePlan
     from provisioner.gitlab.client import GitLabAPI
 
 #: Exit code when doctor found at least one known failure (0: none found).
@@ -128,7 +128,7 @@ def doctor(  # noqa: PLR0917 (Typer passes options as parameters)
         raise typer.Exit(code=EXIT_FINDINGS)
 
 
-def _job_ref(job: str | None, project: str | None, job_id: int | None) -> Any:
+def _job_ref(job: str | None, project: str | None, job_id: int | None) -> JobRef:
     from provisioner.doctor import JobRef
 
     if job is not None:

@@ -267,3 +267,13 @@ def test_host_probes_run_over_ssh_and_never_send_the_token(cli: Cli, tmp_path: P
     assert token.encode() not in script
     assert token not in out
     assert token not in err
+
+
+def test_a_token_in_the_log_is_masked_in_the_evidence(cli: Cli) -> None:
+    secret = "glcbt-64_abcdefghijklmnopqrstu"
+    line = f"fatal: Authentication failed for 'https://gitlab-ci-token:{secret}@gl.example/a.git/'"
+    code, out, err = cli("doctor", "--log", "-", "-o", "json", input=line + "\n")
+    assert code == 10
+    assert secret not in out + err
+    evidence = json.loads(out)["findings"][0]["evidence"]
+    assert evidence == {"line": 1, "text": line.replace(secret, "[MASKED]")}
