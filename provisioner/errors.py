@@ -17,6 +17,7 @@ Exit codes (documented in README.md):
 7    smoke pipeline failed
 8    sandbox or stand-in runner could not start
 9    ``config lint`` found a risk at or above ``--fail-on``
+10   ``doctor`` found a known failure (0: none found)
 11   ``pipelines --once``: a listed pipeline failed
 ==== =========================================================
 """

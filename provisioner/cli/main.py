@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from provisioner import __version__
 from provisioner.cli import config as config_cli
 from provisioner.cli import demo as demo_cli
+from provisioner.cli import doctor as doctor_cli
 from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import k8s as k8s_cli
@@ -117,6 +118,7 @@ app.add_typer(k8s_cli.app, name="k8s")
 app.command("demo")(demo_cli.demo)
 app.command("smoke")(smoke_cli.smoke)
 app.command("pipelines")(pipelines_cli.pipelines)
+app.command("doctor")(doctor_cli.doctor)
 
 
 def _version(value: bool) -> None:

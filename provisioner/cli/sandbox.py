@@ -61,6 +61,14 @@ def up(
         str | None,
         typer.Option("--external-url", help="URL clients use, if not the listening address."),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).", dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="The private key of --tls-cert (PEM).", dir_okay=False),
+    ] = None,
 ) -> None:
     """Serve the sandbox in the foreground until Ctrl-C.
 
@@ -79,6 +87,11 @@ def up(
         raise UsageError("--latency-ms must not be negative", hint="use 0 for no added delay")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is out of range", hint="use 1-65535, or 0 for any")
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together", hint="pass both, or neither")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise UsageError(f"no such file: {path}", hint="pass a PEM certificate and its key")
     from provisioner.sandbox.server import SandboxOptions, serve_forever
     from provisioner.settings import cache_dir
 
@@ -104,6 +117,8 @@ def up(
             latency_ms=latency_ms,
             fault_rate=fault_rate,
             external_url=external_url,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         ),
         ready,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from provisioner.gitlab.graphql import GraphQL
+from provisioner.gitlab.jobs import JobsMixin
 from provisioner.gitlab.models import ConnectionSettings
 from provisioner.gitlab.monitoring import MonitoringMixin
 from provisioner.gitlab.packages import PackagesMixin
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["MARKER_PREFIX", "NEW_WORKFLOW_HINT", "RETRYABLE_STATUS", "GitLabAPI"]
 
 
-class GitLabAPI(RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin, MonitoringMixin):
+class GitLabAPI(
+    RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin, MonitoringMixin, JobsMixin
+):
     """Typed access to the part of GitLab's REST and GraphQL APIs runnerctl uses."""
 
     def __init__(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from provisioner.sandbox.graphql_jobs import project_jobs
 from provisioner.sandbox.graphql_pipelines import EXTENSION_SDL, project_fields
 
 if TYPE_CHECKING:
@@ -487,6 +488,7 @@ class _Resolvers:
             "pipelines": pipelines,
             "pipeline": pipeline,
             **project_fields(project),
+            "jobs": project_jobs(self.source, project.id, project.full_path, _connection),
         }
 
     def pipeline(self, pipeline: GqlPipeline) -> dict[str, Any]:
@@ -614,7 +616,9 @@ def _schema() -> GraphQLSchema:
     if not _SCHEMA:
         from graphql import GraphQLScalarType, build_schema
 
-        schema = build_schema(SCHEMA_SDL + EXTENSION_SDL)
+        from provisioner.sandbox.graphql_jobs import JOBS_SDL
+
+        schema = build_schema(SCHEMA_SDL + EXTENSION_SDL + JOBS_SDL)
         time_type = schema.type_map["Time"]
         assert isinstance(time_type, GraphQLScalarType)
         # graphql-core 3.2 calls `serialize`, 3.3 `coerce_output_value` (fixed at init).

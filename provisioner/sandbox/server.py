@@ -58,6 +58,8 @@ class SandboxOptions:
     fault_rate: float = 0.0
     external_url: str | None = None
     seed: int | None = None
+    tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) and key
+    tls_key: Path | None = None
 
 
 class SandboxApp:
@@ -249,8 +251,15 @@ def bind(host: str, port: int) -> socket.socket:
 def _uvicorn_server(app: SandboxApp) -> Any:
     import uvicorn
 
+    tls = app.options
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+        ssl_certfile=str(tls.tls_cert) if tls.tls_cert else None,
+        ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
     )
     return uvicorn.Server(config)
 
@@ -278,9 +287,9 @@ class SandboxHandle:
         self.stop()
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, *, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 def start_background(
@@ -292,6 +301,8 @@ def start_background(
     fault_rate: float = 0.0,
     external_url: str | None = None,
     seed: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
 ) -> SandboxHandle:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     options = SandboxOptions(
@@ -302,6 +313,8 @@ def start_background(
         fault_rate=fault_rate,
         external_url=external_url,
         seed=seed,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     sock = bind(host, port)
     app = SandboxApp(options)
@@ -320,7 +333,7 @@ def start_background(
     else:
         raise SandboxError("the sandbox server did not start within 10 s")
     return SandboxHandle(
-        url=external_url or _url(host, actual),
+        url=external_url or _url(host, actual, tls=tls_cert is not None),
         root_token=app.root_token,
         app=app,
         data_dir=Path(data_dir),
@@ -334,7 +347,9 @@ def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], 
     sock = bind(options.host, options.port)
     app = SandboxApp(options)
     server = _uvicorn_server(app)
-    url = options.external_url or _url(options.host, sock.getsockname()[1])
+    url = options.external_url or _url(
+        options.host, sock.getsockname()[1], tls=options.tls_cert is not None
+    )
     on_ready(url, app.root_token, options.data_dir / "root_token")
     try:
         server.run(sockets=[sock])

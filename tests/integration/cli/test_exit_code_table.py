@@ -93,6 +93,11 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
         "closed_port": str(_closed_port()),
         "root_token": sandbox.root_token,
         "red_group": group.full_path,
+        "job_log": _write(
+            tmp_path / "job.log",
+            "Fetching changes...\nremote: HTTP Basic: Access denied\n"
+            "ERROR: Job failed: exit code 1\n",
+        ),
     }
 
 
@@ -178,7 +183,12 @@ CASES = [
         ("config", "lint", "--config", "{risky}"),
         ("2 findings (1 high, 1 low): failed (--fail-on high)",),
     ),
-    # A verdict too: the table is the output, the exit code says a pipeline is red.
+    # Verdicts too: the findings (or the table) are the output, the code says what was found.
+    Case(
+        10,
+        ("doctor", "--log", "{job_log}"),
+        ("   line 2: remote: HTTP Basic: Access denied",),
+    ),
     Case(
         11,
         ("pipelines", "--group", "{red_group}", "--once", "--ref", "any"),
@@ -189,7 +199,7 @@ CASES = [
 
 
 # Codes that report a verdict on stdout rather than an error.
-VERDICTS = (9, 11)
+VERDICTS = (9, 10, 11)
 
 
 def _fill(value: str, setup: dict[str, str]) -> str:
