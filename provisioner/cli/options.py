@@ -9,11 +9,14 @@ environment, and every secret read here joins the run's redactor.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from provisioner.hosts.remote_store import RemoteConfigStore
     from provisioner.registration.service import ConfigStorePort
     from provisioner.ssh import SSHOptions, SSHTarget
+
+R = TypeVar("R")
 
 GITLAB = "GitLab connection"
 SSH = "SSH"
@@ -96,24 +101,47 @@ class GitLabOptions:
     insecure: bool = False
 
 
-def gitlab_options(
-    *,
-    gitlab_url: str | None,
-    token_file: Path | None,
-    gitlab_config_section: str | None,
-    gitlab_config_file: Path | None,
-    ca_bundle: Path | None,
-    insecure: bool,
-) -> GitLabOptions:
-    """The parsed GitLab connection options as one value."""
-    return GitLabOptions(
-        url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        config_file=gitlab_config_file,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
+# The command parameter each option of GitLabOptions is parsed into, in --help order.
+_GITLAB_PARAMETERS = (
+    ("gitlab_url", "url", GitLabUrl, None),
+    ("token_file", "token_file", TokenFile, None),
+    ("gitlab_config_section", "config_section", ConfigSection, None),
+    ("gitlab_config_file", "config_file", GitLabConfigFile, None),
+    ("ca_bundle", "ca_bundle", CaBundle, None),
+    ("insecure", "insecure", Insecure, False),
+)
+
+
+def with_gitlab_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Declare the GitLab connection options on a command, which takes them as one value.
+
+    The command names a ``connection: GitLabOptions`` parameter; Typer sees the six options in
+    its place (in the "GitLab connection" help panel) and the command receives them parsed into
+    one :class:`GitLabOptions`.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        if parameter.name != "connection":
+            parameters.append(parameter)
+            continue
+        parameters += [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias
+            )
+            for name, _, alias, default in _GITLAB_PARAMETERS
+        ]
+
+    @functools.wraps(command)
+    def parsed(*args: Any, **kwargs: Any) -> R:
+        kwargs["connection"] = GitLabOptions(
+            **{field: kwargs.pop(name) for name, field, _, _ in _GITLAB_PARAMETERS}
+        )
+        return command(*args, **kwargs)
+
+    parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    parsed.__annotations__ = {p.name: p.annotation for p in parameters}
+    return parsed
 
 
 def learn_token_sources(app: AppContext, options: GitLabOptions) -> None:

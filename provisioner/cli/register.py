@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,17 +11,12 @@ import typer
 
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.options import (
-    CaBundle,
     ConfigPath,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
+    GitLabOptions,
     RemoteHost,
     SshKey,
-    TokenFile,
     config_store,
-    gitlab_options,
+    with_gitlab_options,
 )
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
@@ -40,6 +34,7 @@ K8S = "kubernetes executor"
 SHELL = "shell executor"
 
 
+@with_gitlab_options
 def register(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     executor: Annotated[
@@ -217,12 +212,8 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     builds_dir: Annotated[
         str | None, typer.Option("--builds-dir", help="Absolute path.", rich_help_panel=SHELL)
     ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
     host: RemoteHost = None,
     ssh_key: SshKey = None,
 ) -> None:
@@ -259,14 +250,7 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     legacy_token = _legacy_token(app, legacy_env)
     store = config_store(app, config, host=host, ssh_key=ssh_key)
     gitlab = app.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        ),
+        connection,
         require_token=legacy_token is None,
     )
     runner_name = name or socket.gethostname()
@@ -478,8 +462,7 @@ def _render_register(
     helm: WrittenBundle | None = None,
     helm_target: Path | None = None,
 ) -> None:
-    for warning in result.warnings:
-        app.note(f"Warning: {warning}", style="yellow")
+    app.warn(result.warnings)
     if app.json:
         doc = to_jsonable(
             result,
@@ -490,11 +473,7 @@ def _render_register(
             from provisioner.cli.k8s import written_json
 
             doc["helm"] = written_json(helm)
-        if show_token and result.token:  # the user asked for this one value unmasked
-            doc["token"] = result.token
-            app.emit_json(doc, redact=False)
-        else:
-            app.emit_json(doc)
+        app.emit_json_with_token(doc, result.token if show_token else None)
         return
     verb = {
         "created": "Created",
@@ -525,15 +504,16 @@ def _render_register(
         app.echo(f"  replaced stale runner {result.stale_runner_id}")
     if result.rbac_path:
         app.echo(f"  RBAC manifests: {result.rbac_path} (apply with kubectl apply -f)")
-    if show_token and result.token:
-        sys.stdout.write(f"  token: {result.token}\n")
+    if show_token:
+        app.echo_token(result.token)
     if helm is not None:
         from provisioner.cli.k8s import render_written
 
         render_written(app, helm)
 
 
-def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
+@with_gitlab_options
+def unregister(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Runner name in config.toml.")] = None,
     runner_id: Annotated[
@@ -544,12 +524,8 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
         typer.Option("--keep-server", help="Only remove the config entry; keep it in GitLab."),
     ] = False,
     config: ConfigPath = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Delete a runner in GitLab and remove its config.toml entry atomically."""
     from provisioner.registration.service import unregister as do_unregister
@@ -560,24 +536,15 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
             "Name the runner to remove: NAME or --id ID (one of them).",
             hint="`runnerctl config show` lists the configured runners.",
         )
-    options = gitlab_options(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        gitlab_config_section=gitlab_config_section,
-        gitlab_config_file=gitlab_config_file,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
     result = do_unregister(
         name=name,
         runner_id=runner_id,
         keep_server=keep_server,
-        gitlab=None if keep_server else app.gitlab(options),
+        gitlab=None if keep_server else app.gitlab(connection),
         store=app.config_store(config),
         on_secret=app.redactor.add,
     )
-    for warning in result.warnings:
-        app.note(f"Warning: {warning}", style="yellow")
+    app.warn(result.warnings)
     if app.json:
         app.emit_json(
             to_jsonable(
