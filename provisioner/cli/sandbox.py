@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from provisioner.cli.context import get_app
 from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
+
+if TYPE_CHECKING:
+    from provisioner.sandbox_runner import RunnerEvent
 
 app = typer.Typer(no_args_is_help=True, help="Embedded GitLab-compatible server for rehearsal.")
 
@@ -30,6 +33,16 @@ _JOB_KEYS = {
     "state": "status",
     "duration": "duration_s",
 }
+
+
+# gitlab-runner marks its own log lines by level (an info line has no mark).
+_LEVEL_MARKS = {"info": "", "warning": "WARNING: ", "error": "ERROR: "}
+
+
+def runner_line(event: RunnerEvent) -> str:
+    """gitlab-runner's logfmt-like line for a runner event: ``ERROR: message  runner=abc``."""
+    tail = f"  runner={event.runner}" if event.runner else ""
+    return f"{_LEVEL_MARKS[event.level]}{event.message}{tail}"
 
 
 @app.command("up")
@@ -128,7 +141,7 @@ def runner(
     import contextlib
     import signal
 
-    from provisioner.sandbox_runner import RunnerEvent, start_background
+    from provisioner.sandbox_runner import start_background
 
     state = get_app(ctx)
     path = config_path(config)
@@ -136,7 +149,7 @@ def runner(
         learn_config_secrets(state, path.read_text(encoding="utf-8"))
 
     def show(event: RunnerEvent) -> None:
-        state.note(event.render())
+        state.note(runner_line(event))
 
     handle = start_background(
         path, work_dir=work_dir, once=once, max_jobs=max_jobs, user=user, on_event=show
