@@ -112,36 +112,44 @@ _GITLAB_PARAMETERS = (
 )
 
 
-def with_gitlab_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Declare the GitLab connection options on a command, which takes them as one value.
+def option_group(
+    name: str, value: Callable[..., Any], options: tuple[tuple[str, str, Any, Any], ...]
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """A decorator that declares a group of options on a command, which takes them as one value.
 
-    The command names a ``connection: GitLabOptions`` parameter; Typer sees the six options in
-    its place (in the "GitLab connection" help panel) and the command receives them parsed into
-    one :class:`GitLabOptions`.
+    The command names a keyword-only parameter ``name``; Typer sees the group's options in its
+    place and the command receives ``value(**fields)``. Each option is ``(parameter, field,
+    Annotated alias, default)``.
     """
-    signature = inspect.signature(command, eval_str=True)
-    parameters: list[inspect.Parameter] = []
-    for parameter in signature.parameters.values():
-        if parameter.name != "connection":
-            parameters.append(parameter)
-            continue
-        parameters += [
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias
-            )
-            for name, _, alias, default in _GITLAB_PARAMETERS
-        ]
 
-    @functools.wraps(command)
-    def parsed(*args: Any, **kwargs: Any) -> R:
-        kwargs["connection"] = GitLabOptions(
-            **{field: kwargs.pop(name) for name, field, _, _ in _GITLAB_PARAMETERS}
-        )
-        return command(*args, **kwargs)
+    def declare(command: Callable[..., R]) -> Callable[..., R]:
+        signature = inspect.signature(command, eval_str=True)
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != name:
+                parameters.append(parameter)
+                continue
+            parameters += [
+                inspect.Parameter(
+                    option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias
+                )
+                for option, _, alias, default in options
+            ]
 
-    parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    parsed.__annotations__ = {p.name: p.annotation for p in parameters}
-    return parsed
+        @functools.wraps(command)
+        def parsed(*args: Any, **kwargs: Any) -> R:
+            kwargs[name] = value(**{field: kwargs.pop(option) for option, field, _, _ in options})
+            return command(*args, **kwargs)
+
+        parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        parsed.__annotations__ = {p.name: p.annotation for p in parameters}
+        return parsed
+
+    return declare
+
+
+#: Gives a command the GitLab connection options as one ``connection: GitLabOptions`` value.
+with_gitlab_options = option_group("connection", GitLabOptions, _GITLAB_PARAMETERS)
 
 
 def learn_token_sources(app: AppContext, options: GitLabOptions) -> None:
@@ -299,6 +307,39 @@ SshKey = Annotated[
     Path | None,
     typer.Option("--ssh-key", help="Private key for --host.", dir_okay=False, rich_help_panel=SSH),
 ]
+
+
+@dataclass(frozen=True)
+class SSHChoices:
+    """The SSH options of one command line (the sudo password is read by :meth:`resolve`)."""
+
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new: bool = False
+    become_password_file: Path | None = None
+
+    def resolve(self, app: AppContext) -> SSHOptions:
+        """The SSH settings these options name; the sudo password joins the redactor."""
+        return ssh_options(
+            app,
+            key_file=self.key_file,
+            known_hosts=self.known_hosts,
+            accept_new=self.accept_new,
+            become_password_file=self.become_password_file,
+        )
+
+
+#: Gives a command the SSH options as one ``ssh: SSHChoices`` value.
+with_ssh_options = option_group(
+    "ssh",
+    SSHChoices,
+    (
+        ("key_file", "key_file", KeyFile, None),
+        ("known_hosts", "known_hosts", KnownHosts, None),
+        ("accept_new", "accept_new", AcceptNew, False),
+        ("become_password_file", "become_password_file", BecomePasswordFile, None),
+    ),
+)
 
 
 def ssh_options(
