@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
     ConfigPath,
     RemoteHost,
@@ -28,11 +28,7 @@ if TYPE_CHECKING:
 # provisioner.runner_config (tomlkit, the field table) is imported inside the commands so that
 # `runnerctl --help` stays fast.
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Inspect and check gitlab-runner's config.toml.",
-)
+app = command_group("Inspect and check gitlab-runner's config.toml.")
 
 INVALID_EXIT = 3
 # Lint findings are not a broken file: their own code, so scripts can tell the two apart.

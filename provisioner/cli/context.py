@@ -186,6 +186,11 @@ class AppContext:
             self.note(f"Warning: {warning}", style="yellow")
 
 
+def command_group(help_text: str) -> typer.Typer:
+    """A command group (``runnerctl config``, ``image``…): help when called bare, rich markup."""
+    return typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=help_text)
+
+
 def get_app(ctx: typer.Context) -> AppContext:
     """The :class:`AppContext` of this invocation (a default one outside the main callback)."""
     obj = ctx.find_root().obj

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
     Hosts,
     SSHChoices,
@@ -22,11 +22,7 @@ if TYPE_CHECKING:
     from provisioner.hosts.preflight import HostReport, PreflightResult
     from provisioner.hosts.provision import ProvisionEvent, ProvisionResult
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Runner hosts over SSH: preflight checks and provisioning with Ansible.",
-)
+app = command_group("Runner hosts over SSH: preflight checks and provisioning with Ansible.")
 
 HOST_FAILED = 5
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.render import to_jsonable
 
 if TYPE_CHECKING:
@@ -19,10 +19,8 @@ if TYPE_CHECKING:
     from provisioner.images import BuildResult, CheckResult, PushReport
     from provisioner.images.events import ImageStage
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.",
+app = command_group(
+    "Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in."
 )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 
 if TYPE_CHECKING:
@@ -16,10 +16,8 @@ if TYPE_CHECKING:
     from provisioner.k8s.values import WrittenBundle
     from provisioner.registration.service import ConfigStorePort
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint.",
+app = command_group(
+    "Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint."
 )
 
 FAIL_EXIT = 3
