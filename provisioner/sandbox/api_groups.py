@@ -26,7 +26,6 @@ from provisioner.sandbox.web import (
     RouteTable,
     forbidden,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -49,11 +48,7 @@ routes = RouteTable()
 @user_route()
 def create_group(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
-    name, path = ctx.arg("name"), ctx.arg("path")
-    if not name:
-        raise missing_param("name")
-    if not path:
-        raise missing_param("path")
+    name, path = ctx.required("name", "path")
     if not PATH_RE.match(str(path)):
         raise ApiError(
             400,

@@ -28,7 +28,6 @@ from provisioner.sandbox.web import (
     RouteTable,
     forbidden,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -93,9 +92,7 @@ def _job(store: Store, project: Row, ctx: Ctx) -> Row:
 @project_route(DEVELOPER)
 def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ref = ctx.arg("ref")
-    if not ref:
-        raise missing_param("ref")
+    (ref,) = ctx.required("ref")
     raw_vars = ctx.arg("variables") or []
     if not isinstance(raw_vars, list) or not all(isinstance(v, dict) for v in raw_vars):
         raise ApiError(400, "variables is invalid", key="error")

@@ -19,7 +19,6 @@ from provisioner.sandbox.web import (
     Ctx,
     RouteTable,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -56,9 +55,7 @@ def current_user(ctx: Ctx) -> Response:
 @user_route(admin=True)
 def create_user(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
-    username = ctx.arg("username")
-    if not username:
-        raise missing_param("username")
+    (username,) = ctx.required("username")
     name = ctx.arg("name") or username
     email = ctx.arg("email") or f"{username}@example.com"
     with store.tx():
@@ -126,12 +123,7 @@ def create_user_token(ctx: Ctx, _ident: Identity) -> Response:
     uid = to_int(ctx.params["user_id"], "id")
     if store.one("SELECT 1 FROM users WHERE id = ?", [uid]) is None:
         raise not_found("User")
-    name = ctx.arg("name")
-    scopes = ctx.arg("scopes")
-    if not name:
-        raise missing_param("name")
-    if not scopes:
-        raise missing_param("scopes")
+    name, scopes = ctx.required("name", "scopes")
     if isinstance(scopes, str):
         scopes = [s.strip() for s in scopes.split(",") if s.strip()]
     token = new_token("glpat-", 20)

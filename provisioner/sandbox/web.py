@@ -157,6 +157,14 @@ class Ctx:
         result: dict[str, Any] = self._json
         return result
 
+    def required(self, *names: str) -> tuple[Any, ...]:
+        """The parameters ``names`` (as :meth:`arg`); the first missing or empty one is a 400."""
+        values = tuple(self.arg(name) for name in names)
+        for name, value in zip(names, values, strict=True):
+            if not value:
+                raise missing_param(name)
+        return values
+
     def arg(self, name: str, default: Any = None) -> Any:
         """A parameter from the JSON/form body, else from the query string (Grape merges them)."""
         body = self.json()
