@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,6 +10,7 @@ import typer
 from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
     ConfigPath,
+    FailOn,
     RemoteHost,
     SshKey,
     config_path,
@@ -35,16 +35,6 @@ INVALID_EXIT = 3
 FINDINGS_EXIT = 9
 # `config diff`: as diff(1) does.
 DIFFERENT_EXIT = 1
-
-
-class FailOn(StrEnum):
-    """The lowest finding severity that makes ``config lint`` fail."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    NEVER = "never"
 
 
 def _read(
@@ -139,8 +129,6 @@ def lint(
     """
     from provisioner.runner_config import (
         ConfigDocument,
-        Severity,
-        at_or_above,
         lint_document,
         to_jsonable,
     )
@@ -149,9 +137,7 @@ def lint(
     path, text = _read(out, config, host, ssh_key)
     document = ConfigDocument.parse(text, source=str(path))
     findings = lint_document(document, path=None if host else path)
-    failing: tuple[Finding, ...] = ()
-    if fail_on is not FailOn.NEVER:
-        failing = at_or_above(findings, Severity(fail_on.value))
+    failing = fail_on.failing(findings)
     if out.json:
         out.emit_json(
             {

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from provisioner.cli.context import AppContext, command_group, get_app
-from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
+from provisioner.cli.options import ConfigPath, FailOn, config_path, learn_config_secrets
 
 if TYPE_CHECKING:
     from provisioner.k8s.lint import LintReport
@@ -21,16 +20,6 @@ app = command_group(
 )
 
 FAIL_EXIT = 3
-
-
-class FailOn(StrEnum):
-    """The lowest finding severity that makes ``k8s lint`` fail."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    NEVER = "never"
 
 
 @app.command("values")
@@ -105,11 +94,10 @@ def lint_command(
     finding is at or above --fail-on (default: high).
     """
     from provisioner.k8s.lint import lint_text, read_lint_file
-    from provisioner.runner_config import Severity, at_or_above
 
     out = get_app(ctx)
     report = lint_text(read_lint_file(file), source=str(file))
-    failing = () if fail_on is FailOn.NEVER else at_or_above(report.findings, Severity(fail_on))
+    failing = fail_on.failing(report.findings)
     if out.json:
         out.emit_json(_report_json(report, fail_on, failed=bool(failing)))
     else:

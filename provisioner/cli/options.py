@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from provisioner.cli.context import AppContext
     from provisioner.hosts.remote_store import RemoteConfigStore
     from provisioner.registration.service import ConfigStorePort
+    from provisioner.runner_config import Finding
     from provisioner.ssh import SSHOptions, SSHTarget
 
 R = TypeVar("R")
@@ -247,6 +249,22 @@ def config_path(config: Path | None) -> Path:
     from provisioner.settings import default_config_path
 
     return config if config is not None else default_config_path()
+
+
+class FailOn(StrEnum):
+    """``--fail-on``: the lowest finding severity that fails ``config lint`` or ``k8s lint``."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    NEVER = "never"
+
+    def failing(self, findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+        """The findings at this severity or worse (none for ``never``)."""
+        from provisioner.runner_config import Severity, at_or_above
+
+        return () if self is FailOn.NEVER else at_or_above(findings, Severity(self.value))
 
 
 # ----------------------------------------------------------------------------- SSH
