@@ -9,12 +9,10 @@ from starlette.responses import Response
 
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox.auth import (
-    INSUFFICIENT_SCOPE,
     MAINTAINER,
     OWNER,
     Identity,
     ancestor_ids,
-    authenticate,
     descendant_ids,
     group_access,
     group_route,
@@ -22,6 +20,7 @@ from provisioner.sandbox.auth import (
     load_project,
     project_access,
     project_route,
+    require_token_scope,
     require_user,
     user_route,
 )
@@ -186,11 +185,7 @@ def _insert_runner(
 def create_user_runner(ctx: Ctx) -> Response:
     """``POST /user/runners``: the new workflow; the PAT needs ``create_runner`` or ``api``."""
     store = ctx.store
-    ident = authenticate(store, ctx)
-    if ident is None or ident.is_job:
-        raise ApiError(401, "401 Unauthorized")
-    if not ident.scopes & {"api", "create_runner"}:
-        raise ApiError(403, body={**INSUFFICIENT_SCOPE, "scope": "create_runner api"})
+    ident = require_token_scope(store, ctx, ("create_runner", "api"))
     runner_type = ctx.arg("runner_type")
     if not runner_type:
         raise missing_param("runner_type")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox.auth import (
     Identity,
-    authenticate,
+    require_token_scope,
     user_route,
 )
 from provisioner.sandbox.state import digest, new_token, now_iso
@@ -35,19 +35,7 @@ routes = RouteTable()
 @routes.get("/api/v4/user")
 def current_user(ctx: Ctx) -> Response:
     store = ctx.store
-    ident = authenticate(store, ctx)
-    if ident is None or ident.is_job:
-        raise ApiError(401, "401 Unauthorized")
-    if not ident.scopes & {"api", "read_api", "read_user"}:
-        raise ApiError(
-            403,
-            body={
-                "error": "insufficient_scope",
-                "error_description": "The request requires higher privileges than provided by "
-                "the access token.",
-                "scope": "api read_api read_user",
-            },
-        )
+    ident = require_token_scope(store, ctx, ("api", "read_api", "read_user"))
     return json_response(ent.user_full(store, ctx.base_url, ident.user_id))
 
 
