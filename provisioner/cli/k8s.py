@@ -55,20 +55,16 @@ def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
     rbac.rules for the features it uses, a restricted security context, and runners.secret
     naming the Secret; the token is only in the Secret file (base64, mode 0600).
     """
-    from provisioner.k8s.values import write_for_document
-    from provisioner.runner_config import load_config
+    from provisioner.k8s.values import write_chart_files
 
     app_ = get_app(ctx)
-    path = config_path(config)
-    document = load_config(path)
-    learn_config_secrets(app_, document.dumps())
-    written = write_for_document(
-        document,
+    written = write_chart_files(
+        config_path(config),
         runner=runner,
-        directory=path.parent,
         values_path=values_file,
         secret_path=secret_file,
         service_account=service_account,
+        on_read=lambda text: learn_config_secrets(app_, text),
     )
     render_written(app_, written)
 
