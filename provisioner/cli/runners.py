@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
     GitLabOptions,
     with_gitlab_options,
@@ -18,7 +18,7 @@ from provisioner.gitlab.models import RunnerStatus
 if TYPE_CHECKING:
     from provisioner.gitlab.models import Runner
 
-app = typer.Typer(no_args_is_help=True, help="What GitLab knows about your runners.")
+app = command_group("What GitLab knows about your runners.")
 
 _JSON_FIELDS = ("id", "description", "runner_type", "status", "paused", "tag_list", "contacted_at")
 

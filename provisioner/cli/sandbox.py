@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.context import get_app
+from provisioner.cli.context import command_group, get_app
 from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
@@ -15,7 +15,7 @@ from provisioner.errors import UsageError
 if TYPE_CHECKING:
     from provisioner.sandbox_runner import RunnerEvent
 
-app = typer.Typer(no_args_is_help=True, help="Embedded GitLab-compatible server for rehearsal.")
+app = command_group("Embedded GitLab-compatible server for rehearsal.")
 
 _JOB_FIELDS = (
     "job_id",

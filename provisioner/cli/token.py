@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner.cli.context import get_app
+from provisioner.cli.context import command_group, get_app
 from provisioner.cli.options import (
     ConfigPath,
     GitLabOptions,
@@ -14,7 +14,7 @@ from provisioner.cli.options import (
 )
 from provisioner.cli.render import to_jsonable
 
-app = typer.Typer(no_args_is_help=True, help="Runner authentication tokens.")
+app = command_group("Runner authentication tokens.")
 
 _JSON_FIELDS = (
     "name",
