@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from provisioner.errors import ProvisionerError, SandboxError, SmokeError
-from provisioner.events import Event, Reporter
+from provisioner.events import Reporter, StepFinished
 from provisioner.registration import DockerOptions, Executor, ExecutorConfig, parse_scope
 from provisioner.registration.service import (
     Action,
@@ -58,13 +58,8 @@ class StepStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class DemoStep(Event):
+class DemoStep(StepFinished[StepStatus]):
     """One step of the rehearsal, as shown to the user."""
-
-    name: str
-    status: StepStatus
-    detail: str
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

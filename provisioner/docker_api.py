@@ -14,10 +14,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from provisioner.errors import ImageError
 from provisioner.events import Event, Reporter
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -192,19 +194,10 @@ class DockerAPI:
 
     def inspect_image(self, reference: str) -> ImageInfo | None:
         """The image behind a tag or id, or ``None`` when it does not exist."""
-        import docker.errors
-
-        try:
-            attrs = self.client.api.inspect_image(reference)
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 404:
-                return None
-            raise _as_error(f"inspect {reference}", exc) from exc
-        except docker.errors.DockerException as exc:
-            raise _as_error(f"inspect {reference}", exc) from exc
-        return _image_info(attrs)
+        attrs = _unless_gone(
+            f"inspect {reference}", lambda: self.client.api.inspect_image(reference)
+        )
+        return None if attrs is None else _image_info(attrs)
 
     def image_exists(self, reference: str) -> bool:
         """True when ``reference`` (tag or id) names a local image."""
@@ -216,17 +209,10 @@ class DockerAPI:
         ``prune=False`` keeps the untagged parent images (the classic builder's layer cache),
         so a build running at the same time that reuses them is not pulled out from under.
         """
-        import docker.errors
-
-        try:
-            self.client.api.remove_image(reference, force=force, noprune=not prune)
-        except docker.errors.ImageNotFound:
-            return False
-        except docker.errors.APIError as exc:
-            if exc.status_code == 404:
-                return False
-            raise _as_error(f"remove {reference}", exc) from exc
-        return True
+        return _done(
+            f"remove {reference}",
+            lambda: self.client.api.remove_image(reference, force=force, noprune=not prune),
+        )
 
     def tag_image(self, image: str, reference: str) -> None:
         """Point ``reference`` (repo:tag) at ``image`` (id or tag)."""
@@ -553,29 +539,17 @@ class DockerAPI:
 
     def kill_container(self, container: str) -> bool:
         """SIGKILL a running container; False when it was not running (or is gone)."""
-        import docker.errors
-
-        try:
-            self.client.api.kill(container)
-        except docker.errors.NotFound:
-            return False
-        except docker.errors.APIError as exc:
-            if exc.status_code in (404, 409):
-                return False
-            raise _as_error(f"kill {container[:12]}", exc) from exc
-        return True
+        # 409: the container is not running.
+        return _done(
+            f"kill {container[:12]}", lambda: self.client.api.kill(container), gone=(404, 409)
+        )
 
     def remove_container(self, container: str) -> bool:
         """Remove a container and its anonymous volumes; False when it did not exist."""
-        import docker.errors
-
-        try:
-            self.client.api.remove_container(container, force=True, v=True)
-        except docker.errors.NotFound:
-            return False
-        except docker.errors.DockerException as exc:
-            raise _as_error(f"remove {container[:12]}", exc) from exc
-        return True
+        return _done(
+            f"remove {container[:12]}",
+            lambda: self.client.api.remove_container(container, force=True, v=True),
+        )
 
     def containers_with_label(self, label: str) -> tuple[str, ...]:
         """Ids of every container (running or not) carrying ``label`` (``key`` or ``key=value``)."""
@@ -591,15 +565,9 @@ class DockerAPI:
 
     def remove_volume(self, name: str) -> bool:
         """Remove a named volume; False when it did not exist."""
-        import docker.errors
-
-        try:
-            self.client.api.remove_volume(name, force=True)
-        except docker.errors.NotFound:
-            return False
-        except docker.errors.DockerException as exc:
-            raise _as_error(f"remove volume {name}", exc) from exc
-        return True
+        return _done(
+            f"remove volume {name}", lambda: self.client.api.remove_volume(name, force=True)
+        )
 
     def bridge_gateway(self) -> str:
         """The docker bridge's gateway address (how containers reach host services)."""
@@ -636,6 +604,36 @@ def _emit(callback: BuildCallback | None, event: BuildEvent) -> None:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _unless_gone(what: str, call: Callable[[], T], *, gone: tuple[int, ...] = (404,)) -> T | None:
+    """``call()``, or ``None`` when the engine answers that its object does not exist.
+
+    "Missing is None" for Docker, as the GitLab transport's ``missing=`` is for GitLab; any
+    other SDK error becomes a :class:`DockerError`.
+    """
+    import docker.errors
+
+    try:
+        return call()
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code in gone:
+            return None
+        raise _as_error(what, exc) from exc
+    except docker.errors.DockerException as exc:
+        raise _as_error(what, exc) from exc
+
+
+def _done(what: str, call: Callable[[], object], *, gone: tuple[int, ...] = (404,)) -> bool:
+    """Run ``call``; False when the engine answers that its object does not exist."""
+
+    def run() -> bool:
+        call()
+        return True
+
+    return _unless_gone(what, run, gone=gone) is not None
 
 
 def _as_error(what: str, exc: BaseException, hint: str | None = None) -> DockerError:

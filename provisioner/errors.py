@@ -24,6 +24,8 @@ Exit codes (documented in README.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProvisionerError(Exception):
     """Base error: a message for the user, a hint saying what to do, and an exit code."""
@@ -37,47 +39,39 @@ class ProvisionerError(Exception):
         if exit_code is not None:
             self.exit_code = exit_code
 
+    def __init_subclass__(cls, *, exit_code: int | None = None, **kwargs: Any) -> None:
+        """Set a subclass's exit code: ``class HostError(ProvisionerError, exit_code=5)``."""
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __str__(self) -> str:
         return self.message
 
 
-class UsageError(ProvisionerError):
+class UsageError(ProvisionerError, exit_code=2):
     """The command line names something that cannot work (exit 2)."""
 
-    exit_code = 2
 
-
-class ConfigError(ProvisionerError):
+class ConfigError(ProvisionerError, exit_code=3):
     """config.toml is malformed, invalid, unreadable or cannot be written (exit 3)."""
 
-    exit_code = 3
 
-
-class GitLabError(ProvisionerError):
+class GitLabError(ProvisionerError, exit_code=4):
     """GitLab refused or could not serve a request (exit 4)."""
 
-    exit_code = 4
 
-
-class HostError(ProvisionerError):
+class HostError(ProvisionerError, exit_code=5):
     """A remote host cannot be reached or prepared (exit 5)."""
 
-    exit_code = 5
 
-
-class ImageError(ProvisionerError):
+class ImageError(ProvisionerError, exit_code=6):
     """An image could not be built, verified or pushed (exit 6)."""
 
-    exit_code = 6
 
-
-class SmokeError(ProvisionerError):
+class SmokeError(ProvisionerError, exit_code=7):
     """The smoke pipeline did not go green (exit 7)."""
 
-    exit_code = 7
 
-
-class SandboxError(ProvisionerError):
+class SandboxError(ProvisionerError, exit_code=8):
     """The sandbox server or the stand-in runner could not start (exit 8)."""
-
-    exit_code = 8

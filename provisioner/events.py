@@ -14,12 +14,26 @@ of its own events, and so does :data:`NULL_REPORTER`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
 
 
 @dataclass(frozen=True)
 class Event:
     """Base of every progress event."""
+
+
+StatusT = TypeVar("StatusT", bound=StrEnum)
+
+
+@dataclass(frozen=True)
+class StepFinished(Event, Generic[StatusT]):
+    """A named step ended (an image self-test, a demo step): its status, a detail, its duration."""
+
+    name: str
+    status: StatusT
+    detail: str
+    seconds: float = 0.0
 
 
 EventT_contra = TypeVar("EventT_contra", bound=Event, contravariant=True)

@@ -248,53 +248,9 @@ class SSHSession:
                 banner_timeout=options.timeout,
                 auth_timeout=options.timeout,
             )
-        except _UnknownKey as exc:
+        except (_UnknownKey, paramiko.SSHException, OSError) as exc:
             client.close()
-            raise SSHError(
-                f"{target}: unknown host key ({exc.fingerprint})",
-                kind=SSHFailure.HOST_KEY_UNKNOWN,
-                hint=f"Check the fingerprint out of band, then run again with --accept-new "
-                f"(it is saved to {known}).",
-            ) from None
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise SSHError(
-                f"{target}: the host key changed (got {_fingerprint(exc.key)})",
-                kind=SSHFailure.HOST_KEY_CHANGED,
-                hint=f"If the host was rebuilt, remove its old key: "
-                f"ssh-keygen -R {shlex.quote(target.known_hosts_name)} -f {known}",
-            ) from None
-        except paramiko.AuthenticationException:
-            client.close()
-            raise SSHError(
-                f"{target}: authentication failed (key refused)",
-                kind=SSHFailure.AUTH,
-                hint=f"Install your public key in ~{target.user}/.ssh/authorized_keys on the "
-                "host (ssh-copy-id), load it in ssh-agent, or pass --key-file.",
-            ) from None
-        except TimeoutError:
-            client.close()
-            raise SSHError(
-                f"{target}: connection timed out after {options.timeout:g}s",
-                kind=SSHFailure.TIMEOUT,
-                hint="Check the address, that the VM is up, and that port "
-                f"{target.port} is open in its firewall / security group.",
-            ) from None
-        except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
-            client.close()
-            raise SSHError(
-                f"{target}: cannot connect ({exc.strerror or exc})",
-                kind=SSHFailure.UNREACHABLE,
-                hint=f"Check that sshd runs on {target.host} port {target.port} and that the "
-                "address is routable from here.",
-            ) from None
-        except paramiko.SSHException as exc:
-            client.close()
-            raise SSHError(
-                f"{target}: SSH failed ({exc})",
-                kind=SSHFailure.PROTOCOL,
-                hint="Check that the port speaks SSH.",
-            ) from None
+            raise _connect_error(exc, target, options) from None
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(5)
@@ -449,6 +405,54 @@ def _drain(channel: paramiko.Channel) -> tuple[bytes, bytes]:
         out.append(chunk)
     reader.join()
     return b"".join(out), b"".join(err)
+
+
+def _connect_error(exc: Exception, target: SSHTarget, options: SSHOptions) -> SSHError:
+    """Why a connection failed, and what to do about it."""
+    import paramiko
+
+    known = options.known_hosts_path
+    match exc:
+        case _UnknownKey(fingerprint=fingerprint):
+            kind, what = SSHFailure.HOST_KEY_UNKNOWN, f"unknown host key ({fingerprint})"
+            hint = (
+                "Check the fingerprint out of band, then run again with --accept-new "
+                f"(it is saved to {known})."
+            )
+        case paramiko.BadHostKeyException(key=key):
+            kind, what = (
+                SSHFailure.HOST_KEY_CHANGED,
+                f"the host key changed (got {_fingerprint(key)})",
+            )
+            hint = (
+                "If the host was rebuilt, remove its old key: "
+                f"ssh-keygen -R {shlex.quote(target.known_hosts_name)} -f {known}"
+            )
+        case paramiko.AuthenticationException():
+            kind, what = SSHFailure.AUTH, "authentication failed (key refused)"
+            hint = (
+                f"Install your public key in ~{target.user}/.ssh/authorized_keys on the "
+                "host (ssh-copy-id), load it in ssh-agent, or pass --key-file."
+            )
+        case TimeoutError():
+            kind, what = SSHFailure.TIMEOUT, f"connection timed out after {options.timeout:g}s"
+            hint = (
+                "Check the address, that the VM is up, and that port "
+                f"{target.port} is open in its firewall / security group."
+            )
+        case OSError():  # NoValidConnectionsError is one too
+            kind, what = SSHFailure.UNREACHABLE, f"cannot connect ({exc.strerror or exc})"
+            hint = (
+                f"Check that sshd runs on {target.host} port {target.port} and that the "
+                "address is routable from here."
+            )
+        case _:
+            kind, what, hint = (
+                SSHFailure.PROTOCOL,
+                f"SSH failed ({exc})",
+                "Check that the port speaks SSH.",
+            )
+    return SSHError(f"{target}: {what}", kind=kind, hint=hint)
 
 
 class _UnknownKey(Exception):

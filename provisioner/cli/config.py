@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
     ConfigPath,
+    FailOn,
     RemoteHost,
     SshKey,
     config_path,
@@ -28,13 +28,11 @@ if TYPE_CHECKING:
 # provisioner.runner_config (tomlkit, the field table) is imported inside the commands so that
 # `runnerctl --help` stays fast.
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Inspect and check gitlab-runner's config.toml.\n\n"
+app = command_group(
+    "Inspect and check gitlab-runner's config.toml.\n\n"
     "Examples:\n\n"
     "  runnerctl config validate --strict\n"
-    "  runnerctl config lint --fail-on medium\n",
+    "  runnerctl config lint --fail-on medium\n"
 )
 
 INVALID_EXIT = 3
@@ -42,16 +40,6 @@ INVALID_EXIT = 3
 FINDINGS_EXIT = 9
 # `config diff`: as diff(1) does.
 DIFFERENT_EXIT = 1
-
-
-class FailOn(StrEnum):
-    """The lowest finding severity that makes ``config lint`` fail."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    NEVER = "never"
 
 
 def _read(
@@ -160,8 +148,6 @@ def lint(
     """
     from provisioner.runner_config import (
         ConfigDocument,
-        Severity,
-        at_or_above,
         lint_document,
         to_jsonable,
     )
@@ -170,9 +156,7 @@ def lint(
     path, text = _read(out, config, host, ssh_key)
     document = ConfigDocument.parse(text, source=str(path))
     findings = lint_document(document, path=None if host else path)
-    failing: tuple[Finding, ...] = ()
-    if fail_on is not FailOn.NEVER:
-        failing = at_or_above(findings, Severity(fail_on.value))
+    failing = fail_on.failing(findings)
     if out.json:
         out.emit_json(
             {

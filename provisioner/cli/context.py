@@ -7,7 +7,7 @@ swap a factory for a fake, so successful commands are tested through the CLI too
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -159,6 +159,19 @@ class AppContext:
         sys.stdout.flush()
         self.emitted_json = True
 
+    def emit_json_with_token(self, document: dict[str, Any], token: str | None) -> None:
+        """Print ``document``; a token the user asked for (``--show-token``) is added unmasked."""
+        if token:
+            document["token"] = token
+            self.emit_json(document, redact=False)
+        else:
+            self.emit_json(document)
+
+    def echo_token(self, token: str | None) -> None:
+        """Print a token the user asked for (``--show-token``), unmasked, on stdout."""
+        if token:
+            sys.stdout.write(f"  token: {token}\n")
+
     def echo(self, text: str) -> None:
         """Print plain data on stdout, with secrets redacted, no markup interpretation."""
         sys.stdout.write(self.redactor(text) + "\n")
@@ -167,6 +180,16 @@ class AppContext:
     def note(self, text: str, *, style: str | None = None) -> None:
         """Print a line for people on stderr, with secrets redacted."""
         self.err.print(self.redactor(text), style=style, markup=False, highlight=False)
+
+    def warn(self, warnings: Iterable[str]) -> None:
+        """Print each warning of a result on stderr."""
+        for warning in warnings:
+            self.note(f"Warning: {warning}", style="yellow")
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A command group (``runnerctl config``, ``image``…): help when called bare, rich markup."""
+    return typer.Typer(no_args_is_help=True, rich_markup_mode="rich", help=help_text)
 
 
 def get_app(ctx: typer.Context) -> AppContext:

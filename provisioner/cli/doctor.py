@@ -12,17 +12,12 @@ import typer
 
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.options import (
-    CaBundle,
     ConfigPath,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
+    GitLabOptions,
     RemoteHost,
     SshKey,
-    TokenFile,
-    gitlab_options,
     learn_config_secrets,
+    with_gitlab_options,
 )
 from provisioner.errors import UsageError
 
@@ -46,6 +41,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - delta
 
 
+@with_gitlab_options
 def doctor(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     job: Annotated[
@@ -73,12 +69,8 @@ def doctor(  # noqa: PLR0917 (Typer passes options as parameters)
         list[str] | None,
         typer.Option("--job-user", help="A user jobs run as: probe its Docker socket access."),
     ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Say why a job failed: the cause, the line it rests on, and the fix.
 
@@ -106,14 +98,7 @@ def doctor(  # noqa: PLR0917 (Typer passes options as parameters)
             "name one thing to diagnose: JOB, --project/--job, --log FILE or --group G",
             hint="e.g. runnerctl doctor grp/app#42, or runnerctl doctor --log job.log",
         )
-    options = gitlab_options(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        gitlab_config_section=gitlab_config_section,
-        gitlab_config_file=gitlab_config_file,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
+    options = connection
     if group is not None:
         report = scan_group(group, since=parse_since(since), gitlab=app.gitlab(options))
         _render_group(app, report)

@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
-    AcceptNew,
-    BecomePasswordFile,
     Hosts,
-    KeyFile,
-    KnownHosts,
+    SSHChoices,
     learn_config_secrets,
     parse_targets,
-    ssh_options,
+    with_ssh_options,
 )
 from provisioner.cli.render import table, to_jsonable
 from provisioner.errors import UsageError
@@ -25,20 +22,19 @@ if TYPE_CHECKING:
     from provisioner.hosts.preflight import HostReport, PreflightResult
     from provisioner.hosts.provision import ProvisionEvent, ProvisionResult
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Runner hosts over SSH: preflight checks and provisioning with Ansible.\n\n"
+app = command_group(
+    "Runner hosts over SSH: preflight checks and provisioning with Ansible.\n\n"
     "Examples:\n\n"
     "  runnerctl host check ops@10.0.0.5\n"
-    "  runnerctl host provision ops@10.0.0.5 --check --diff\n",
+    "  runnerctl host provision ops@10.0.0.5 --check --diff\n"
 )
 
 HOST_FAILED = 5
 
 
 @app.command("check")
-def check(  # noqa: PLR0917 (Typer passes options as parameters)
+@with_ssh_options
+def check(
     ctx: typer.Context,
     hosts: Hosts = None,
     gitlab_url: Annotated[
@@ -48,10 +44,8 @@ def check(  # noqa: PLR0917 (Typer passes options as parameters)
     min_free_gib: Annotated[
         float, typer.Option("--min-free-gib", help="Free space needed on / and Docker's root.")
     ] = 5.0,
-    key_file: KeyFile = None,
-    known_hosts: KnownHosts = None,
-    accept_new: AcceptNew = False,
-    become_password_file: BecomePasswordFile = None,
+    *,
+    ssh: SSHChoices,
 ) -> None:
     """Check that each host can run a runner: SSH, sudo, OS, arch, disk, clock, GitLab.
 
@@ -65,13 +59,7 @@ def check(  # noqa: PLR0917 (Typer passes options as parameters)
 
     app = get_app(ctx)
     targets = parse_targets(hosts)
-    options = ssh_options(
-        app,
-        key_file=key_file,
-        known_hosts=known_hosts,
-        accept_new=accept_new,
-        become_password_file=become_password_file,
-    )
+    options = ssh.resolve(app)
     result = preflight(
         targets,
         connect=lambda t: app.ssh(t, options),
@@ -123,6 +111,7 @@ def _render_report(app: AppContext, report: HostReport) -> None:
 
 
 @app.command("provision")
+@with_ssh_options
 def provision(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     hosts: Hosts = None,
@@ -154,10 +143,8 @@ def provision(  # noqa: PLR0917 (Typer passes options as parameters)
         ),
     ] = None,
     forks: Annotated[int, typer.Option("--forks", help="Hosts provisioned in parallel.")] = 10,
-    key_file: KeyFile = None,
-    known_hosts: KnownHosts = None,
-    accept_new: AcceptNew = False,
-    become_password_file: BecomePasswordFile = None,
+    *,
+    ssh: SSHChoices,
 ) -> None:
     """Turn fresh Debian/Ubuntu VMs into runner hosts with the packaged Ansible playbooks.
 
@@ -179,13 +166,7 @@ def provision(  # noqa: PLR0917 (Typer passes options as parameters)
             "Name the hosts: HOST arguments or --inventory FILE (one of them).",
             hint="e.g. runnerctl host provision ops@10.0.0.5 ops@10.0.0.6",
         )
-    options = ssh_options(
-        app,
-        key_file=key_file,
-        known_hosts=known_hosts,
-        accept_new=accept_new,
-        become_password_file=become_password_file,
-    )
+    options = ssh.resolve(app)
     config_text: str | None = None
     if config_file is not None:
         from provisioner.runner_config import read_config_text

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.render import to_jsonable
 
 if TYPE_CHECKING:
@@ -17,14 +17,13 @@ if TYPE_CHECKING:
 
     from provisioner.docker_api import BuildEvent
     from provisioner.images import BuildResult, CheckResult, PushReport
+    from provisioner.images.events import ImageStage
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.\n\n"
+app = command_group(
+    "Python-ready job images: cosign, a wheelhouse and an optional CA bundle baked in.\n\n"
     "Examples:\n\n"
     "  runnerctl image build --python 3.11\n"
-    "  runnerctl image verify runnerctl/python:3.11\n",
+    "  runnerctl image verify runnerctl/python:3.11\n"
 )
 
 
@@ -34,6 +33,46 @@ def _round(digits: int) -> Any:
 
 def _mb(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
+
+
+# The progress line of each image stage (keyed by its value, so that no domain module is imported
+# before a command runs).
+_STAGE_WORDING = {
+    "base_exists": "{subject} exists ({short_id}): skipped",
+    "rootfs_cached": "reusing cached root filesystem {subject}",
+    "importing": "docker import {subject}",
+    "imported": "{subject} is {short_id}",
+    "bootstrapping": "debootstrap {subject} from {detail}",
+    "stripping": "stripping apt lists, caches, docs and locales",
+    "packing": "packing {subject}",
+    "base_fallback": "{subject} could not be pulled (no registry reachable): using the local "
+    "Debian {detail} base {base_tag} instead",
+    "cosign_source": "cosign from {subject}",
+    "cosign_ready": "cosign {subject} sha256 {short_sha}…",
+    "wheelhouse": "wheelhouse for Python {subject} on {detail}",
+    "wheels_ready": "{count} wheels ({origin})",
+    "building": "building {subject} from {detail}",
+    "pushing": "pushing {subject}",
+    "signing": "signing {subject}",
+    "verifying": "verifying the signature of {subject}",
+}
+
+
+def stage_sentence(event: ImageStage) -> str:
+    """The progress line of a stage of making, building or pushing an image."""
+    from provisioner.images.base import default_tag
+    from provisioner.images.events import Stage
+
+    detail = event.detail
+    return _STAGE_WORDING[event.stage].format(
+        subject=event.subject,
+        detail=detail,
+        short_id=detail[7:19],
+        short_sha=detail[:16],
+        count=event.count,
+        origin="cached" if event.cached else "downloaded",
+        base_tag=default_tag(detail) if event.stage is Stage.BASE_FALLBACK else "",
+    )
 
 
 class _Reporter:
@@ -70,9 +109,11 @@ class _Reporter:
         if self.progress is not None:
             self.progress.stop()
 
-    def __call__(self, event: BuildEvent) -> None:
-        from provisioner.docker_api import BuildEventKind
+    def __call__(self, event: BuildEvent | ImageStage) -> None:
+        from provisioner.docker_api import BuildEvent, BuildEventKind
 
+        if not isinstance(event, BuildEvent):
+            event = BuildEvent(BuildEventKind.STATUS, stage_sentence(event))
         if self.progress is not None and self.task is not None:
             if event.kind is BuildEventKind.STEP and event.step and event.total:
                 self.progress.update(

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
-from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
+from provisioner.cli.context import AppContext, command_group, get_app
+from provisioner.cli.options import ConfigPath, FailOn, config_path, learn_config_secrets
 
 if TYPE_CHECKING:
     from provisioner.k8s.lint import LintReport
     from provisioner.k8s.values import WrittenBundle
     from provisioner.registration.service import ConfigStorePort
 
-app = typer.Typer(
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    help="Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint.\n\n"
+app = command_group(
+    "Kubernetes runners deployed with GitLab's Helm chart: values, token Secret, lint.\n\n"
     "Examples:\n\n"
     "  runnerctl k8s values --runner k8s-1 --values-file values.yaml\n"
-    "  runnerctl k8s lint values.yaml\n",
+    "  runnerctl k8s lint values.yaml\n"
 )
 
 FAIL_EXIT = 3
-
-
-class FailOn(StrEnum):
-    """The lowest finding severity that makes ``k8s lint`` fail."""
-
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    NEVER = "never"
 
 
 @app.command("values")
@@ -75,20 +62,16 @@ def values_command(  # noqa: PLR0917 (Typer passes options as parameters)
 
       runnerctl k8s values --runner k8s-1 --values-file values.yaml --secret-file secret.yaml
     """
-    from provisioner.k8s.values import write_for_document
-    from provisioner.runner_config import load_config
+    from provisioner.k8s.values import write_chart_files
 
     app_ = get_app(ctx)
-    path = config_path(config)
-    document = load_config(path)
-    learn_config_secrets(app_, document.dumps())
-    written = write_for_document(
-        document,
+    written = write_chart_files(
+        config_path(config),
         runner=runner,
-        directory=path.parent,
         values_path=values_file,
         secret_path=secret_file,
         service_account=service_account,
+        on_read=lambda text: learn_config_secrets(app_, text),
     )
     render_written(app_, written)
 
@@ -118,11 +101,10 @@ def lint_command(
       runnerctl k8s lint values.yaml --fail-on medium
     """
     from provisioner.k8s.lint import lint_text, read_lint_file
-    from provisioner.runner_config import Severity, at_or_above
 
     out = get_app(ctx)
     report = lint_text(read_lint_file(file), source=str(file))
-    failing = () if fail_on is FailOn.NEVER else at_or_above(report.findings, Severity(fail_on))
+    failing = fail_on.failing(report.findings)
     if out.json:
         out.emit_json(_report_json(report, fail_on, failed=bool(failing)))
     else:

@@ -9,11 +9,15 @@ environment, and every secret read here joins the run's redactor.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -23,7 +27,10 @@ if TYPE_CHECKING:
     from provisioner.cli.context import AppContext
     from provisioner.hosts.remote_store import RemoteConfigStore
     from provisioner.registration.service import ConfigStorePort
+    from provisioner.runner_config import Finding
     from provisioner.ssh import SSHOptions, SSHTarget
+
+R = TypeVar("R")
 
 GITLAB = "GitLab connection"
 SSH = "SSH"
@@ -98,24 +105,55 @@ class GitLabOptions:
     insecure: bool = False
 
 
-def gitlab_options(
-    *,
-    gitlab_url: str | None,
-    token_file: Path | None,
-    gitlab_config_section: str | None,
-    gitlab_config_file: Path | None,
-    ca_bundle: Path | None,
-    insecure: bool,
-) -> GitLabOptions:
-    """The parsed GitLab connection options as one value."""
-    return GitLabOptions(
-        url=gitlab_url,
-        token_file=token_file,
-        config_section=gitlab_config_section,
-        config_file=gitlab_config_file,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
+# The command parameter each option of GitLabOptions is parsed into, in --help order.
+_GITLAB_PARAMETERS = (
+    ("gitlab_url", "url", GitLabUrl, None),
+    ("token_file", "token_file", TokenFile, None),
+    ("gitlab_config_section", "config_section", ConfigSection, None),
+    ("gitlab_config_file", "config_file", GitLabConfigFile, None),
+    ("ca_bundle", "ca_bundle", CaBundle, None),
+    ("insecure", "insecure", Insecure, False),
+)
+
+
+def option_group(
+    name: str, value: Callable[..., Any], options: tuple[tuple[str, str, Any, Any], ...]
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """A decorator that declares a group of options on a command, which takes them as one value.
+
+    The command names a keyword-only parameter ``name``; Typer sees the group's options in its
+    place and the command receives ``value(**fields)``. Each option is ``(parameter, field,
+    Annotated alias, default)``.
+    """
+
+    def declare(command: Callable[..., R]) -> Callable[..., R]:
+        signature = inspect.signature(command, eval_str=True)
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name != name:
+                parameters.append(parameter)
+                continue
+            parameters += [
+                inspect.Parameter(
+                    option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias
+                )
+                for option, _, alias, default in options
+            ]
+
+        @functools.wraps(command)
+        def parsed(*args: Any, **kwargs: Any) -> R:
+            kwargs[name] = value(**{field: kwargs.pop(option) for option, field, _, _ in options})
+            return command(*args, **kwargs)
+
+        parsed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        parsed.__annotations__ = {p.name: p.annotation for p in parameters}
+        return parsed
+
+    return declare
+
+
+#: Gives a command the GitLab connection options as one ``connection: GitLabOptions`` value.
+with_gitlab_options = option_group("connection", GitLabOptions, _GITLAB_PARAMETERS)
 
 
 def learn_token_sources(app: AppContext, options: GitLabOptions) -> None:
@@ -215,6 +253,22 @@ def config_path(config: Path | None) -> Path:
     return config if config is not None else default_config_path()
 
 
+class FailOn(StrEnum):
+    """``--fail-on``: the lowest finding severity that fails ``config lint`` or ``k8s lint``."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    NEVER = "never"
+
+    def failing(self, findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
+        """The findings at this severity or worse (none for ``never``)."""
+        from provisioner.runner_config import Severity, at_or_above
+
+        return () if self is FailOn.NEVER else at_or_above(findings, Severity(self.value))
+
+
 # ----------------------------------------------------------------------------- SSH
 
 Hosts = Annotated[
@@ -273,6 +327,39 @@ SshKey = Annotated[
     Path | None,
     typer.Option("--ssh-key", help="Private key for --host.", dir_okay=False, rich_help_panel=SSH),
 ]
+
+
+@dataclass(frozen=True)
+class SSHChoices:
+    """The SSH options of one command line (the sudo password is read by :meth:`resolve`)."""
+
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    accept_new: bool = False
+    become_password_file: Path | None = None
+
+    def resolve(self, app: AppContext) -> SSHOptions:
+        """The SSH settings these options name; the sudo password joins the redactor."""
+        return ssh_options(
+            app,
+            key_file=self.key_file,
+            known_hosts=self.known_hosts,
+            accept_new=self.accept_new,
+            become_password_file=self.become_password_file,
+        )
+
+
+#: Gives a command the SSH options as one ``ssh: SSHChoices`` value.
+with_ssh_options = option_group(
+    "ssh",
+    SSHChoices,
+    (
+        ("key_file", "key_file", KeyFile, None),
+        ("known_hosts", "known_hosts", KnownHosts, None),
+        ("accept_new", "accept_new", AcceptNew, False),
+        ("become_password_file", "become_password_file", BecomePasswordFile, None),
+    ),
+)
 
 
 def ssh_options(

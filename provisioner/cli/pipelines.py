@@ -14,13 +14,8 @@ import typer
 from provisioner.cli import pipelines_view as view
 from provisioner.cli.context import AppContext, OutputFormat, get_app
 from provisioner.cli.options import (
-    CaBundle,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
-    TokenFile,
-    gitlab_options,
+    GitLabOptions,
+    with_gitlab_options,
 )
 from provisioner.errors import UsageError
 from provisioner.gitlab.models import PipelineStatus
@@ -104,6 +99,7 @@ def spec_from_options(
     )
 
 
+@with_gitlab_options
 def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     group: Annotated[
@@ -151,12 +147,8 @@ def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
     max_rps: Annotated[
         float, typer.Option("--max-rps", help="Request budget per second (0: none).", min=0)
     ] = 1.0,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Show the latest pipeline of every project of a group, failed first.
 
@@ -194,16 +186,7 @@ def pipelines(  # noqa: PLR0917 (Typer passes options as parameters)
             "--output json prints one document; a watch prints many.",
             hint="Use --output ndjson with --watch (one line per change).",
         )
-    gitlab = app.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        )
-    )
+    gitlab = app.gitlab(connection)
     gitlab.limit_rate(max_rps)
     monitor = GroupMonitor(spec, gitlab=gitlab)
     if not watch_:

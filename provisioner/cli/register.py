@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,18 +11,12 @@ import typer
 
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.options import (
-    CaBundle,
     ConfigPath,
-    ConfigSection,
-    GitLabConfigFile,
     GitLabOptions,
-    GitLabUrl,
-    Insecure,
     RemoteHost,
     SshKey,
-    TokenFile,
     config_store,
-    gitlab_options,
+    with_gitlab_options,
 )
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
@@ -45,6 +38,7 @@ K8S = "kubernetes executor"
 SHELL = "shell executor"
 
 
+@with_gitlab_options
 def register(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     executor: Annotated[
@@ -238,12 +232,8 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     builds_dir: Annotated[
         str | None, typer.Option("--builds-dir", help="Absolute path.", rich_help_panel=SHELL)
     ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
     host: RemoteHost = None,
     ssh_key: SshKey = None,
 ) -> None:
@@ -286,14 +276,7 @@ def register(  # noqa: PLR0917 (Typer passes options as parameters)
     legacy_token = _legacy_token(app, legacy_env)
     store = config_store(app, config, host=host, ssh_key=ssh_key)
     gitlab = app.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        ),
+        connection,
         require_token=legacy_token is None,
     )
     runner_name = name or socket.gethostname()
@@ -510,8 +493,7 @@ def _render_register(
     helm: WrittenBundle | None = None,
     helm_target: Path | None = None,
 ) -> None:
-    for warning in result.warnings:
-        app.note(f"Warning: {warning}", style="yellow")
+    app.warn(result.warnings)
     if app.json:
         doc = to_jsonable(
             result,
@@ -522,11 +504,7 @@ def _render_register(
             from provisioner.cli.k8s import written_json
 
             doc["helm"] = written_json(helm)
-        if show_token and result.token:  # the user asked for this one value unmasked
-            doc["token"] = result.token
-            app.emit_json(doc, redact=False)
-        else:
-            app.emit_json(doc)
+        app.emit_json_with_token(doc, result.token if show_token else None)
         return
     verb = {
         "created": "Created",
@@ -557,14 +535,15 @@ def _render_register(
         app.echo(f"  replaced stale runner {result.stale_runner_id}")
     if result.rbac_path:
         app.echo(f"  RBAC manifests: {result.rbac_path} (apply with kubectl apply -f)")
-    if show_token and result.token:
-        sys.stdout.write(f"  token: {result.token}\n")
+    if show_token:
+        app.echo_token(result.token)
     if helm is not None:
         from provisioner.cli.k8s import render_written
 
         render_written(app, helm)
 
 
+@with_gitlab_options
 def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Runner name in config.toml.")] = None,
@@ -582,12 +561,8 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
         typer.Option("--keep-server", help="Only remove the config entry; keep it in GitLab."),
     ] = False,
     config: ConfigPath = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Delete a runner in GitLab and remove its config.toml entry atomically.
 
@@ -605,27 +580,18 @@ def unregister(  # noqa: PLR0917 (Typer passes options as parameters)
             "Name the runner to remove: NAME or --id ID, or --all-runners (one of them).",
             hint="`runnerctl config show` lists the configured runners.",
         )
-    options = gitlab_options(
-        gitlab_url=gitlab_url,
-        token_file=token_file,
-        gitlab_config_section=gitlab_config_section,
-        gitlab_config_file=gitlab_config_file,
-        ca_bundle=ca_bundle,
-        insecure=insecure,
-    )
     if all_runners:
-        _unregister_all(app, options, keep_server=keep_server, config=config)
+        _unregister_all(app, connection, keep_server=keep_server, config=config)
         return
     result = do_unregister(
         name=name,
         runner_id=runner_id,
         keep_server=keep_server,
-        gitlab=None if keep_server else app.gitlab(options),
+        gitlab=None if keep_server else app.gitlab(connection),
         store=app.config_store(config),
         on_secret=app.redactor.add,
     )
-    for warning in result.warnings:
-        app.note(f"Warning: {warning}", style="yellow")
+    app.warn(result.warnings)
     if app.json:
         app.emit_json(
             to_jsonable(

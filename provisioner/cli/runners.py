@@ -6,15 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.context import AppContext, command_group, get_app
 from provisioner.cli.options import (
-    CaBundle,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
-    TokenFile,
-    gitlab_options,
+    GitLabOptions,
+    with_gitlab_options,
 )
 from provisioner.cli.render import local_time, table, to_jsonable
 from provisioner.errors import UsageError
@@ -23,18 +18,18 @@ from provisioner.gitlab.models import RunnerStatus
 if TYPE_CHECKING:
     from provisioner.gitlab.models import Runner
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="What GitLab knows about your runners.\n\n"
+app = command_group(
+    "What GitLab knows about your runners.\n\n"
     "Examples:\n\n"
-    "  runnerctl runners list --status online\n",
+    "  runnerctl runners list --status online\n"
 )
 
 _JSON_FIELDS = ("id", "description", "runner_type", "status", "paused", "tag_list", "contacted_at")
 
 
 @app.command("list")
-def list_command(  # noqa: PLR0917 (Typer passes options as parameters)
+@with_gitlab_options
+def list_command(
     ctx: typer.Context,
     scope: Annotated[
         str | None,
@@ -50,12 +45,8 @@ def list_command(  # noqa: PLR0917 (Typer passes options as parameters)
     tag: Annotated[
         list[str] | None, typer.Option("--tag", "-t", help="Only with this tag.")
     ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """List runners GitLab knows, with their last contact in your timezone.
 
@@ -74,16 +65,7 @@ def list_command(  # noqa: PLR0917 (Typer passes options as parameters)
             hint="Use online, offline, stale, never_contacted or paused.",
         )
     parsed = parse_scope(scope) if scope else None
-    gitlab = app_ctx.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        )
-    )
+    gitlab = app_ctx.gitlab(connection)
     found = list_runners(scope=parsed, status=status, tags=tuple(tag or ()), gitlab=gitlab)
     if app_ctx.json:
         app_ctx.emit_json(

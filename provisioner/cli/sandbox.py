@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.context import get_app
+from provisioner.cli.context import command_group, get_app
 from provisioner.cli.options import ConfigPath, config_path, learn_config_secrets
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="Embedded GitLab-compatible server for rehearsal.\n\n"
+if TYPE_CHECKING:
+    from provisioner.sandbox_runner import RunnerEvent
+
+app = command_group(
+    "Embedded GitLab-compatible server for rehearsal.\n\n"
     "Examples:\n\n"
     "  runnerctl sandbox up --port 8929\n"
-    "  runnerctl sandbox runner --config ./config.toml --once\n",
+    "  runnerctl sandbox runner --config ./config.toml --once\n"
 )
 
 _JOB_FIELDS = (
@@ -36,6 +38,16 @@ _JOB_KEYS = {
     "state": "status",
     "duration": "duration_s",
 }
+
+
+# gitlab-runner marks its own log lines by level (an info line has no mark).
+_LEVEL_MARKS = {"info": "", "warning": "WARNING: ", "error": "ERROR: "}
+
+
+def runner_line(event: RunnerEvent) -> str:
+    """gitlab-runner's logfmt-like line for a runner event: ``ERROR: message  runner=abc``."""
+    tail = f"  runner={event.runner}" if event.runner else ""
+    return f"{_LEVEL_MARKS[event.level]}{event.message}{tail}"
 
 
 @app.command("up")
@@ -160,7 +172,7 @@ def runner(
     import signal
 
     from provisioner.errors import SandboxError
-    from provisioner.sandbox_runner import RunnerEvent, start_background
+    from provisioner.sandbox_runner import start_background
 
     state = get_app(ctx)
     path = config_path(config)
@@ -168,7 +180,7 @@ def runner(
         learn_config_secrets(state, path.read_text(encoding="utf-8"))
 
     def show(event: RunnerEvent) -> None:
-        state.note(event.render())
+        state.note(runner_line(event))
 
     handle = start_background(
         path, work_dir=work_dir, once=once, max_jobs=max_jobs, user=user, on_event=show

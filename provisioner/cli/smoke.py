@@ -10,13 +10,8 @@ import typer
 
 from provisioner.cli.context import AppContext, get_app
 from provisioner.cli.options import (
-    CaBundle,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
-    TokenFile,
-    gitlab_options,
+    GitLabOptions,
+    with_gitlab_options,
 )
 from provisioner.cli.render import JobTable
 
@@ -25,6 +20,7 @@ if TYPE_CHECKING:
     from provisioner.smoke.events import SmokeEvent
 
 
+@with_gitlab_options
 def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     project: Annotated[
@@ -58,12 +54,8 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
             "SMOKE_TAMPER=wheel-after-sign for a negative test.",
         ),
     ] = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Push the smoke project, run its pipeline on the runner tagged TAG, check what it published.
 
@@ -93,16 +85,7 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
         keep=keep,
         variables=_variables(variable or []),
     )
-    gitlab = app.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        )
-    )
+    gitlab = app.gitlab(connection)
     table = JobTable(app)
     try:
         result = run_smoke(

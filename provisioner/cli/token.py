@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
-from provisioner.cli.context import get_app
+from provisioner.cli.context import command_group, get_app
 from provisioner.cli.options import (
-    CaBundle,
     ConfigPath,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
-    TokenFile,
-    gitlab_options,
+    GitLabOptions,
+    with_gitlab_options,
 )
 from provisioner.cli.render import to_jsonable
 from provisioner.errors import UsageError
 
-app = typer.Typer(
-    no_args_is_help=True,
-    help="Runner authentication tokens.\n\nExamples:\n\n  runnerctl token rotate docker-1\n",
+app = command_group(
+    "Runner authentication tokens.\n\nExamples:\n\n  runnerctl token rotate docker-1\n"
 )
 
 _JSON_FIELDS = (
@@ -37,7 +30,8 @@ _JSON_FIELDS = (
 
 
 @app.command("rotate")
-def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
+@with_gitlab_options
+def rotate_command(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Runner name in config.toml.")] = None,
     runner_id: Annotated[
@@ -45,12 +39,8 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
     ] = None,
     config: ConfigPath = None,
     show_token: Annotated[bool, typer.Option("--show-token", help="Print the new token.")] = False,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Reset a runner's token in GitLab and write the new one into config.toml atomically.
 
@@ -67,16 +57,7 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
             "Name the runner to rotate: NAME or --id ID (one of them).",
             hint="`runnerctl config show` lists the configured runners with their ids.",
         )
-    gitlab = app_ctx.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        )
-    )
+    gitlab = app_ctx.gitlab(connection)
     result = rotate_token(
         name,
         runner_id=runner_id,
@@ -84,8 +65,7 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
         store=app_ctx.config_store(config),
         on_secret=app_ctx.redactor.add,
     )
-    for warning in result.warnings:
-        app_ctx.note(f"Warning: {warning}", style="yellow")
+    app_ctx.warn(result.warnings)
     expires = result.token_expires_at.isoformat() if result.token_expires_at else None
     if app_ctx.json:
         doc = to_jsonable(
@@ -94,16 +74,12 @@ def rotate_command(  # noqa: PLR0917 (Typer passes options as parameters)
             rename={"config_path": "config"},
             convert={"token_expires_at": lambda _: expires},
         )
-        if show_token and result.token:  # the user asked for this one value unmasked
-            doc["token"] = result.token
-            app_ctx.emit_json(doc, redact=False)
-        else:
-            app_ctx.emit_json(doc)
+        app_ctx.emit_json_with_token(doc, result.token if show_token else None)
         return
     app_ctx.echo(
         f"Rotated the token of runner {result.name!r} (id {result.runner_id}); "
         f"expires: {expires or 'never'}; new token verified, old token "
         f"{'refused' if result.old_token_refused else 'STILL ACCEPTED'}"
     )
-    if show_token and result.token:
-        sys.stdout.write(f"  token: {result.token}\n")
+    if show_token:
+        app_ctx.echo_token(result.token)

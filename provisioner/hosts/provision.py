@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from provisioner.ansible import EventKind, PlaybookEvent, PlaybookRun, PlaybookSpec
+from provisioner.ansible import EventKind, HostStats, PlaybookEvent, PlaybookRun, PlaybookSpec
 from provisioner.errors import UsageError
 from provisioner.events import Event, Reporter
 from provisioner.hosts.remote_store import RemoteConfigStore, RemoteHost
@@ -48,24 +48,13 @@ class HostStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class Counts:
-    """Task results so far for one host."""
-
-    ok: int = 0
-    changed: int = 0
-    failed: int = 0
-    unreachable: int = 0
-    skipped: int = 0
-
-
-@dataclass(frozen=True)
 class ProvisionEvent(Event):
-    """Per-host progress: the task that just reported, and the counts so far."""
+    """Per-host progress: the task that just reported, and the counts so far (as in the recap)."""
 
     host: str
     kind: EventKind
     task: str
-    counts: Counts
+    counts: HostStats
 
 
 @dataclass(frozen=True)
@@ -307,13 +296,13 @@ class _Tally:
     """Per-host counts from playbook events, passed on as :class:`ProvisionEvent`."""
 
     def __init__(self, on_event: Reporter[ProvisionEvent] | None) -> None:
-        self.counts: dict[str, Counts] = {}
+        self.counts: dict[str, HostStats] = {}
         self.on_event = on_event
 
     def __call__(self, event: PlaybookEvent) -> None:
         if not event.host:
             return
-        c = self.counts.get(event.host, Counts())
+        c = self.counts.get(event.host, HostStats(event.host))
         name = _FIELDS.get(event.kind)
         if name:
             c = replace(c, **{name: getattr(c, name) + 1})

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI
 from provisioner.errors import ImageError, UsageError
-from provisioner.events import Reporter
 from provisioner.images.context import host_writes
+from provisioner.images.events import ImageStage, Progress, Stage
 from provisioner.settings import cache_dir
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -57,8 +57,6 @@ IMPORT_CHANGES: tuple[str, ...] = (
     "ENV LANG=C.UTF-8",
     'CMD ["bash"]',
 )
-
-Progress = Reporter[BuildEvent]
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ def build_base(
     emit = on_event or (lambda _e: None)
     existing = docker.inspect_image(tag)
     if existing is not None and not rebuild:
-        emit(BuildEvent(BuildEventKind.STATUS, f"{tag} exists ({existing.id[7:19]}): skipped"))
+        emit(ImageStage(Stage.BASE_EXISTS, tag, existing.id))
         return BaseResult(
             tag, existing.id, suite, python, existing.size, True, False, time.monotonic() - started
         )
@@ -132,13 +130,13 @@ def build_base(
         with host_writes(root):
             _bootstrap(suite, mirror, tarball, cache=root, emit=emit)
     else:
-        emit(BuildEvent(BuildEventKind.STATUS, f"reusing cached root filesystem {tarball}"))
-    emit(BuildEvent(BuildEventKind.STATUS, f"docker import {tarball.name}"))
+        emit(ImageStage(Stage.ROOTFS_CACHED, str(tarball)))
+    emit(ImageStage(Stage.IMPORTING, tarball.name))
     image_id = docker.import_tarball(tarball, changes=IMPORT_CHANGES)
     docker.tag_image(image_id, tag)
     info = docker.inspect_image(tag)
     size = info.size if info else 0
-    emit(BuildEvent(BuildEventKind.STATUS, f"{tag} is {image_id[7:19]}"))
+    emit(ImageStage(Stage.IMPORTED, tag, image_id))
     return BaseResult(
         tag, image_id, suite, python, size, False, from_cache, time.monotonic() - started
     )
@@ -180,11 +178,11 @@ def _bootstrap(suite: str, mirror: str, tarball: Path, *, cache: Path, emit: Pro
             str(target),
             mirror,
         ]
-        emit(BuildEvent(BuildEventKind.STATUS, f"debootstrap {suite} from {mirror}"))
+        emit(ImageStage(Stage.BOOTSTRAPPING, suite, mirror))
         _stream(cmd, emit, what=f"debootstrap of {suite}", hint=_mirror_hint(mirror))
-        emit(BuildEvent(BuildEventKind.STATUS, "stripping apt lists, caches, docs and locales"))
+        emit(ImageStage(Stage.STRIPPING))
         _strip(target)
-        emit(BuildEvent(BuildEventKind.STATUS, f"packing {tarball.name}"))
+        emit(ImageStage(Stage.PACKING, tarball.name))
         _stream(
             ["tar", "--numeric-owner", "--xattrs", "-C", str(target), "-cf", str(part), "."],
             emit,

@@ -20,7 +20,6 @@ from pathlib import Path
 from provisioner import __version__
 from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI, DockerError, PushResult
 from provisioner.errors import ImageError, UsageError
-from provisioner.events import Reporter
 from provisioner.images import base as base_mod
 from provisioner.images import cosign as cosign_mod
 from provisioner.images import wheelhouse as wheel_mod
@@ -34,12 +33,11 @@ from provisioner.images.context import (
     image_version,
     read_ca_bundle,
 )
+from provisioner.images.events import ImageStage, Progress, Stage
 from provisioner.settings import cache_dir
 
 PYTHON_REPOSITORY = "runnerctl/python"
 AUTO = "auto"
-
-Progress = Reporter[BuildEvent]
 
 
 class ImageUser(StrEnum):
@@ -176,7 +174,7 @@ def resolve_base(
         f"{suite} base {base_mod.default_tag(suite)} instead"
     )
     notes.append(note)
-    emit(BuildEvent(BuildEventKind.STATUS, note))
+    emit(ImageStage(Stage.BASE_FALLBACK, official, suite))
     result = base_mod.build_base(
         suite, docker=docker, mirror=spec.mirror, cache=cache, on_event=emit
     )
@@ -227,9 +225,9 @@ def _build_image(
     ca: CaBundle | None = read_ca_bundle(spec.ca_bundle) if spec.ca_bundle else None
     for req in spec.requirement_files:
         wheel_mod.cache_key(spec.python, (), (), (req,))  # readable, or a clear error
-    emit(BuildEvent(BuildEventKind.STATUS, f"cosign from {source.spec}"))
+    emit(ImageStage(Stage.COSIGN_SOURCE, source.spec))
     cosign = cosign_mod.resolve(source, cache=root)
-    emit(BuildEvent(BuildEventKind.STATUS, f"cosign {cosign.version} sha256 {cosign.sha256[:16]}…"))
+    emit(ImageStage(Stage.COSIGN_READY, cosign.version, cosign.sha256))
     # 2. The base and what its Python is.
     base, notes = resolve_base(spec, docker=docker, emit=emit, cache=root)
     base_info = docker.inspect_image(base)
@@ -250,9 +248,7 @@ def _build_image(
         )
     # 3. The wheelhouse for that Python and platform.
     platforms = wheel_mod.platform_tags(probe.glibc, probe.machine)
-    emit(
-        BuildEvent(BuildEventKind.STATUS, f"wheelhouse for Python {spec.python} on {platforms[0]}")
-    )
+    emit(ImageStage(Stage.WHEELHOUSE, spec.python, platforms[0]))
     house = wheel_mod.fetch(
         spec.python,
         platforms,
@@ -261,12 +257,7 @@ def _build_image(
         cache=root,
         on_line=lambda line: emit(BuildEvent(BuildEventKind.OUTPUT, line)),
     )
-    emit(
-        BuildEvent(
-            BuildEventKind.STATUS,
-            f"{len(house.wheels)} wheels ({'cached' if house.cached else 'downloaded'})",
-        )
-    )
+    emit(ImageStage(Stage.WHEELS_READY, count=len(house.wheels), cached=house.cached))
     # 4. Labels and the context, then the build (network off) and the tag.
     labels = compute_labels(
         LabelInputs(
@@ -292,7 +283,7 @@ def _build_image(
     workdir = Path(tempfile.mkdtemp(prefix="context-", dir=contexts))
     try:
         context = assemble(workdir / "ctx", wheelhouse=house.path, cosign=cosign.path, ca=ca)
-        emit(BuildEvent(BuildEventKind.STATUS, f"building {tag} from {base}"))
+        emit(ImageStage(Stage.BUILDING, tag, base))
         image_id = docker.build(
             context,
             buildargs={

@@ -14,12 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.docker_api import BuildEvent, BuildEventKind, DockerAPI, split_reference
+from provisioner.docker_api import DockerAPI, split_reference
 from provisioner.errors import ImageError
-from provisioner.events import Reporter
+from provisioner.images.events import ImageStage, Progress, Stage
 from provisioner.secrets import redact
-
-Progress = Reporter[BuildEvent]
 
 
 @dataclass(frozen=True)
@@ -82,14 +80,14 @@ def push_image(
     reference = target_reference(image, registry)
     docker.tag_image(image, reference)
     try:
-        emit(BuildEvent(BuildEventKind.STATUS, f"pushing {reference}"))
+        emit(ImageStage(Stage.PUSHING, reference))
         pushed = docker.push(reference, on_event=emit)
     finally:
         docker.remove_image(reference)  # the local alias only; the image stays
     if sign_key is None or cosign is None:
         return PushReport(image, reference, pushed.digest, signed=False, verified=False)
     env = _cosign_env(password)
-    emit(BuildEvent(BuildEventKind.STATUS, f"signing {pushed.pinned}"))
+    emit(ImageStage(Stage.SIGNING, pushed.pinned))
     _cosign(
         [str(cosign), "sign", "--yes", "--key", str(sign_key), "--tlog-upload=false",
          pushed.pinned],
@@ -106,7 +104,7 @@ def push_image(
             hint="check COSIGN_PASSWORD",
         )
         pub.write_text(public)
-        emit(BuildEvent(BuildEventKind.STATUS, f"verifying the signature of {pushed.pinned}"))
+        emit(ImageStage(Stage.VERIFYING, pushed.pinned))
         output = _cosign(
             [str(cosign), "verify", "--key", str(pub), "--insecure-ignore-tlog", pushed.pinned],
             env,

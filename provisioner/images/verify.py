@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from provisioner.docker_api import DockerAPI, ImageInfo, RunResult
 from provisioner.errors import ImageError
-from provisioner.events import Event, Reporter
+from provisioner.events import Reporter, StepFinished
 from provisioner.images.context import parse_labels
 
 #: A throwaway password for the in-container key pair; it protects a key that dies with the
@@ -65,13 +65,8 @@ class CheckStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class CheckResult(Event):
+class CheckResult(StepFinished[CheckStatus]):
     """One self-test: its name, verdict, a line of detail and how long it took."""
-
-    name: str
-    status: CheckStatus
-    detail: str
-    seconds: float
 
     @property
     def passed(self) -> bool:

@@ -16,7 +16,7 @@ The values carry what the chart needs and nothing it deprecates:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -372,8 +372,12 @@ def write_chart_files(
     values_path: Path | None = None,
     secret_path: Path | None = None,
     service_account: str = DEFAULT_SERVICE_ACCOUNT,
+    on_read: Callable[[str], None] | None = None,
 ) -> WrittenBundle:
     """``runnerctl k8s values``: read config.toml, write values and Secret beside it by default.
+
+    ``on_read`` receives the text of config.toml first, so that the caller's redactor learns its
+    tokens before any error could quote them.
 
     Raises:
         ConfigError: config.toml unreadable or malformed, or a file cannot be written.
@@ -382,6 +386,8 @@ def write_chart_files(
     from provisioner.runner_config import load_config
 
     document = load_config(config_path)
+    if on_read is not None:
+        on_read(document.dumps())
     return write_for_document(
         document,
         runner=runner,

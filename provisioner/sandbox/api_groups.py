@@ -26,7 +26,6 @@ from provisioner.sandbox.web import (
     RouteTable,
     forbidden,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -49,11 +48,7 @@ routes = RouteTable()
 @user_route()
 def create_group(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
-    name, path = ctx.arg("name"), ctx.arg("path")
-    if not name:
-        raise missing_param("name")
-    if not path:
-        raise missing_param("path")
+    name, path = ctx.required("name", "path")
     if not PATH_RE.match(str(path)):
         raise ApiError(
             400,
@@ -120,16 +115,8 @@ def get_group(ctx: Ctx, ident: Identity, group: Row) -> Response:
 @user_route()
 def list_groups(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
-    rows = []
-    for g in store.all("SELECT * FROM namespaces WHERE kind = 'group' ORDER BY full_path"):
-        try:
-            load_group(store, ident, str(g["id"]))
-        except ApiError:
-            continue
-        rows.append(g)
-    search = ctx.query("search")
-    if search:
-        rows = [g for g in rows if search.lower() in g["full_path"].lower()]
+    groups = store.all("SELECT * FROM namespaces WHERE kind = 'group' ORDER BY full_path")
+    rows = ctx.searched((g for g in groups if _may_see(store, ident, g)), "full_path")
     return paginate(ctx, rows, lambda g: ent.group_entity(store, ctx.base_url, g))
 
 
@@ -159,9 +146,7 @@ def group_projects(ctx: Ctx, ident: Identity, group: Row) -> Response:
 
         archived, wanted = archived_ids(store), to_bool(ctx.query("archived"))
         rows = [r for r in rows if (r["id"] in archived) == wanted]
-    search = ctx.query("search")
-    if search:
-        rows = [r for r in rows if search.lower() in r["name"].lower()]
+    rows = ctx.searched(rows, "name")
     order_by = ctx.query("order_by") or "created_at"
     if order_by not in (
         "id",
@@ -212,15 +197,18 @@ def list_namespaces(ctx: Ctx, ident: Identity) -> Response:
             ):
                 rows.append(ns)
             continue
-        try:
-            load_group(store, ident, str(ns["id"]))
-        except ApiError:
-            continue
-        rows.append(ns)
-    search = ctx.query("search")
-    if search:
-        rows = [r for r in rows if search.lower() in r["full_path"].lower()]
-    return paginate(ctx, rows, lambda ns: _namespace_doc(store, ctx, ns))
+        if _may_see(store, ident, ns):
+            rows.append(ns)
+    return paginate(ctx, ctx.searched(rows, "full_path"), lambda ns: _namespace_doc(store, ctx, ns))
+
+
+def _may_see(store: Store, ident: Identity, group: Row) -> bool:
+    """True when ``ident`` may read ``group`` (``load_group`` would not refuse it)."""
+    try:
+        load_group(store, ident, str(group["id"]))
+    except ApiError:
+        return False
+    return True
 
 
 def _namespace_doc(store: Store, ctx: Ctx, ns: Row) -> dict[str, Any]:

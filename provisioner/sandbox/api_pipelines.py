@@ -28,7 +28,6 @@ from provisioner.sandbox.web import (
     RouteTable,
     forbidden,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -93,9 +92,7 @@ def _job(store: Store, project: Row, ctx: Ctx) -> Row:
 @project_route(DEVELOPER)
 def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    ref = ctx.arg("ref")
-    if not ref:
-        raise missing_param("ref")
+    (ref,) = ctx.required("ref")
     raw_vars = ctx.arg("variables") or []
     if not isinstance(raw_vars, list) or not all(isinstance(v, dict) for v in raw_vars):
         raise ApiError(400, "variables is invalid", key="error")
@@ -113,9 +110,7 @@ def create_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
         )
     except pipelines.PipelineError as exc:
         raise ApiError(400, {"base": exc.errors}) from exc
-    row = store.one("SELECT * FROM pipelines WHERE id = ?", [pid])
-    assert row is not None
-    return json_response(ent.pipeline_entity(store, ctx.base_url, row), 201)
+    return _pipeline_now(ctx, pid, 201)
 
 
 @routes.get("/api/v4/projects/{id}/pipelines")
@@ -290,9 +285,7 @@ def retry_job(ctx: Ctx, ident: Identity, project: Row) -> Response:
     if job["status"] not in ("failed", "canceled", "success") or job["retried"]:
         raise forbidden("Job is not retryable")
     new_id = pipelines.retry_job(store, job, ident.user_id)
-    fresh = store.one("SELECT * FROM jobs WHERE id = ?", [new_id])
-    assert fresh is not None
-    return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
+    return _job_now(ctx, new_id, 201)
 
 
 @routes.post("/api/v4/projects/{id}/jobs/{job_id}/cancel")
@@ -301,9 +294,7 @@ def cancel_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     job = _job(store, project, ctx)
     pipelines.cancel_job(store, job)
-    fresh = store.one("SELECT * FROM jobs WHERE id = ?", [job["id"]])
-    assert fresh is not None
-    return json_response(ent.job_entity(store, ctx.base_url, fresh), 201)
+    return _job_now(ctx, job["id"], 201)
 
 
 @routes.post("/api/v4/projects/{id}/jobs/{job_id}/play")
@@ -314,9 +305,7 @@ def play_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     if job["status"] != "manual":
         raise ApiError(400, "400 Bad request - Unplayable Job")
     pipelines.play_job(store, job)
-    fresh = store.one("SELECT * FROM jobs WHERE id = ?", [job["id"]])
-    assert fresh is not None
-    return json_response(ent.job_entity(store, ctx.base_url, fresh), 200)
+    return _job_now(ctx, job["id"], 200)
 
 
 @routes.post("/api/v4/projects/{id}/pipelines/{pipeline_id}/retry")
@@ -325,9 +314,7 @@ def retry_pipeline(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
     row = _pipeline(store, project, ctx)
     pipelines.retry_pipeline(store, row["id"], ident.user_id)
-    fresh = store.one("SELECT * FROM pipelines WHERE id = ?", [row["id"]])
-    assert fresh is not None
-    return json_response(ent.pipeline_entity(store, ctx.base_url, fresh), 201)
+    return _pipeline_now(ctx, row["id"], 201)
 
 
 @routes.post("/api/v4/projects/{id}/pipelines/{pipeline_id}/cancel")
@@ -336,9 +323,21 @@ def cancel_pipeline(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     row = _pipeline(store, project, ctx)
     pipelines.cancel_pipeline(store, row["id"])
-    fresh = store.one("SELECT * FROM pipelines WHERE id = ?", [row["id"]])
-    assert fresh is not None
-    return json_response(ent.pipeline_entity(store, ctx.base_url, fresh), 201)
+    return _pipeline_now(ctx, row["id"], 201)
+
+
+def _job_now(ctx: Ctx, job_id: int, status: int) -> Response:
+    """The job as it is after an action on it, as GitLab answers the action."""
+    job = ctx.store.one("SELECT * FROM jobs WHERE id = ?", [job_id])
+    assert job is not None
+    return json_response(ent.job_entity(ctx.store, ctx.base_url, job), status)
+
+
+def _pipeline_now(ctx: Ctx, pipeline_id: int, status: int) -> Response:
+    """The pipeline as it is after an action on it, as GitLab answers the action."""
+    pipeline = ctx.store.one("SELECT * FROM pipelines WHERE id = ?", [pipeline_id])
+    assert pipeline is not None
+    return json_response(ent.pipeline_entity(ctx.store, ctx.base_url, pipeline), status)
 
 
 def _artifact_job(ctx: Ctx) -> tuple[Store, Row]:

@@ -162,9 +162,7 @@ def list_projects(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
     visible = visible_project_ids(store, ident)
     rows = [r for r in store.all("SELECT * FROM projects ORDER BY id DESC") if r["id"] in visible]
-    search = ctx.query("search")
-    if search:
-        rows = [r for r in rows if search.lower() in r["name"].lower()]
+    rows = ctx.searched(rows, "name")
     return paginate(
         ctx, rows, lambda r: ent.project_entity(store, ctx.base_url, r, viewer_id=ident.user_id)
     )

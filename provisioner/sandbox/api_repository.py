@@ -208,11 +208,7 @@ def get_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 @project_route(DEVELOPER)
 def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
-    name, ref = ctx.arg("branch"), ctx.arg("ref")
-    if not name:
-        raise missing_param("branch")
-    if not ref:
-        raise missing_param("ref")
+    name, ref = ctx.required("branch", "ref")
     path = repo.repo_dir(store, project)
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", str(name)) or ".." in str(name):
         raise bad_request("Branch name is invalid")
@@ -372,11 +368,7 @@ def list_tags(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 @project_route(DEVELOPER)
 def create_tag(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    name, ref = ctx.arg("tag_name"), ctx.arg("ref")
-    if not name:
-        raise missing_param("tag_name")
-    if not ref:
-        raise missing_param("ref")
+    name, ref = ctx.required("tag_name", "ref")
     path = repo.repo_dir(store, project)
     if any(t[0] == name for t in repo.tags(path)):
         raise bad_request(f"Tag {name} already exists")

@@ -9,12 +9,10 @@ from starlette.responses import Response
 
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox.auth import (
-    INSUFFICIENT_SCOPE,
     MAINTAINER,
     OWNER,
     Identity,
     ancestor_ids,
-    authenticate,
     descendant_ids,
     group_access,
     group_route,
@@ -22,6 +20,7 @@ from provisioner.sandbox.auth import (
     load_project,
     project_access,
     project_route,
+    require_token_scope,
     require_user,
     user_route,
 )
@@ -57,6 +56,16 @@ def find_runner_by_token(store: Store, token: str | None) -> Row | None:
     if not token:
         return None
     return store.one("SELECT * FROM runners WHERE digest = ?", [digest(str(token))])
+
+
+def runner_for_token(store: Store, token: str | None) -> Row:
+    """The runner of an authentication token: 400 when none was sent, 403 when it is unknown."""
+    if not token:
+        raise missing_param("token")
+    runner = find_runner_by_token(store, token)
+    if runner is None:
+        raise forbidden()
+    return runner
 
 
 def touch_runner(store: Store, runner: Row, ctx: Ctx | None = None) -> None:
@@ -176,11 +185,7 @@ def _insert_runner(
 def create_user_runner(ctx: Ctx) -> Response:
     """``POST /user/runners``: the new workflow; the PAT needs ``create_runner`` or ``api``."""
     store = ctx.store
-    ident = authenticate(store, ctx)
-    if ident is None or ident.is_job:
-        raise ApiError(401, "401 Unauthorized")
-    if not ident.scopes & {"api", "create_runner"}:
-        raise ApiError(403, body={**INSUFFICIENT_SCOPE, "scope": "create_runner api"})
+    ident = require_token_scope(store, ctx, ("create_runner", "api"))
     runner_type = ctx.arg("runner_type")
     if not runner_type:
         raise missing_param("runner_type")
@@ -284,11 +289,7 @@ def register_legacy(ctx: Ctx) -> Response:
 def verify(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token") or ctx.header("runner-token")
-    if not token:
-        raise missing_param("token")
-    runner = find_runner_by_token(store, token)
-    if runner is None:
-        raise forbidden()
+    runner = runner_for_token(store, token)
     touch_runner(store, runner, ctx)
     return json_response(
         {"id": runner["id"], "token": token, "token_expires_at": runner["token_expires_at"]}
@@ -306,11 +307,7 @@ def _delete_runner_rows(store: Store, rid: int) -> None:
 def delete_by_token(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token")
-    if not token:
-        raise missing_param("token")
-    runner = find_runner_by_token(store, token)
-    if runner is None:
-        raise forbidden()
+    runner = runner_for_token(store, token)
     _delete_runner_rows(store, runner["id"])
     return Response(status_code=204)
 
@@ -319,13 +316,9 @@ def delete_by_token(ctx: Ctx) -> Response:
 def delete_manager(ctx: Ctx) -> Response:
     store = ctx.store
     token, system_id = ctx.arg("token"), ctx.arg("system_id")
-    if not token:
-        raise missing_param("token")
-    if not system_id:
+    if token and not system_id:
         raise missing_param("system_id")
-    runner = find_runner_by_token(store, token)
-    if runner is None:
-        raise forbidden()
+    runner = runner_for_token(store, token)
     row = store.one(
         "SELECT id FROM runner_managers WHERE runner_id = ? AND system_id = ?",
         [runner["id"], system_id],
@@ -340,11 +333,7 @@ def delete_manager(ctx: Ctx) -> Response:
 def reset_with_token(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.arg("token")
-    if not token:
-        raise missing_param("token")
-    runner = find_runner_by_token(store, token)
-    if runner is None:
-        raise forbidden()
+    runner = runner_for_token(store, token)
     return json_response(_reset(store, runner), 201)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox.auth import (
     Identity,
-    authenticate,
+    require_token_scope,
     user_route,
 )
 from provisioner.sandbox.state import digest, new_token, now_iso
@@ -19,7 +19,6 @@ from provisioner.sandbox.web import (
     Ctx,
     RouteTable,
     json_response,
-    missing_param,
     not_found,
     paginate,
     to_bool,
@@ -36,19 +35,7 @@ routes = RouteTable()
 @routes.get("/api/v4/user")
 def current_user(ctx: Ctx) -> Response:
     store = ctx.store
-    ident = authenticate(store, ctx)
-    if ident is None or ident.is_job:
-        raise ApiError(401, "401 Unauthorized")
-    if not ident.scopes & {"api", "read_api", "read_user"}:
-        raise ApiError(
-            403,
-            body={
-                "error": "insufficient_scope",
-                "error_description": "The request requires higher privileges than provided by "
-                "the access token.",
-                "scope": "api read_api read_user",
-            },
-        )
+    ident = require_token_scope(store, ctx, ("api", "read_api", "read_user"))
     return json_response(ent.user_full(store, ctx.base_url, ident.user_id))
 
 
@@ -56,9 +43,7 @@ def current_user(ctx: Ctx) -> Response:
 @user_route(admin=True)
 def create_user(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
-    username = ctx.arg("username")
-    if not username:
-        raise missing_param("username")
+    (username,) = ctx.required("username")
     name = ctx.arg("name") or username
     email = ctx.arg("email") or f"{username}@example.com"
     with store.tx():
@@ -126,12 +111,7 @@ def create_user_token(ctx: Ctx, _ident: Identity) -> Response:
     uid = to_int(ctx.params["user_id"], "id")
     if store.one("SELECT 1 FROM users WHERE id = ?", [uid]) is None:
         raise not_found("User")
-    name = ctx.arg("name")
-    scopes = ctx.arg("scopes")
-    if not name:
-        raise missing_param("name")
-    if not scopes:
-        raise missing_param("scopes")
+    name, scopes = ctx.required("name", "scopes")
     if isinstance(scopes, str):
         scopes = [s.strip() for s in scopes.split(",") if s.strip()]
     token = new_token("glpat-", 20)

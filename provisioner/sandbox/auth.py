@@ -119,6 +119,16 @@ def require_user(store: Store, ctx: Ctx, *, write: bool | None = None) -> Identi
     return ident
 
 
+def require_token_scope(store: Store, ctx: Ctx, scopes: tuple[str, ...]) -> Identity:
+    """A user's token (not a job's) holding one of ``scopes``; GitLab's 403 names them all."""
+    ident = authenticate(store, ctx)
+    if ident is None or ident.is_job:
+        raise unauthorized()
+    if not ident.scopes & set(scopes):
+        raise ApiError(403, body={**INSUFFICIENT_SCOPE, "scope": " ".join(scopes)})
+    return ident
+
+
 def require_scope(ident: Identity, ctx: Ctx, *, write: bool | None = None) -> None:
     if ident.is_job:
         return

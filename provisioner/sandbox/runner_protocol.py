@@ -19,7 +19,7 @@ from starlette.responses import Response
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox import pipelines
 from provisioner.sandbox.api_runners import (
-    find_runner_by_token,
+    runner_for_token,
     runner_serves_project,
     touch_runner,
 )
@@ -113,11 +113,7 @@ def _runner_takes(store: Store, runner: Row, job: Row, project: Row) -> bool:
 def request_job(ctx: Ctx) -> Response:
     store = ctx.store
     token = ctx.json().get("token") or ctx.header("runner-token")
-    if not token:
-        raise missing_param("token")
-    runner = find_runner_by_token(store, token)
-    if runner is None:
-        raise forbidden()
+    runner = runner_for_token(store, token)
     touch_runner(store, runner, ctx)
     no_job = Response(status_code=204, headers={"X-GitLab-Last-Update": _queue_marker(store)})
     if runner["paused"]:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from starlette.responses import Response
 
 if TYPE_CHECKING:
-    from provisioner.sandbox.state import Store
+    from provisioner.sandbox.state import Row, Store
 
 
 class ApiError(Exception):
@@ -156,6 +156,19 @@ class Ctx:
                 self._json = {k: v[-1] for k, v in self.form.items()}
         result: dict[str, Any] = self._json
         return result
+
+    def searched(self, rows: Iterable[Row], field: str) -> list[Row]:
+        """``rows`` whose ``field`` contains ``?search=``, ignoring case (all rows without it)."""
+        search = (self.query("search") or "").lower()
+        return [r for r in rows if search in str(r[field]).lower()] if search else list(rows)
+
+    def required(self, *names: str) -> tuple[Any, ...]:
+        """The parameters ``names`` (as :meth:`arg`); the first missing or empty one is a 400."""
+        values = tuple(self.arg(name) for name in names)
+        for name, value in zip(names, values, strict=True):
+            if not value:
+                raise missing_param(name)
+        return values
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A parameter from the JSON/form body, else from the query string (Grape merges them)."""

@@ -56,12 +56,6 @@ class RunnerEvent(Event):
     result: JobResult | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
-    def render(self) -> str:
-        """gitlab-runner's logfmt-like line: ``ERROR: message  runner=abc``."""
-        prefix = {EventLevel.INFO: "", EventLevel.WARNING: "WARNING: ", EventLevel.ERROR: "ERROR: "}
-        tail = f"  runner={self.runner}" if self.runner else ""
-        return f"{prefix[self.level]}{self.message}{tail}"
-
 
 EventSink = Reporter[RunnerEvent]
 
@@ -152,7 +146,7 @@ class RunnerService:
         result: JobResult | None = None,
     ) -> None:
         event = RunnerEvent(level, message, runner=runner, job_id=job_id, result=result)
-        log.info("%s", event.render())
+        log.info("%s: %s  runner=%s", level.value, message, runner or "-")
         if self.on_event is not None:
             self.on_event(event)
 
