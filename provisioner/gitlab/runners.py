@@ -129,7 +129,12 @@ class RunnersMixin:
             "get",
             f"/runners/{runner_id}",
             what=f"reading runner {runner_id}",
-            hints={404: f"Runner {runner_id} does not exist (any more) in GitLab."},
+            hints={
+                403: "Reading a runner needs the api or read_api scope (manage_runner on GitLab "
+                "17.1+); a token with only create_runner can create runners but not read them "
+                "back. Mint a token with the create_runner and api scopes.",
+                404: f"Runner {runner_id} does not exist (any more) in GitLab.",
+            },
         )
         return _runner(self._t.json(response), detailed=True)
 

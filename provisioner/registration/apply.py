@@ -35,6 +35,7 @@ from provisioner.registration.executors import (
     rbac_manifests,
     render_manifests,
 )
+from provisioner.registration.interrupts import interrupts_fail, interrupts_refused
 from provisioner.registration.model import (
     ConfigStorePort,
     RegisterRequest,
@@ -134,10 +135,12 @@ def register(
         )
 
     try:
-        update = update_store(store, transaction, create=True)
+        with interrupts_fail():
+            update = update_store(store, transaction, create=True)
     except BaseException as exc:
         for creds, undo in created:
-            _rollback(gitlab, creds, undo, exc)
+            with interrupts_refused(f"runner {creds.id} is being deleted again"):
+                _rollback(gitlab, creds, undo, exc)
         raise
     (applied,) = done
     return _finish(applied, update, gitlab=gitlab, store=store, start=start)
@@ -164,8 +167,11 @@ def execute(
     warnings: list[str] = []
     tags = tuple(sorted(set(request.tags)))
     if plan.creates:
-        creds, runner = _create(request, gitlab=gitlab, sink=sink)
-        created(creds, plan.rollback)
+        # Told as soon as the runner exists, before it is read back: a failure of any later
+        # step (a token that may create but not read, a 5xx) deletes it again.
+        creds, runner = _create(
+            request, gitlab=gitlab, sink=sink, created=lambda c: created(c, plan.rollback)
+        )
         if request.legacy_registration_token:
             warnings.append(_LEGACY)
         if creds.recovered:
@@ -287,7 +293,11 @@ def _dry_run(
 
 
 def _create(
-    request: RegisterRequest, *, gitlab: RunnerAPI, sink: SecretSink
+    request: RegisterRequest,
+    *,
+    gitlab: RunnerAPI,
+    sink: SecretSink,
+    created: Callable[[RunnerCredentials], None],
 ) -> tuple[RunnerCredentials, Runner | None]:
     scope = request.scope
     namespace_id = scope.numeric_id
@@ -303,6 +313,7 @@ def _create(
     else:
         creds = gitlab.create_runner(spec)
     sink(creds.token)
+    created(creds)
     verdict = gitlab.verify(creds.token)
     if not verdict.valid:
         raise GitLabError(
@@ -332,15 +343,26 @@ def _rollback(
     undo: tuple[Undo, ...],
     cause: BaseException,
 ) -> None:
-    """Run the plan's rollback steps for the runner it created."""
+    """Run the plan's rollback steps for the runner it created, and say so.
+
+    When the access token may not delete by id (a token with only the ``create_runner``
+    scope), the runner's own token still can: ``DELETE /runners`` needs no other right.
+    """
     runner_id = creds.id
+    reason = (
+        "the command was interrupted"
+        if isinstance(cause, KeyboardInterrupt)
+        else "a later step failed"
+    )
     try:
         for step in undo:
             if step is Undo.DELETE_BY_ID:
-                gitlab.delete_runner(runner_id)
+                try:
+                    gitlab.delete_runner(runner_id)
+                except GitLabError:
+                    gitlab.delete_runner_by_token(creds.token)
             else:  # legacy registration without an access token: the runner token suffices
                 gitlab.delete_runner_by_token(creds.token)
-        log.warning("runner %s was deleted again because the config write failed", runner_id)
     except ProvisionerError as exc:
         log.error("could not delete runner %s after a failure: %s", runner_id, exc.message)
         if isinstance(cause, ProvisionerError):
@@ -348,6 +370,13 @@ def _rollback(
                 f" Runner {runner_id} was created in GitLab but could not be deleted again: "
                 "delete it in GitLab (Settings > CI/CD > Runners)."
             )
+        return
+    log.warning("Runner %s was deleted again in GitLab because %s.", runner_id, reason)
+    if isinstance(cause, ProvisionerError):
+        cause.hint = (cause.hint or "").rstrip() + (
+            f" Runner {runner_id}, created before the failure, was deleted again; nothing was "
+            "left in GitLab or written to the config."
+        ).lstrip()
 
 
 def _delete_stale(gitlab: RunnerAPI, runner_id: int) -> list[str]:

@@ -22,7 +22,8 @@ Guarantees of :class:`ConfigStore`:
   change would replace them, the caller's values are written only if the caller's
   ``token_obtained_at`` is strictly newer than the one on disk (or the disk has none);
   otherwise the disk's three values are kept (``UpdateResult.kept_from_disk`` names those
-  runners). Runners are paired by ``id`` when it is non-zero, else by ``name`` and ``url``.
+  runners). Runners are paired by ``url`` and ``id`` when the id is non-zero, else by ``name``
+  and ``url``.
   ``.runner_system_id`` (gitlab-runner's system id, next to config.toml) is never written,
   renamed or removed.
 * **Unchanged on bad input.** A file that does not parse is never overwritten: the update
@@ -478,7 +479,8 @@ def _identity(table: Table) -> tuple[Any, ...]:
     values = _direct_values(table, _IDENTITY_KEYS)
     runner_id = values.get("id")
     if isinstance(runner_id, int) and not isinstance(runner_id, bool) and runner_id:
-        return ("id", int(runner_id))
+        # (URL, id): runners of two GitLab instances in one file may share an id.
+        return ("id", str(values.get("url", "")).rstrip("/"), int(runner_id))
     return ("name", str(values.get("name", "")), str(values.get("url", "")))
 
 

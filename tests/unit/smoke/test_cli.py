@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Cli
 from provisioner.cli.smoke import smoke_sentence
 from provisioner.smoke import events as ev
+from tests.conftest import Cli
 
 
 @pytest.mark.parametrize(
