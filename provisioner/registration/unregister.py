@@ -89,7 +89,7 @@ def _delete_in_gitlab(
         verdict = gitlab.verify(token)
         if verdict.valid:
             rid = verdict.runner_id or rid
-        elif rid is not None and not _still_ours(gitlab, rid, entry):
+        elif rid is not None and not still_ours(gitlab, rid, entry):
             return _Removal(
                 entry,
                 rid,
@@ -116,7 +116,7 @@ def _delete_in_gitlab(
     )
 
 
-def _still_ours(gitlab: RunnerAPI, runner_id: int, entry: Mapping[str, Any]) -> bool:
+def still_ours(gitlab: RunnerAPI, runner_id: int, entry: Mapping[str, Any]) -> bool:
     """Whether GitLab's runner ``runner_id`` is the one this entry describes (token dead).
 
     A token can be dead while its runner lives (a rotation killed half-way); the runner is then
