@@ -107,6 +107,23 @@ class RunnersMixin:
         )
         return _credentials(self._t.json(response))
 
+    def token_scopes(self) -> frozenset[str] | None:
+        """``GET /personal_access_tokens/self``: the access token's scopes (None: unknown).
+
+        GitLab answers this for personal, group and project access tokens of any scope; an
+        OAuth token or an older GitLab gets None, and callers then skip the check.
+        """
+        response = self._t.request(
+            "get",
+            "/personal_access_tokens/self",
+            what="reading the access token's scopes",
+            missing=(401, 403, 404),
+        )
+        data = self._t.json(response) if response is not None else None
+        if not isinstance(data, dict) or not isinstance(data.get("scopes"), list):
+            return None
+        return frozenset(str(scope) for scope in data["scopes"])
+
     def verify(self, token: str) -> VerifyResult:
         """``POST /runners/verify``: does GitLab accept this runner token?"""
         response = self._t.request(

@@ -267,6 +267,8 @@ def _dry_run(
         doc = ConfigDocument.empty()
         before = ""
     plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+    if gitlab.authenticated and not request.legacy_registration_token:
+        _check_scopes(plan, gitlab.token_scopes())
     plan.write_entry(doc, creds=RunnerCredentials(0, MASK, None), now=now)
     after = doc.dumps()
     return RegisterResult(
@@ -290,6 +292,36 @@ def _dry_run(
 
 # ---------------------------------------------------------------------------------------------
 # GitLab side
+
+# manage_runner (GitLab 17.1+) covers the runner endpoints like api does.
+_RUNNER_WRITE = frozenset({"api", "manage_runner"})
+_RUNNER_READ = _RUNNER_WRITE | {"read_api"}
+
+
+def _check_scopes(plan: RegistrationPlan, scopes: frozenset[str] | None) -> None:
+    """Refuse a dry run whose real run the token's scopes would fail (None: not known)."""
+    if scopes is None:
+        return
+    needs: list[tuple[str, frozenset[str]]] = []
+    if plan.creates:
+        needs.append(("create the runner (POST /user/runners)", _RUNNER_WRITE | {"create_runner"}))
+        needs.append(("read it back (GET /runners/:id)", _RUNNER_READ))
+    if plan.server_changes:
+        needs.append(("update it (PUT /runners/:id)", _RUNNER_WRITE))
+    if plan.stale_id is not None:
+        needs.append(("delete the stale runner (DELETE /runners/:id)", _RUNNER_WRITE))
+    missing = [(what, allowed) for what, allowed in needs if not scopes & allowed]
+    if not missing:
+        return
+    have = ", ".join(sorted(scopes)) or "none"
+    what, allowed = missing[0]
+    raise GitLabError(
+        f"The access token's scopes ({have}) do not allow register to {what}; the real run "
+        "would fail.",
+        hint=f"Use a token with the {' or '.join(sorted(allowed))} scope"
+        + (" as well as create_runner" if "create_runner" in scopes else "")
+        + ". The README lists the scopes each command needs.",
+    )
 
 
 def _create(

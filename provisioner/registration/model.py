@@ -71,6 +71,10 @@ class RunnerAPI(Protocol):
         """``POST /runners``."""
         ...
 
+    def token_scopes(self) -> frozenset[str] | None:
+        """The access token's scopes, or None when GitLab does not say."""
+        ...
+
     def verify(self, token: str) -> VerifyResult:
         """``POST /runners/verify``."""
         ...

@@ -138,3 +138,32 @@ def test_unregister_of_a_reused_id_does_not_delete_the_other_runner(tmp_path: Pa
     assert fake.runners[old_id].description == "new"
     assert not result.deleted_in_gitlab
     assert "only the config entry was removed" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("scopes", "needle"),
+    [
+        (["create_runner"], "read it back (GET /runners/:id)"),
+        (["read_api"], "create the runner (POST /user/runners)"),
+    ],
+)
+def test_dry_run_checks_the_token_scopes_first(
+    tmp_path: Path, scopes: list[str], needle: str
+) -> None:
+    fake = FakeGitLab(scopes=scopes)
+    store = ConfigStore(tmp_path / "config.toml")
+    with pytest.raises(GitLabError) as caught:
+        register(_request(), gitlab=make_api(fake), store=store, dry_run=True)
+    assert needle in caught.value.message
+    assert "the real run would fail" in caught.value.message
+    assert fake.runners == {}
+    assert not store.path.exists()
+
+
+def test_dry_run_with_create_runner_and_api_predicts_success(tmp_path: Path) -> None:
+    fake = FakeGitLab(scopes=["create_runner", "api"])
+    result = register(
+        _request(), gitlab=make_api(fake), store=ConfigStore(tmp_path / "c.toml"), dry_run=True
+    )
+    assert result.dry_run
+    assert fake.runners == {}
