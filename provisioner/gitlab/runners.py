@@ -34,16 +34,16 @@ class RunnersMixin:
 
     _t: Transport
 
-    def create_runner(self, spec: RunnerSpec) -> RunnerCredentials:
+    def create_runner(self, spec: RunnerSpec, *, marker: str | None = None) -> RunnerCredentials:
         """``POST /user/runners``: create a runner; its ``glrt-`` token comes back.
 
         A lost answer (5xx, dropped connection) is not blindly re-posted: the runner carrying
         this call's marker is looked up first and, if it exists, its token is reset instead.
         """
-        marker = f"{MARKER_PREFIX}{uuid.uuid4().hex}"
+        marker = marker or f"{MARKER_PREFIX}{uuid.uuid4().hex}"
 
         def recover() -> RunnerCredentials | None:
-            found = self._find_marked(spec, marker)
+            found = self.find_marked_runner(spec, marker)
             if found is None:
                 return None
             log.info("runner %s was created before the answer got lost; reusing it", found)
@@ -60,7 +60,8 @@ class RunnersMixin:
             recover=recover,
         )
 
-    def _find_marked(self, spec: RunnerSpec, marker: str) -> int | None:
+    def find_marked_runner(self, spec: RunnerSpec, marker: str) -> int | None:
+        """The id of the runner ``spec`` describes whose maintenance note is ``marker``."""
         if spec.runner_type is RunnerType.GROUP:
             path = f"/groups/{spec.group_id}/runners"
         elif spec.runner_type is RunnerType.PROJECT:

@@ -13,9 +13,10 @@ before the error surfaces.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from provisioner.registration.executors import (
     render_manifests,
 )
 from provisioner.registration.interrupts import interrupts_fail, interrupts_refused
+from provisioner.registration.journal import Intent, Journal, recover
 from provisioner.registration.model import (
     ConfigStorePort,
     RegisterRequest,
@@ -47,7 +49,7 @@ from provisioner.registration.model import (
     validate_request,
 )
 from provisioner.registration.plan import RegistrationPlan, Undo, plan_registration
-from provisioner.runner_config import ConfigDocument, UpdateResult
+from provisioner.runner_config import ConfigDocument, ConfigStore, UpdateResult
 from provisioner.secrets import MASK
 
 log = logging.getLogger(__name__)
@@ -113,37 +115,84 @@ def register(
 
     created: list[tuple[RunnerCredentials, tuple[Undo, ...]]] = []
     done: list[Applied] = []
+    journal = _journal(request, gitlab=gitlab, store=store)
+    intents: list[Intent] = []
+    recovered: list[str] = []
 
     def on_created(creds: RunnerCredentials, undo: tuple[Undo, ...]) -> None:
         created.append((creds, undo))
 
+    def record(intent: Intent) -> None:
+        assert journal is not None
+        journal.record(intent)
+        intents.append(intent)
+
+    def undo(exc: BaseException, *, locked: bool) -> None:
+        """Delete what this run created; drop its journal entries once nothing is left."""
+        left = False
+        while created:
+            creds, steps = created.pop()
+            with interrupts_refused(f"runner {creds.id} is being deleted again"):
+                left |= not _rollback(gitlab, creds, steps, exc)
+        if not left:  # an entry whose runner could not be deleted is retried by the next run
+            _forget(journal, store, intents, locked=locked)
+
     def transaction(doc: ConfigDocument) -> None:
         before = doc.dumps()
         check_valid(before, store.path)
-        plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
-        done.append(
-            execute(
-                plan,
-                doc,
-                before,
-                path=store.path,
-                gitlab=gitlab,
-                sink=sink,
-                now=now,
-                created=on_created,
+        if journal is not None:
+            recovered.extend(recover(journal, doc, url=request.gitlab_url, gitlab=gitlab))
+        try:
+            plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+            done.append(
+                execute(
+                    plan,
+                    doc,
+                    before,
+                    path=store.path,
+                    gitlab=gitlab,
+                    sink=sink,
+                    now=now,
+                    created=on_created,
+                    record=record if journal is not None else None,
+                )
             )
-        )
+        except BaseException as exc:
+            undo(exc, locked=True)  # still under the lock: the journal is cleaned up with it
+            raise
 
     try:
         with interrupts_fail():
             update = update_store(store, transaction, create=True)
     except BaseException as exc:
-        for creds, undo in created:
-            with interrupts_refused(f"runner {creds.id} is being deleted again"):
-                _rollback(gitlab, creds, undo, exc)
+        undo(exc, locked=False)  # the write itself failed
         raise
+    _forget(journal, store, intents, locked=False)
     (applied,) = done
-    return _finish(applied, update, gitlab=gitlab, store=store, start=start)
+    result = _finish(applied, update, gitlab=gitlab, store=store, start=start)
+    if recovered:
+        result = replace(result, warnings=(*recovered, *result.warnings))
+    return result
+
+
+def _journal(
+    request: RegisterRequest, *, gitlab: RunnerAPI, store: ConfigStorePort
+) -> Journal | None:
+    """The intent journal, for a local config.toml and creates made with an access token."""
+    if request.legacy_registration_token or not gitlab.authenticated:
+        return None
+    return Journal(store.path) if isinstance(store, ConfigStore) else None
+
+
+def _forget(
+    journal: Journal | None, store: ConfigStorePort, intents: list[Intent], *, locked: bool
+) -> None:
+    """Drop this run's journal entries, under the config lock (recovery reads them there)."""
+    if journal is None or not intents or not isinstance(store, ConfigStore):
+        return
+    with contextlib.nullcontext() if locked else store.locked():
+        while intents:
+            journal.forget(intents.pop().marker)
 
 
 def execute(
@@ -156,6 +205,7 @@ def execute(
     sink: SecretSink,
     now: Callable[[], datetime],
     created: Callable[[RunnerCredentials, tuple[Undo, ...]], None],
+    record: Callable[[Intent], None] | None = None,
 ) -> Applied:
     """Make the plan's API calls and write its entry into ``doc`` (the store writes the file).
 
@@ -170,7 +220,11 @@ def execute(
         # Told as soon as the runner exists, before it is read back: a failure of any later
         # step (a token that may create but not read, a 5xx) deletes it again.
         creds, runner = _create(
-            request, gitlab=gitlab, sink=sink, created=lambda c: created(c, plan.rollback)
+            request,
+            gitlab=gitlab,
+            sink=sink,
+            created=lambda c: created(c, plan.rollback),
+            record=record,
         )
         if request.legacy_registration_token:
             warnings.append(_LEGACY)
@@ -330,6 +384,7 @@ def _create(
     gitlab: RunnerAPI,
     sink: SecretSink,
     created: Callable[[RunnerCredentials], None],
+    record: Callable[[Intent], None] | None = None,
 ) -> tuple[RunnerCredentials, Runner | None]:
     scope = request.scope
     namespace_id = scope.numeric_id
@@ -342,6 +397,11 @@ def _create(
     spec = request.spec(namespace_id=namespace_id)
     if request.legacy_registration_token:
         creds = gitlab.register_legacy(request.legacy_registration_token, spec)
+    elif record is not None:
+        # Durable before the create is sent: a run killed after it is cleaned up by the next.
+        intent = Intent.new(request.gitlab_url, spec)
+        record(intent)
+        creds = gitlab.create_runner(spec, marker=intent.marker)
     else:
         creds = gitlab.create_runner(spec)
     sink(creds.token)
@@ -374,8 +434,8 @@ def _rollback(
     creds: RunnerCredentials,
     undo: tuple[Undo, ...],
     cause: BaseException,
-) -> None:
-    """Run the plan's rollback steps for the runner it created, and say so.
+) -> bool:
+    """Run the plan's rollback steps for the runner it created, and say so (True: deleted).
 
     When the access token may not delete by id (a token with only the ``create_runner``
     scope), the runner's own token still can: ``DELETE /runners`` needs no other right.
@@ -402,13 +462,14 @@ def _rollback(
                 f" Runner {runner_id} was created in GitLab but could not be deleted again: "
                 "delete it in GitLab (Settings > CI/CD > Runners)."
             )
-        return
+        return False
     log.warning("Runner %s was deleted again in GitLab because %s.", runner_id, reason)
     if isinstance(cause, ProvisionerError):
         cause.hint = (cause.hint or "").rstrip() + (
             f" Runner {runner_id}, created before the failure, was deleted again; nothing was "
             "left in GitLab or written to the config."
         ).lstrip()
+    return True
 
 
 def _delete_stale(gitlab: RunnerAPI, runner_id: int) -> list[str]:
