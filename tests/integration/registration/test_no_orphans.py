@@ -157,3 +157,46 @@ def test_verify_exits_4_and_delete_drops_a_deleted_runner(
     assert dropped.returncode == 0, dropped.stderr
     assert "deleted" in dropped.stdout
     assert _entries(config) == {}
+
+
+@pytest.mark.slow
+def test_register_killed_at_random_moments_converges(lab: Lab, run: Run, tmp_path: Path) -> None:
+    """SIGKILL ``register`` 100 times; after each, a re-run leaves GitLab == config.toml.
+
+    Every other kill lands at a random moment of the whole run; the others just after GitLab
+    created the runner (plus a random few ms), where the window between create and rename is.
+    """
+    rng = random.Random(2026)
+    config = tmp_path / "config.toml"
+    journal = config.with_name(config.name + ".journal")
+    api = lab.api()
+    prefix = f"sigkill-{tmp_path.name[-6:]}-"
+
+    def ours() -> list[int]:
+        return sorted(r.id for r in api.list_runners(_all()) if r.description.startswith(prefix))
+
+    killed_mid_create = 0
+    for i in range(100):
+        name = f"{prefix}{i % 7}"
+        before = set(ours())
+        proc = subprocess.Popen(
+            [RUNNERCTL, *_register_args(name, config)],
+            env=lab.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if i % 2:
+            while proc.poll() is None and not set(ours()) - before:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.15))
+        else:
+            time.sleep(rng.uniform(0.2, 3.0))
+        proc.kill()
+        proc.wait(timeout=30)
+        killed_mid_create += journal.exists()
+        again = run(*_register_args(name, config))
+        assert again.returncode == 0, again.stderr
+        in_file = sorted(e["id"] for e in _entries(config).values())
+        assert ours() == in_file, f"after kill {i}"
+        assert not journal.exists()
+    assert killed_mid_create > 0  # some kills did land between the intent and the write
