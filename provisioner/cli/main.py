@@ -29,6 +29,7 @@ from provisioner.cli import runners as runners_cli
 from provisioner.cli import sandbox as sandbox_cli
 from provisioner.cli import smoke as smoke_cli
 from provisioner.cli import token as token_cli
+from provisioner.cli import verify as verify_cli
 from provisioner.cli.context import AppContext, OutputFormat, get_app
 from provisioner.errors import ProvisionerError
 from provisioner.secrets import RedactingFilter, Redactor
@@ -110,6 +111,7 @@ app.add_typer(config_cli.app, name="config")
 app.add_typer(image_cli.app, name="image")
 app.command("register")(register_cli.register)
 app.command("unregister")(register_cli.unregister)
+app.command("verify")(verify_cli.verify)
 app.add_typer(runners_cli.app, name="runners")
 app.add_typer(token_cli.app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")

@@ -100,6 +100,9 @@ def smoke(  # noqa: PLR0917 (Typer passes options as parameters)
     if junit is not None:
         write_junit(result, junit)
     render(app, result)
+    if result.status is SmokeStatus.INTERRUPTED:
+        app.note(f"Interrupted: {result.message}")
+        raise typer.Exit(code=130)
     if result.status is not SmokeStatus.PASSED:
         if result.trace_tail and not app.json:
             app.note(f"--- last lines of the {result.failing_job} job log ---")

@@ -34,16 +34,16 @@ class RunnersMixin:
 
     _t: Transport
 
-    def create_runner(self, spec: RunnerSpec) -> RunnerCredentials:
+    def create_runner(self, spec: RunnerSpec, *, marker: str | None = None) -> RunnerCredentials:
         """``POST /user/runners``: create a runner; its ``glrt-`` token comes back.
 
         A lost answer (5xx, dropped connection) is not blindly re-posted: the runner carrying
         this call's marker is looked up first and, if it exists, its token is reset instead.
         """
-        marker = f"{MARKER_PREFIX}{uuid.uuid4().hex}"
+        marker = marker or f"{MARKER_PREFIX}{uuid.uuid4().hex}"
 
         def recover() -> RunnerCredentials | None:
-            found = self._find_marked(spec, marker)
+            found = self.find_marked_runner(spec, marker)
             if found is None:
                 return None
             log.info("runner %s was created before the answer got lost; reusing it", found)
@@ -60,7 +60,8 @@ class RunnersMixin:
             recover=recover,
         )
 
-    def _find_marked(self, spec: RunnerSpec, marker: str) -> int | None:
+    def find_marked_runner(self, spec: RunnerSpec, marker: str) -> int | None:
+        """The id of the runner ``spec`` describes whose maintenance note is ``marker``."""
         if spec.runner_type is RunnerType.GROUP:
             path = f"/groups/{spec.group_id}/runners"
         elif spec.runner_type is RunnerType.PROJECT:
@@ -107,6 +108,23 @@ class RunnersMixin:
         )
         return _credentials(self._t.json(response))
 
+    def token_scopes(self) -> frozenset[str] | None:
+        """``GET /personal_access_tokens/self``: the access token's scopes (None: unknown).
+
+        GitLab answers this for personal, group and project access tokens of any scope; an
+        OAuth token or an older GitLab gets None, and callers then skip the check.
+        """
+        response = self._t.request(
+            "get",
+            "/personal_access_tokens/self",
+            what="reading the access token's scopes",
+            missing=(401, 403, 404),
+        )
+        data = self._t.json(response) if response is not None else None
+        if not isinstance(data, dict) or not isinstance(data.get("scopes"), list):
+            return None
+        return frozenset(str(scope) for scope in data["scopes"])
+
     def verify(self, token: str) -> VerifyResult:
         """``POST /runners/verify``: does GitLab accept this runner token?"""
         response = self._t.request(
@@ -129,7 +147,12 @@ class RunnersMixin:
             "get",
             f"/runners/{runner_id}",
             what=f"reading runner {runner_id}",
-            hints={404: f"Runner {runner_id} does not exist (any more) in GitLab."},
+            hints={
+                403: "Reading a runner needs the api or read_api scope (manage_runner on GitLab "
+                "17.1+); a token with only create_runner can create runners but not read them "
+                "back. Mint a token with the create_runner and api scopes.",
+                404: f"Runner {runner_id} does not exist (any more) in GitLab.",
+            },
         )
         return _runner(self._t.json(response), detailed=True)
 

@@ -13,9 +13,10 @@ before the error surfaces.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from provisioner.registration.executors import (
     rbac_manifests,
     render_manifests,
 )
+from provisioner.registration.interrupts import interrupts_fail, interrupts_refused
+from provisioner.registration.journal import Intent, Journal, recover
 from provisioner.registration.model import (
     ConfigStorePort,
     RegisterRequest,
@@ -46,7 +49,7 @@ from provisioner.registration.model import (
     validate_request,
 )
 from provisioner.registration.plan import RegistrationPlan, Undo, plan_registration
-from provisioner.runner_config import ConfigDocument, UpdateResult
+from provisioner.runner_config import ConfigDocument, ConfigStore, UpdateResult
 from provisioner.secrets import MASK
 
 log = logging.getLogger(__name__)
@@ -112,35 +115,84 @@ def register(
 
     created: list[tuple[RunnerCredentials, tuple[Undo, ...]]] = []
     done: list[Applied] = []
+    journal = _journal(request, gitlab=gitlab, store=store)
+    intents: list[Intent] = []
+    recovered: list[str] = []
 
     def on_created(creds: RunnerCredentials, undo: tuple[Undo, ...]) -> None:
         created.append((creds, undo))
 
+    def record(intent: Intent) -> None:
+        assert journal is not None
+        journal.record(intent)
+        intents.append(intent)
+
+    def undo(exc: BaseException, *, locked: bool) -> None:
+        """Delete what this run created; drop its journal entries once nothing is left."""
+        left = False
+        while created:
+            creds, steps = created.pop()
+            with interrupts_refused(f"runner {creds.id} is being deleted again"):
+                left |= not _rollback(gitlab, creds, steps, exc)
+        if not left:  # an entry whose runner could not be deleted is retried by the next run
+            _forget(journal, store, intents, locked=locked)
+
     def transaction(doc: ConfigDocument) -> None:
         before = doc.dumps()
         check_valid(before, store.path)
-        plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
-        done.append(
-            execute(
-                plan,
-                doc,
-                before,
-                path=store.path,
-                gitlab=gitlab,
-                sink=sink,
-                now=now,
-                created=on_created,
+        if journal is not None:
+            recovered.extend(recover(journal, doc, url=request.gitlab_url, gitlab=gitlab))
+        try:
+            plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+            done.append(
+                execute(
+                    plan,
+                    doc,
+                    before,
+                    path=store.path,
+                    gitlab=gitlab,
+                    sink=sink,
+                    now=now,
+                    created=on_created,
+                    record=record if journal is not None else None,
+                )
             )
-        )
+        except BaseException as exc:
+            undo(exc, locked=True)  # still under the lock: the journal is cleaned up with it
+            raise
 
     try:
-        update = update_store(store, transaction, create=True)
+        with interrupts_fail():
+            update = update_store(store, transaction, create=True)
     except BaseException as exc:
-        for creds, undo in created:
-            _rollback(gitlab, creds, undo, exc)
+        undo(exc, locked=False)  # the write itself failed
         raise
+    _forget(journal, store, intents, locked=False)
     (applied,) = done
-    return _finish(applied, update, gitlab=gitlab, store=store, start=start)
+    result = _finish(applied, update, gitlab=gitlab, store=store, start=start)
+    if recovered:
+        result = replace(result, warnings=(*recovered, *result.warnings))
+    return result
+
+
+def _journal(
+    request: RegisterRequest, *, gitlab: RunnerAPI, store: ConfigStorePort
+) -> Journal | None:
+    """The intent journal, for a local config.toml and creates made with an access token."""
+    if request.legacy_registration_token or not gitlab.authenticated:
+        return None
+    return Journal(store.path) if isinstance(store, ConfigStore) else None
+
+
+def _forget(
+    journal: Journal | None, store: ConfigStorePort, intents: list[Intent], *, locked: bool
+) -> None:
+    """Drop this run's journal entries, under the config lock (recovery reads them there)."""
+    if journal is None or not intents or not isinstance(store, ConfigStore):
+        return
+    with contextlib.nullcontext() if locked else store.locked():
+        while intents:
+            journal.forget(intents.pop().marker)
 
 
 def execute(
@@ -153,6 +205,7 @@ def execute(
     sink: SecretSink,
     now: Callable[[], datetime],
     created: Callable[[RunnerCredentials, tuple[Undo, ...]], None],
+    record: Callable[[Intent], None] | None = None,
 ) -> Applied:
     """Make the plan's API calls and write its entry into ``doc`` (the store writes the file).
 
@@ -164,8 +217,15 @@ def execute(
     warnings: list[str] = []
     tags = tuple(sorted(set(request.tags)))
     if plan.creates:
-        creds, runner = _create(request, gitlab=gitlab, sink=sink)
-        created(creds, plan.rollback)
+        # Told as soon as the runner exists, before it is read back: a failure of any later
+        # step (a token that may create but not read, a 5xx) deletes it again.
+        creds, runner = _create(
+            request,
+            gitlab=gitlab,
+            sink=sink,
+            created=lambda c: created(c, plan.rollback),
+            record=record,
+        )
         if request.legacy_registration_token:
             warnings.append(_LEGACY)
         if creds.recovered:
@@ -261,6 +321,8 @@ def _dry_run(
         doc = ConfigDocument.empty()
         before = ""
     plan = plan_registration(request, doc, settings, gitlab=gitlab, sink=sink)
+    if gitlab.authenticated and not request.legacy_registration_token:
+        _check_scopes(plan, gitlab.token_scopes())
     plan.write_entry(doc, creds=RunnerCredentials(0, MASK, None), now=now)
     after = doc.dumps()
     return RegisterResult(
@@ -285,9 +347,44 @@ def _dry_run(
 # ---------------------------------------------------------------------------------------------
 # GitLab side
 
+# manage_runner (GitLab 17.1+) covers the runner endpoints like api does.
+_RUNNER_WRITE = frozenset({"api", "manage_runner"})
+_RUNNER_READ = _RUNNER_WRITE | {"read_api"}
+
+
+def _check_scopes(plan: RegistrationPlan, scopes: frozenset[str] | None) -> None:
+    """Refuse a dry run whose real run the token's scopes would fail (None: not known)."""
+    if scopes is None:
+        return
+    needs: list[tuple[str, frozenset[str]]] = []
+    if plan.creates:
+        needs.append(("create the runner (POST /user/runners)", _RUNNER_WRITE | {"create_runner"}))
+        needs.append(("read it back (GET /runners/:id)", _RUNNER_READ))
+    if plan.server_changes:
+        needs.append(("update it (PUT /runners/:id)", _RUNNER_WRITE))
+    if plan.stale_id is not None:
+        needs.append(("delete the stale runner (DELETE /runners/:id)", _RUNNER_WRITE))
+    missing = [(what, allowed) for what, allowed in needs if not scopes & allowed]
+    if not missing:
+        return
+    have = ", ".join(sorted(scopes)) or "none"
+    what, allowed = missing[0]
+    raise GitLabError(
+        f"The access token's scopes ({have}) do not allow register to {what}; the real run "
+        "would fail.",
+        hint=f"Use a token with the {' or '.join(sorted(allowed))} scope"
+        + (" as well as create_runner" if "create_runner" in scopes else "")
+        + ". The README lists the scopes each command needs.",
+    )
+
 
 def _create(
-    request: RegisterRequest, *, gitlab: RunnerAPI, sink: SecretSink
+    request: RegisterRequest,
+    *,
+    gitlab: RunnerAPI,
+    sink: SecretSink,
+    created: Callable[[RunnerCredentials], None],
+    record: Callable[[Intent], None] | None = None,
 ) -> tuple[RunnerCredentials, Runner | None]:
     scope = request.scope
     namespace_id = scope.numeric_id
@@ -300,9 +397,15 @@ def _create(
     spec = request.spec(namespace_id=namespace_id)
     if request.legacy_registration_token:
         creds = gitlab.register_legacy(request.legacy_registration_token, spec)
+    elif record is not None:
+        # Durable before the create is sent: a run killed after it is cleaned up by the next.
+        intent = Intent.new(request.gitlab_url, spec)
+        record(intent)
+        creds = gitlab.create_runner(spec, marker=intent.marker)
     else:
         creds = gitlab.create_runner(spec)
     sink(creds.token)
+    created(creds)
     verdict = gitlab.verify(creds.token)
     if not verdict.valid:
         raise GitLabError(
@@ -331,16 +434,27 @@ def _rollback(
     creds: RunnerCredentials,
     undo: tuple[Undo, ...],
     cause: BaseException,
-) -> None:
-    """Run the plan's rollback steps for the runner it created."""
+) -> bool:
+    """Run the plan's rollback steps for the runner it created, and say so (True: deleted).
+
+    When the access token may not delete by id (a token with only the ``create_runner``
+    scope), the runner's own token still can: ``DELETE /runners`` needs no other right.
+    """
     runner_id = creds.id
+    reason = (
+        "the command was interrupted"
+        if isinstance(cause, KeyboardInterrupt)
+        else "a later step failed"
+    )
     try:
         for step in undo:
             if step is Undo.DELETE_BY_ID:
-                gitlab.delete_runner(runner_id)
+                try:
+                    gitlab.delete_runner(runner_id)
+                except GitLabError:
+                    gitlab.delete_runner_by_token(creds.token)
             else:  # legacy registration without an access token: the runner token suffices
                 gitlab.delete_runner_by_token(creds.token)
-        log.warning("runner %s was deleted again because the config write failed", runner_id)
     except ProvisionerError as exc:
         log.error("could not delete runner %s after a failure: %s", runner_id, exc.message)
         if isinstance(cause, ProvisionerError):
@@ -348,6 +462,14 @@ def _rollback(
                 f" Runner {runner_id} was created in GitLab but could not be deleted again: "
                 "delete it in GitLab (Settings > CI/CD > Runners)."
             )
+        return False
+    log.warning("Runner %s was deleted again in GitLab because %s.", runner_id, reason)
+    if isinstance(cause, ProvisionerError):
+        cause.hint = (cause.hint or "").rstrip() + (
+            f" Runner {runner_id}, created before the failure, was deleted again; nothing was "
+            "left in GitLab or written to the config."
+        ).lstrip()
+    return True
 
 
 def _delete_stale(gitlab: RunnerAPI, runner_id: int) -> list[str]:

@@ -96,11 +96,13 @@ def merge_environment(current: Any, wanted: list[str]) -> list[str]:
 
 def ref(entry: Mapping[str, Any] | None) -> RunnerRef:
     assert entry is not None
+    # A runner's identity is (URL, id): two GitLab instances hand out the same ids.
+    url = str(entry["url"]) if entry.get("url") else None
     if isinstance(entry.get("id"), int) and entry.get("id"):
-        return RunnerRef(id=int(entry["id"]))
+        return RunnerRef(id=int(entry["id"]), url=url)
     if entry.get("token"):
         return RunnerRef(token=str(entry["token"]))
-    return RunnerRef(name=str(entry.get("name")))
+    return RunnerRef(name=str(entry.get("name")), url=url)
 
 
 def obtained_at(now: datetime, entry: Mapping[str, Any] | None) -> datetime:

@@ -63,12 +63,20 @@ class RunnerAPI(Protocol):
         """``GET /projects/:id``."""
         ...
 
-    def create_runner(self, spec: RunnerSpec) -> RunnerCredentials:
-        """``POST /user/runners``."""
+    def create_runner(self, spec: RunnerSpec, *, marker: str | None = None) -> RunnerCredentials:
+        """``POST /user/runners`` (``marker`` goes into the maintenance note)."""
+        ...
+
+    def find_marked_runner(self, spec: RunnerSpec, marker: str) -> int | None:
+        """The runner of ``spec`` whose maintenance note is ``marker``."""
         ...
 
     def register_legacy(self, registration_token: str, spec: RunnerSpec) -> RunnerCredentials:
         """``POST /runners``."""
+        ...
+
+    def token_scopes(self) -> frozenset[str] | None:
+        """The access token's scopes, or None when GitLab does not say."""
         ...
 
     def verify(self, token: str) -> VerifyResult:

@@ -83,8 +83,22 @@ def _delete_in_gitlab(
     if keep_server:
         return _Removal(entry, rid, deleted=False)
     assert gitlab is not None
-    if rid is None and token:
-        rid = gitlab.verify(token).runner_id
+    if token:
+        # The stored token names the runner for sure; an id alone may name another runner
+        # (a reused id, or an entry copied from another instance), so check it first.
+        verdict = gitlab.verify(token)
+        if verdict.valid:
+            rid = verdict.runner_id or rid
+        elif rid is not None and not still_ours(gitlab, rid, entry):
+            return _Removal(
+                entry,
+                rid,
+                deleted=False,
+                warnings=(
+                    f"GitLab no longer accepts this entry's token and runner {rid} is gone or "
+                    "is another runner now; only the config entry was removed.",
+                ),
+            )
     if rid is None:
         return _Removal(
             entry,
@@ -100,3 +114,13 @@ def _delete_in_gitlab(
     return _Removal(
         entry, rid, deleted=False, warnings=(f"Runner {rid} was already gone from GitLab.",)
     )
+
+
+def still_ours(gitlab: RunnerAPI, runner_id: int, entry: Mapping[str, Any]) -> bool:
+    """Whether GitLab's runner ``runner_id`` is the one this entry describes (token dead).
+
+    A token can be dead while its runner lives (a rotation killed half-way); the runner is then
+    recognised by its description, which register sets to the entry's name.
+    """
+    runner = gitlab.find_runner(runner_id)
+    return runner is not None and runner.description == entry.get("name")

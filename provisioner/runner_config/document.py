@@ -64,12 +64,15 @@ class RunnerNotFoundError(ConfigError):
 class RunnerRef:
     """How a caller names one ``[[runners]]`` entry: by id, by token, or by name.
 
-    The first one given wins, in that order. Name lookups must be unambiguous.
+    The first one given wins, in that order. Name lookups must be unambiguous. ``url``, when
+    given, narrows the match to that GitLab instance: a runner's identity is (URL, id), since
+    two instances hand out the same ids.
     """
 
     id: int | None = None
     token: str | None = None
     name: str | None = None
+    url: str | None = None
 
     def describe(self) -> str:
         """A log-safe description (a token is never shown)."""
@@ -576,13 +579,21 @@ class ConfigDocument:
 
     def find_runner(self, ref: RunnerRef) -> int | None:
         """The index of the runner ``ref`` names, or ``None``."""
-        tables = self.runner_tables()
+        tables: list[Table | None] = list(self.runner_tables())
+        if ref.url is not None:
+            url = ref.url.rstrip("/")
+            tables = [
+                t if t is not None and str(t.get("url", "")).rstrip("/") == url else None
+                for t in tables
+            ]
         if ref.id is not None:
-            hits = [i for i, t in enumerate(tables) if t.get("id") == ref.id]
+            hits = [i for i, t in enumerate(tables) if t is not None and t.get("id") == ref.id]
         elif ref.token is not None:
-            hits = [i for i, t in enumerate(tables) if t.get("token") == ref.token]
+            hits = [
+                i for i, t in enumerate(tables) if t is not None and t.get("token") == ref.token
+            ]
         elif ref.name is not None:
-            hits = [i for i, t in enumerate(tables) if t.get("name") == ref.name]
+            hits = [i for i, t in enumerate(tables) if t is not None and t.get("name") == ref.name]
         else:
             raise ConfigError("a runner reference needs an id, a token or a name")
         if len(hits) > 1:
@@ -604,18 +615,24 @@ class ConfigDocument:
     def add_runner(self, entry: Mapping[str, Any]) -> int:
         """Append a ``[[runners]]`` entry (nested mappings become sub-tables); returns its index.
 
-        Refuses an entry whose token or non-zero id is already in the file.
+        Refuses an entry whose token, or whose non-zero id for the same GitLab URL, is already
+        in the file (runners of two GitLab instances may share an id).
         """
         token = entry.get("token")
         runner_id = entry.get("id")
+        url = entry.get("url")
         if token and self.find_runner(RunnerRef(token=str(token))) is not None:
             raise ConfigError(
                 f"{self.source}: a runner with this token is already configured",
                 hint="Update that runner instead of adding it again.",
             )
-        if runner_id and self.find_runner(RunnerRef(id=int(runner_id))) is not None:
+        same = RunnerRef(id=int(runner_id), url=str(url)) if runner_id and url else None
+        if runner_id and not url:
+            same = RunnerRef(id=int(runner_id))
+        if same is not None and self.find_runner(same) is not None:
             raise ConfigError(
-                f"{self.source}: a runner with id {runner_id} is already configured",
+                f"{self.source}: a runner with id {runner_id} is already configured"
+                + (f" for {str(url).rstrip('/')}" if url else ""),
                 hint="Update that runner instead of adding it again.",
             )
         aot = self._aot(create=True)

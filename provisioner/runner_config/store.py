@@ -13,6 +13,11 @@ Guarantees of :class:`ConfigStore`:
   opened in blocking mode, so it cannot hang a writer that holds the lock.
 * **Backed up.** The previous file is kept as ``config.toml.bak.<UTC timestamp>`` (mode 0600);
   only the newest ``keep_backups`` (default 5) are kept.
+* **Merged again when gitlab-runner wrote meanwhile.** Just before the rename the file is read
+  again; if it differs from what was read under the lock, the change is merged onto the new
+  content (gitlab-runner's newer token fields win) and written again, a bounded number of times.
+* **A lock wait is bounded.** The lock holder writes its pid into the lock file; a writer that
+  waits more than ``lock_timeout`` (120 s) stops with an error naming that pid.
 * **Serialised.** Every change is a read-modify-write transaction under an exclusive
   ``fcntl.flock`` on the sibling file ``config.toml.lock``: :meth:`ConfigStore.update` loads
   the file *after* taking the lock and hands the fresh document to the caller's function, so two
@@ -22,7 +27,8 @@ Guarantees of :class:`ConfigStore`:
   change would replace them, the caller's values are written only if the caller's
   ``token_obtained_at`` is strictly newer than the one on disk (or the disk has none);
   otherwise the disk's three values are kept (``UpdateResult.kept_from_disk`` names those
-  runners). Runners are paired by ``id`` when it is non-zero, else by ``name`` and ``url``.
+  runners). Runners are paired by ``url`` and ``id`` when the id is non-zero, else by ``name``
+  and ``url``.
   ``.runner_system_id`` (gitlab-runner's system id, next to config.toml) is never written,
   renamed or removed.
 * **Unchanged on bad input.** A file that does not parse is never overwritten: the update
@@ -38,6 +44,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,6 +65,28 @@ MISSING_HINT = (
 )
 
 Mutator = Callable[[ConfigDocument], ConfigDocument | None]
+
+#: How often a write is merged again when the file changed between read and rename.
+MAX_MERGES = 5
+#: How long a writer waits for another one's lock before it names the holder and gives up.
+LOCK_TIMEOUT = 120.0
+
+
+class _ChangedMeanwhile(Exception):
+    """config.toml changed on disk between the read under the lock and the rename."""
+
+
+def _replay(text: str, *, source: str) -> Mutator:
+    """A mutator that puts the already computed ``text`` over fresh content (tokens merged)."""
+    return lambda _fresh: ConfigDocument.parse(text, source=source)
+
+
+def _holder(fd: int) -> int | None:
+    try:
+        raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(raw) if raw.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -253,12 +282,20 @@ def apply_change(old_text: str | None, fn: Mutator, *, source: str) -> Change:
 class ConfigStore:
     """config.toml on disk, changed only through locked, atomic transactions."""
 
-    def __init__(self, path: Path, *, keep_backups: int = 5, hook: StageHook | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keep_backups: int = 5,
+        hook: StageHook | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
+    ):
         path = Path(path)
         # A symlinked config.toml (common with configuration management) stays a symlink: the
         # file it points to is the one replaced.
         self.path = _follow_link(path)
         self.keep_backups = keep_backups
+        self.lock_timeout = lock_timeout
         self._hook = hook
 
     @property
@@ -306,24 +343,46 @@ class ConfigStore:
         missing file starts from gitlab-runner's defaults; otherwise it is an error. A path
         that cannot be a config file (a directory, a FIFO, a device, a symlink loop, a file
         over 1 MiB) is refused before the lock is taken.
+
+        ``fn`` runs once. gitlab-runner does not take runnerctl's lock: when it rewrote the
+        file (a token it rotated) between the read and the rename, the result of ``fn`` is
+        merged again onto the new content, keeping the newer token fields from disk
+        (at most :data:`MAX_MERGES` times).
         """
         if not check_config_file(self.path) and not create:
             raise ConfigError(f"config file not found: {self.path}", hint=MISSING_HINT)
         with self.locked():
             self._remove_stale_temps()
-            if check_config_file(self.path):
-                old_text: str | None = read_config_text(self.path)
-            elif create:
-                old_text = None
-            else:
-                raise ConfigError(f"config file not found: {self.path}", hint=MISSING_HINT)
-            change = apply_change(old_text, fn, source=str(self.path))
-            if not change.changed:
-                return UpdateResult(self.path, changed=False, kept_from_disk=change.kept_from_disk)
-            backup = self._write(change.new_text, had_old=old_text is not None)
-            return UpdateResult(
-                self.path, changed=True, backup=backup, kept_from_disk=change.kept_from_disk
-            )
+            mutate = fn
+            for _attempt in range(MAX_MERGES):
+                old_text = self._read_current(create=create)
+                change = apply_change(old_text, mutate, source=str(self.path))
+                if not change.changed:
+                    return UpdateResult(
+                        self.path, changed=False, kept_from_disk=change.kept_from_disk
+                    )
+                try:
+                    backup = self._write(
+                        change.new_text, had_old=old_text is not None, seen=old_text
+                    )
+                except _ChangedMeanwhile:
+                    mutate = _replay(change.new_text, source=str(self.path))
+                    continue
+                return UpdateResult(
+                    self.path, changed=True, backup=backup, kept_from_disk=change.kept_from_disk
+                )
+        raise ConfigError(
+            f"{self.path} kept changing while runnerctl wrote it ({MAX_MERGES} attempts)",
+            hint="Another program (gitlab-runner?) rewrites it constantly; nothing was written. "
+            "Re-run once it is quiet.",
+        )
+
+    def _read_current(self, *, create: bool) -> str | None:
+        if check_config_file(self.path):
+            return read_config_text(self.path)
+        if create:
+            return None
+        raise ConfigError(f"config file not found: {self.path}", hint=MISSING_HINT)
 
     def save(self, document: ConfigDocument, *, create: bool = True) -> UpdateResult:
         """Replace the file with ``document`` (token fields: the disk wins when newer)."""
@@ -357,7 +416,12 @@ class ConfigStore:
         return created
 
     def _acquire(self) -> int:
-        """flock the lock file; retry when the file was unlinked or replaced meanwhile."""
+        """flock the lock file; retry when the file was unlinked or replaced meanwhile.
+
+        The holder writes its pid into the lock file, so a writer that waits longer than
+        ``lock_timeout`` seconds can say which process holds it.
+        """
+        deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -370,7 +434,7 @@ class ConfigStore:
                     hint="Run as the user that owns the config directory (or with sudo).",
                 ) from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._flock(fd, deadline)
                 held = os.fstat(fd)
                 try:
                     now = os.stat(self.lock_path)
@@ -380,8 +444,32 @@ class ConfigStore:
                 os.close(fd)
                 raise
             if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 return fd
             os.close(fd)
+
+    def _flock(self, fd: int, deadline: float) -> None:
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                holder = _holder(fd)
+                raise ConfigError(
+                    f"{self.path} is locked by another runnerctl "
+                    + (f"(pid {holder}) " if holder else "")
+                    + f"for more than {self.lock_timeout:g} s",
+                    hint="Wait for that command to finish"
+                    + (f", or stop it (`kill {holder}`) if it hangs" if holder else "")
+                    + "; the lock is released when it exits.",
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _temp_prefix(self) -> str:
         return f".{self.path.name}."
@@ -392,13 +480,20 @@ class ConfigStore:
             with contextlib.suppress(OSError):
                 stale.unlink()
 
-    def _write(self, text: str, *, had_old: bool) -> Path | None:
+    def _write(self, text: str, *, had_old: bool, seen: str | None) -> Path | None:
         backups: list[Path] = []
 
         def stage(name: str, temp: Path) -> None:
             if self._hook:
                 self._hook(name, temp)
-            if name == "before-rename" and had_old:
+            if name != "before-rename":
+                return
+            # Compare what is there now with what was read under the lock: gitlab-runner may
+            # have rotated its token meanwhile (it does not take our lock).
+            now = read_config_text(self.path) if check_config_file(self.path) else None
+            if now != seen:
+                raise _ChangedMeanwhile
+            if had_old:
                 backups.append(self._backup())
 
         try:
@@ -413,6 +508,8 @@ class ConfigStore:
             for backup in backups:  # the file was not replaced: its backup is not new
                 with contextlib.suppress(OSError):
                     backup.unlink()
+            if isinstance(exc, _ChangedMeanwhile):
+                raise
             if isinstance(exc, PermissionError):
                 raise ConfigError(
                     f"cannot write in {self.path.parent}: {exc.strerror}",
@@ -478,7 +575,8 @@ def _identity(table: Table) -> tuple[Any, ...]:
     values = _direct_values(table, _IDENTITY_KEYS)
     runner_id = values.get("id")
     if isinstance(runner_id, int) and not isinstance(runner_id, bool) and runner_id:
-        return ("id", int(runner_id))
+        # (URL, id): runners of two GitLab instances in one file may share an id.
+        return ("id", str(values.get("url", "")).rstrip("/"), int(runner_id))
     return ("name", str(values.get("name", "")), str(values.get("url", "")))
 
 

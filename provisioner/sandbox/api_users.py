@@ -39,6 +39,36 @@ def current_user(ctx: Ctx) -> Response:
     return json_response(ent.user_full(store, ctx.base_url, ident.user_id))
 
 
+@routes.get("/api/v4/personal_access_tokens/self")
+def token_self(ctx: Ctx) -> Response:
+    """``GET /personal_access_tokens/self``: the calling token itself (any scope may ask)."""
+    store = ctx.store
+    auth = ctx.header("authorization") or ""
+    bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    pat = ctx.header("private-token") or ctx.query("private_token") or bearer
+    ident = authenticate(store, ctx)
+    if ident is None or ident.is_job or not pat:
+        raise ApiError(401, "401 Unauthorized")
+    row = store.one("SELECT * FROM tokens WHERE digest = ?", [digest(pat)])
+    if row is None:
+        raise ApiError(401, "401 Unauthorized")
+    return json_response(
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "revoked": False,
+            "created_at": row["created_at"],
+            "description": None,
+            "scopes": json.loads(row["scopes"]),
+            "user_id": row["user_id"],
+            "last_used_at": None,
+            "active": True,
+            "expires_at": row["expires_at"],
+            "last_used_ips": [],
+        }
+    )
+
+
 @routes.post("/api/v4/users")
 @user_route(admin=True)
 def create_user(ctx: Ctx, _ident: Identity) -> Response:

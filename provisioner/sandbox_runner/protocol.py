@@ -15,7 +15,7 @@ import platform
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +37,11 @@ ALWAYS_SUPPORTED_REASONS = frozenset(
     {"script_failure", "runner_system_failure", "job_execution_timeout"}
 )
 TIMEOUT = 30.0
+# gitlab-runner's artifact uploader and downloader retry a throttled or failed transfer
+# (429, 5xx, a dropped connection) with a growing back-off, honouring ``Retry-After``.
+TRANSFER_ATTEMPTS = 5
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_BACKOFF = 5.0
 
 
 def _arch() -> str:
@@ -147,8 +152,16 @@ def status_text(code: int) -> str:
 class JobClient:
     """One HTTP session to one GitLab, for one runner entry."""
 
-    def __init__(self, url: str, *, executor: str, shell: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        executor: str,
+        shell: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.base = base_url(url)
+        self._sleep = sleep
         self.info = runner_info(executor, shell)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
@@ -173,16 +186,37 @@ class JobClient:
                 hint="is GitLab reachable from this machine at the runner's url?",
             ) from None
 
+    def _transfer(self, what: str, attempt: Callable[[], requests.Response]) -> requests.Response:
+        """Run ``attempt`` until it is not throttled or failed; returns the last answer."""
+        for number in range(1, TRANSFER_ATTEMPTS + 1):
+            last = number == TRANSFER_ATTEMPTS
+            try:
+                resp = attempt()
+            except GitLabError as exc:
+                if last:
+                    raise
+                log.warning("%s failed (%s); retrying", what, exc.message)
+                self._sleep(_backoff(number, None))
+                continue
+            if resp.status_code not in RETRY_STATUSES or last:
+                return resp
+            log.warning("%s: %s; retrying", what, status_text(resp.status_code))
+            self._sleep(_backoff(number, resp.headers.get("Retry-After")))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- runner -----------------------------------------------------------------------------
 
     def verify(self, token: str, system_id: str) -> tuple[Verdict, str]:
-        """``POST /runners/verify``; the verdict and, when it failed, why."""
+        """``POST /runners/verify`` (a throttled or failed answer is retried); the verdict."""
         try:
-            resp = self._send(
-                "POST",
-                "runners/verify",
-                json={"token": token, "system_id": system_id},
-                headers=self._headers({"RUNNER-TOKEN": token}),
+            resp = self._transfer(
+                "verifying the runner",
+                lambda: self._send(
+                    "POST",
+                    "runners/verify",
+                    json={"token": token, "system_id": system_id},
+                    headers=self._headers({"RUNNER-TOKEN": token}),
+                ),
             )
         except GitLabError as exc:
             return Verdict.FAILED, exc.message
@@ -317,36 +351,50 @@ class JobClient:
         params = {"artifact_format": artifact_format, "artifact_type": artifact_type}
         if expire_in:
             params["expire_in"] = expire_in
-        with archive.open("rb") as handle:
-            resp = self._send(
-                "POST",
-                f"jobs/{job_id}/artifacts",
-                params=params,
-                files={"file": (filename, handle, "application/octet-stream")},
-                headers=self._headers({"JOB-TOKEN": job_token}),
-            )
-        return resp.status_code
+
+        def attempt() -> requests.Response:
+            with archive.open("rb") as handle:  # re-read from the start on every attempt
+                return self._send(
+                    "POST",
+                    f"jobs/{job_id}/artifacts",
+                    params=params,
+                    files={"file": (filename, handle, "application/octet-stream")},
+                    headers=self._headers({"JOB-TOKEN": job_token}),
+                )
+
+        return self._transfer(f"uploading artifacts of job {job_id}", attempt).status_code
 
     def download_artifacts(self, job_id: int, job_token: str, target: Path) -> int:
         """``GET /jobs/:id/artifacts`` into ``target``; returns the HTTP status."""
-        try:
-            resp = self.session.get(
-                f"{self.base}/api/v4/jobs/{job_id}/artifacts",
-                params={"direct_download": "true"},
-                headers=self._headers({"JOB-TOKEN": job_token}),
-                timeout=TIMEOUT,
-                stream=True,
-            )
-        except requests.RequestException as exc:
-            raise GitLabError(
-                f"GET {self.base}/api/v4/jobs/{job_id}/artifacts: {type(exc).__name__}"
-            ) from None
-        with resp:
-            if resp.status_code == 200:
-                with target.open("wb") as out:
-                    for chunk in resp.iter_content(1 << 16):
-                        out.write(chunk)
-            return resp.status_code
+
+        def attempt() -> requests.Response:
+            try:
+                resp = self.session.get(
+                    f"{self.base}/api/v4/jobs/{job_id}/artifacts",
+                    params={"direct_download": "true"},
+                    headers=self._headers({"JOB-TOKEN": job_token}),
+                    timeout=TIMEOUT,
+                    stream=True,
+                )
+                with resp:
+                    if resp.status_code == 200:
+                        with target.open("wb") as out:
+                            for chunk in resp.iter_content(1 << 16):
+                                out.write(chunk)
+            except requests.RequestException as exc:
+                raise GitLabError(
+                    f"GET {self.base}/api/v4/jobs/{job_id}/artifacts: {type(exc).__name__}"
+                ) from None
+            return resp
+
+        return self._transfer(f"downloading artifacts of job {job_id}", attempt).status_code
+
+
+def _backoff(number: int, retry_after: str | None) -> float:
+    """Seconds before attempt ``number + 1``: ``Retry-After`` when given, else doubling."""
+    if retry_after and retry_after.strip().isdigit():
+        return min(float(retry_after.strip()), MAX_BACKOFF)
+    return min(0.5 * 2.0 ** (number - 1), MAX_BACKOFF)
 
 
 def map_failure_reason(reason: str, supported: frozenset[str]) -> str:

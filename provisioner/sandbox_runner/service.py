@@ -280,8 +280,9 @@ class RunnerService:
                 with self._lock:
                     self._running -= 1
                     self._per_runner[entry.index] -= 1
-                    # Only a poll sent after the last job started or ended says "drained".
-                    if asked_at > self._last_activity:
+                    # Only a poll sent after the last job started or ended says "drained",
+                    # and only GitLab's 204: a throttled or failed poll says nothing.
+                    if asked_at > self._last_activity and status == 204:
                         self._idle_rounds[entry.index] = self._idle_rounds.get(entry.index, 0) + 1
                     self._lock.notify_all()
                 if status == 403:

@@ -72,6 +72,7 @@ class SmokeStatus(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"  # Ctrl-C while following: the pipeline was canceled
 
 
 class SigningMode(StrEnum):
@@ -241,7 +242,7 @@ def run_smoke(
     triggered = clock()
     pipeline = gitlab.create_pipeline(project.id, branch, variables)
     report(PipelineCreated(pipeline.id, pipeline.web_url))
-    pipeline, jobs, timed_out = _follow(
+    pipeline, jobs, ended = _follow(
         request,
         project=project,
         pipeline=pipeline,
@@ -272,7 +273,13 @@ def run_smoke(
         key_created=key_created,
         pushed=pushed,
     )
-    if timed_out:
+    if ended is _Ended.INTERRUPTED:
+        return replace(
+            base,
+            status=SmokeStatus.INTERRUPTED,
+            message=f"pipeline #{pipeline.id} canceled",
+        )
+    if ended is _Ended.TIMED_OUT:
         waiting = [j for j in jobs if j.status in (JobStatus.CREATED, JobStatus.PENDING)]
         running = [j for j in jobs if j.status is JobStatus.RUNNING]
         if running or not waiting:
@@ -402,6 +409,14 @@ def _push_template(
     return True
 
 
+class _Ended(StrEnum):
+    """How following the pipeline ended."""
+
+    FINISHED = "finished"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+
+
 def _follow(
     request: SmokeRequest,
     *,
@@ -411,23 +426,28 @@ def _follow(
     report: Reporter[SmokeEvent],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
-) -> tuple[Pipeline, tuple[Job, ...], bool]:
+) -> tuple[Pipeline, tuple[Job, ...], _Ended]:
     deadline = clock() + request.timeout
     last: tuple[tuple[str, str], ...] = ()
     jobs: tuple[Job, ...] = ()
-    while True:
-        pipeline = gitlab.get_pipeline(project.id, pipeline.id)
-        jobs = gitlab.pipeline_jobs(project.id, pipeline.id)
-        state = tuple((j.name, j.status) for j in jobs)
-        if state != last:
-            report(JobsChanged(jobs))
-            last = state
-        if pipeline.status in TERMINAL:
-            return pipeline, jobs, False
-        if clock() >= deadline:
-            gitlab.cancel_pipeline(project.id, pipeline.id)
-            return pipeline, jobs, True
-        sleep(request.poll_interval)
+    try:
+        while True:
+            pipeline = gitlab.get_pipeline(project.id, pipeline.id)
+            jobs = gitlab.pipeline_jobs(project.id, pipeline.id)
+            state = tuple((j.name, j.status) for j in jobs)
+            if state != last:
+                report(JobsChanged(jobs))
+                last = state
+            if pipeline.status in TERMINAL:
+                return pipeline, jobs, _Ended.FINISHED
+            if clock() >= deadline:
+                gitlab.cancel_pipeline(project.id, pipeline.id)
+                return pipeline, jobs, _Ended.TIMED_OUT
+            sleep(request.poll_interval)
+    except KeyboardInterrupt:
+        # Ctrl-C: the pipeline must not go on to publish; what ran so far is the result.
+        gitlab.cancel_pipeline(project.id, pipeline.id)
+        return pipeline, jobs, _Ended.INTERRUPTED
 
 
 def _stages(jobs: tuple[Job, ...]) -> tuple[StageOutcome, ...]:

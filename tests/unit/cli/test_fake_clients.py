@@ -150,6 +150,9 @@ class FakeRegistrationGitLab:
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
 
+    def token_scopes(self) -> frozenset[str]:
+        return frozenset({"create_runner", "api"})
+
 
 def test_register_dry_run_json_through_the_cli(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"

@@ -59,6 +59,7 @@ class FakeGitLab(BaseAdapter):
     legacy_enabled: bool = False
     registration_token: str = "GR1348941legacyregtoken00"
     raise_connection_error: bool = False
+    scopes: list[str] = field(default_factory=lambda: ["api"])
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -135,6 +136,10 @@ class FakeGitLab(BaseAdapter):
             ("POST", "/runners"): lambda: self._legacy(body),
             ("POST", "/runners/verify"): lambda: self._verify(body),
             ("DELETE", "/runners"): lambda: self._delete_by_token(body),
+            ("GET", "/personal_access_tokens/self"): lambda: (
+                200,
+                {"id": 1, "scopes": self.scopes},
+            ),
         }
         if (method, path) in handlers:
             return handlers[(method, path)]()

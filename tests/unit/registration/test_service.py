@@ -194,7 +194,8 @@ def test_dry_run_changes_nothing_and_shows_the_plan(store: ConfigStore) -> None:
     assert '+  name = "ci-1"' in result.diff
     assert '+  token = "[MASKED]"' in result.diff
     assert not store.path.exists()
-    assert fake.log == []
+    # Only the read-only scope check reaches GitLab.
+    assert fake.log == [("GET", "/personal_access_tokens/self")]
 
 
 def test_invalid_config_stops_before_any_request(store: ConfigStore) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from provisioner.cli.smoke import smoke_sentence
@@ -67,3 +70,44 @@ def test_bad_options_exit_2_with_a_hint(
 )
 def test_the_cli_owns_the_wording_of_smoke_events(event: ev.SmokeEvent, line: str) -> None:
     assert smoke_sentence(event) == line
+
+
+def test_ctrl_c_during_smoke_says_the_pipeline_was_canceled_and_writes_junit(
+    cli: Cli, tmp_path: Path
+) -> None:
+    from provisioner.cli.context import AppContext, Factories
+    from provisioner.gitlab.models import ConnectionSettings, Variable
+
+    from .fakes import FakeGitLab
+
+    class CtrlC(FakeGitLab):
+        """Ctrl-C at the second poll, once the first jobs are known."""
+
+        seen = 0
+
+        def pipeline_jobs(self, project_id: int, pipeline_id: int) -> Any:
+            self.seen += 1
+            if self.seen == 2:
+                raise KeyboardInterrupt
+            return super().pipeline_jobs(project_id, pipeline_id)
+
+    fake = CtrlC(settings=ConnectionSettings(url="https://gitlab.example", token="glpat-x"))
+    fake.variables.update(
+        {
+            "COSIGN_PRIVATE_KEY": Variable("COSIGN_PRIVATE_KEY", "priv", "file"),
+            "COSIGN_PUBLIC_KEY": Variable("COSIGN_PUBLIC_KEY", "pub", "file"),
+            "COSIGN_PASSWORD": Variable("COSIGN_PASSWORD", "pw", masked=True),
+        }
+    )
+    junit = tmp_path / "smoke.xml"
+    code, out, err = cli(
+        "smoke", "--tag", "t1", "--junit", str(junit),
+        env={"GITLAB_URL": "https://gitlab.example", "GITLAB_TOKEN": "glpat-unit0000000000000000"},
+        app=AppContext(factories=Factories(gitlab=lambda _settings: fake)),
+    )  # fmt: skip
+    assert code == 130
+    assert "Interrupted: pipeline #101 canceled" in err
+    assert fake.cancelled == [101]
+    assert "Smoke interrupted: pipeline #101 canceled" in out
+    report = junit.read_text()
+    assert '<failure message="stage test running: pipeline #101 canceled" />' in report

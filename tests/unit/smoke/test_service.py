@@ -210,3 +210,32 @@ def test_a_run_reports_typed_events_in_order_and_no_sentences() -> None:
     # A failed pipeline is not checked further: no registry check was reported.
     assert not any(isinstance(e, CheckFinished) for e in events)
     assert all(not isinstance(e, str) for e in events)
+
+
+def test_ctrl_c_while_following_cancels_the_pipeline_and_keeps_what_ran(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from provisioner.smoke.junit import write_junit
+
+    fake = FakeGitLab()
+    _keys(fake)
+    ticks = count()
+
+    def ctrl_c(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    result = run_smoke(
+        SmokeRequest(tag="t1"),
+        gitlab=fake,
+        gitlab_url=URL,
+        clock=lambda: float(next(ticks)),
+        sleep=ctrl_c,
+    )
+    assert result.status is SmokeStatus.INTERRUPTED
+    assert result.message == "pipeline #101 canceled"
+    assert fake.cancelled == [101]
+    assert result.checks == ()
+    assert {s.name for s in result.stages} >= {"test", "build"}
+    report = Path(str(tmp_path)) / "junit.xml"
+    write_junit(result, report)
+    assert "pipeline #101 canceled" in report.read_text()
