@@ -8,14 +8,9 @@ import typer
 
 from provisioner.cli.context import get_app
 from provisioner.cli.options import (
-    CaBundle,
     ConfigPath,
-    ConfigSection,
-    GitLabConfigFile,
-    GitLabUrl,
-    Insecure,
-    TokenFile,
-    gitlab_options,
+    GitLabOptions,
+    with_gitlab_options,
 )
 from provisioner.cli.render import text_table
 
@@ -23,7 +18,8 @@ from provisioner.cli.render import text_table
 PROBLEMS_LEFT = 4
 
 
-def verify(  # noqa: PLR0917 (Typer passes options as parameters)
+@with_gitlab_options
+def verify(
     ctx: typer.Context,
     delete: Annotated[
         bool, typer.Option("--delete", help="Drop entries whose runner GitLab no longer knows.")
@@ -37,33 +33,23 @@ def verify(  # noqa: PLR0917 (Typer passes options as parameters)
         ),
     ] = False,
     config: ConfigPath = None,
-    gitlab_url: GitLabUrl = None,
-    token_file: TokenFile = None,
-    gitlab_config_section: ConfigSection = None,
-    gitlab_config_file: GitLabConfigFile = None,
-    ca_bundle: CaBundle = None,
-    insecure: Insecure = False,
+    *,
+    connection: GitLabOptions,
 ) -> None:
     """Check every runner in config.toml against GitLab (POST /runners/verify).
 
     Exits 0 when every entry of this GitLab is valid (or was repaired), 4 when one is not.
     Entries of another GitLab URL are listed and left alone.
 
-    Example: runnerctl verify --repair --config /etc/gitlab-runner/config.toml
+    Examples:
+
+      runnerctl verify --config /etc/gitlab-runner/config.toml
+      runnerctl verify --repair --config /etc/gitlab-runner/config.toml
     """
     from provisioner.registration.verify import verify_runners
 
     app = get_app(ctx)
-    gitlab = app.gitlab(
-        gitlab_options(
-            gitlab_url=gitlab_url,
-            token_file=token_file,
-            gitlab_config_section=gitlab_config_section,
-            gitlab_config_file=gitlab_config_file,
-            ca_bundle=ca_bundle,
-            insecure=insecure,
-        )
-    )
+    gitlab = app.gitlab(connection)
     result = verify_runners(
         gitlab_url=gitlab.settings.url,
         gitlab=gitlab,

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from provisioner.sandbox import entities as ent
 from provisioner.sandbox.auth import (
     Identity,
+    authenticate,
     require_token_scope,
     user_route,
 )
