@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -36,7 +37,14 @@ from provisioner.sandbox import (
 )
 from provisioner.sandbox.faults import Faults
 from provisioner.sandbox.state import Store
-from provisioner.sandbox.web import ApiError, Ctx, Router, UploadedFile, json_response
+from provisioner.sandbox.web import (
+    ApiError,
+    Ctx,
+    Router,
+    UploadedFile,
+    bad_request,
+    json_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +150,11 @@ class SandboxApp:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             ctx = self._ctx(request, raw_path, b"")
-            form = await request.form(max_files=100, max_fields=10_000, max_part_size=16 << 20)
+            try:
+                form = await request.form(max_files=100, max_fields=10_000, max_part_size=16 << 20)
+            except MultiPartException as exc:
+                # A missing boundary or a broken part: Rack answers 400 before any route runs.
+                raise bad_request("Invalid multipart body") from exc
             for key, value in form.multi_items():
                 if isinstance(value, str):
                     ctx.form.setdefault(key, []).append(value)
@@ -178,6 +190,10 @@ def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
         return handler(ctx)
     except ApiError as exc:
         return exc.response()
+    except OverflowError:
+        # An integer beyond SQLite's 64 bits that reached a query without ``to_int``
+        # (GitLab's Grape coercion refuses it as invalid).
+        return bad_request("integer out of range").response()
 
 
 # starting -----------------------------------------------------------------------------------
