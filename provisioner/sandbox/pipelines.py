@@ -127,14 +127,14 @@ def create(
     before = repo.commit_info(path, sha).parents
     with store.tx():
         now = now_iso()
-        iid = (
+        iid = store.next_value(
+            f"pipelines.iid:{project['id']}",
             int(
                 store.scalar(
                     "SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?",
                     [project["id"]],
                 )
-            )
-            + 1
+            ),
         )
         pid = store.insert(
             "pipelines",

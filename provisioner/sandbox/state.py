@@ -22,6 +22,7 @@ from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
   id INTEGER PRIMARY KEY, username TEXT UNIQUE NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL,
   is_admin INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, namespace_id INTEGER);
@@ -100,6 +101,26 @@ CREATE TABLE IF NOT EXISTS package_files (
   size INTEGER NOT NULL, sha256 TEXT NOT NULL, md5 TEXT NOT NULL, sha1 TEXT NOT NULL,
   path TEXT NOT NULL, requires_python TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 """
+
+# Tables whose ``id`` GitLab exposes. SQLite's plain ``INTEGER PRIMARY KEY`` hands out
+# ``MAX(id) + 1`` and so reuses the id of a deleted last row; GitLab never reuses one (a stale
+# config.toml holding runner 1 must not reach a newer runner 1). A ``sequences`` row per table
+# keeps the high-water mark, which also works for data dirs created before it existed.
+SEQUENCED_TABLES = frozenset(
+    {
+        "users",
+        "tokens",
+        "namespaces",
+        "projects",
+        "runners",
+        "runner_managers",
+        "pipelines",
+        "jobs",
+        "artifacts",
+        "packages",
+        "package_files",
+    }
+)
 
 ROOT_TOKEN_FILE = "root_token"  # noqa: S105 - a file name, not a secret
 
@@ -210,7 +231,31 @@ class Store:
             cur = self._conn.execute(sql, tuple(args))
             return int(cur.lastrowid or 0)
 
+    def next_value(self, name: str, current_max: int = 0) -> int:
+        """The next number of sequence ``name``: above every number it ever handed out."""
+        with self._lock:
+            last = self.scalar("SELECT last FROM sequences WHERE name = ?", [name]) or 0
+            value = max(int(last), current_max) + 1
+            self.run(
+                "INSERT INTO sequences (name, last) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last = excluded.last",
+                [name, value],
+            )
+            return value
+
+    def next_id(self, table: str) -> int:
+        """A fresh id for ``table``, never one a deleted row had."""
+        with self._lock:
+            current = self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+            return self.next_value(table, int(current))
+
     def insert(self, table: str, values: dict[str, Any]) -> int:
+        with self._lock:
+            if "id" not in values and table in SEQUENCED_TABLES:
+                values = {"id": self.next_id(table), **values}
+            return self._insert(table, values)
+
+    def _insert(self, table: str, values: dict[str, Any]) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         return self.run(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(values.values()))  # noqa: S608
