@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS job_token_allowlist (
 CREATE TABLE IF NOT EXISTS variables (
   project_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, variable_type TEXT NOT NULL,
   protected INTEGER NOT NULL, masked INTEGER NOT NULL, raw INTEGER NOT NULL,
-  environment_scope TEXT NOT NULL, description TEXT,
+  environment_scope TEXT NOT NULL, description TEXT, hidden INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (project_id, key, environment_scope));
 CREATE TABLE IF NOT EXISTS runners (
   id INTEGER PRIMARY KEY, digest TEXT UNIQUE NOT NULL, runner_type TEXT NOT NULL,
@@ -122,6 +122,9 @@ SEQUENCED_TABLES = frozenset(
     }
 )
 
+# (table, column, declaration) added after the first release of the schema.
+MIGRATIONS = (("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),)
+
 ROOT_TOKEN_FILE = "root_token"  # noqa: S105 - a file name, not a secret
 
 
@@ -179,7 +182,15 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        self._migrate()
         self._depth = 0
+
+    def _migrate(self) -> None:
+        """Columns added since a data dir was created (``CREATE TABLE IF NOT EXISTS`` skips)."""
+        for table, column, decl in MIGRATIONS:
+            have = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @property
     def repos_root(self) -> Path:

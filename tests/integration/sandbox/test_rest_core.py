@@ -272,3 +272,28 @@ def test_group_variables_reach_jobs_and_projects_override(sandbox: RunningSandbo
     levels = [v["value"] for v in job["variables"] if v["key"] == "LEVEL"]
     assert levels == ["group", "subgroup"]  # the runner keeps the last: subgroup wins
     assert variables(job)["OWN"]["value"] == "p"
+
+
+def test_hidden_variables_never_return_their_value(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    created = project.variables.create(
+        {"key": "HIDDEN", "value": "top-secret-1234", "masked_and_hidden": True}
+    )
+    assert created.value is None
+    assert created.hidden is True
+    assert created.masked is True
+    fetched = project.variables.get("HIDDEN")
+    assert (fetched.value, fetched.hidden, fetched.masked) == (None, True, True)
+    listed = {v.key: v for v in project.variables.list(get_all=True)}
+    assert listed["HIDDEN"].value is None
+    updated = project.variables.update("HIDDEN", {"value": "other-secret-5678"})
+    assert updated["value"] is None
+    assert updated["hidden"] is True
+    with pytest.raises(gitlab.exceptions.GitlabUpdateError) as unmask:
+        project.variables.update("HIDDEN", {"masked": False})
+    assert unmask.value.response_code == 400
+    # A value the mask rule refuses cannot be hidden either.
+    with pytest.raises(gitlab.exceptions.GitlabCreateError):
+        project.variables.create({"key": "SHORT", "value": "abc", "masked_and_hidden": True})
+    plain = project.variables.create({"key": "PLAIN", "value": "visible"})
+    assert (plain.value, plain.hidden) == ("visible", False)

@@ -65,6 +65,9 @@ def setup(sandbox: RunningSandbox) -> tuple[Any, RunnerClient, Any]:
     )
     project.variables.create({"key": "DEPLOY_KEY", "value": "k3y-material-1234", "masked": True})
     project.variables.create(
+        {"key": "HIDDEN_KEY", "value": "h1dden-material-99", "masked_and_hidden": True}
+    )
+    project.variables.create(
         {"key": "KUBECONFIG", "value": "apiVersion: v1\n", "variable_type": "file"}
     )
     assert gl.user is not None
@@ -126,6 +129,9 @@ def test_job_request_payload(sandbox: RunningSandbox, setup: tuple[Any, RunnerCl
     assert vs["JOB_VAR"]["value"] == "job-level"
     assert vs["TRIGGERED"]["value"] == "yes"
     assert vs["DEPLOY_KEY"]["masked"] is True
+    # Hidden variables are unreadable through the API, yet jobs get their value (masked).
+    assert vs["HIDDEN_KEY"]["value"] == "h1dden-material-99"
+    assert vs["HIDDEN_KEY"]["masked"] is True
     assert vs["KUBECONFIG"].get("file") is True
     assert [s["name"] for s in job["steps"]] == ["script", "after_script"]
     assert job["steps"][0]["script"] == ["echo before", "python -m build"]
