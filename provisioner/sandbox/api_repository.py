@@ -127,32 +127,48 @@ def _file_at(ctx: Ctx) -> tuple[Row, str, str, bytes, tuple[str, str]]:
     return project, found[0], file_path, data, entry
 
 
+def _file_meta(ctx: Ctx) -> tuple[dict[str, Any], bytes]:
+    """The file's metadata as GitLab's files API names it, and the file's bytes."""
+    project, sha, file_path, data, entry = _file_at(ctx)
+    path = repo.repo_dir(ctx.store, project)
+    meta = {
+        "file_name": file_path.rsplit("/", 1)[-1],
+        "file_path": file_path,
+        "size": len(data),
+        "encoding": "base64",
+        "content_sha256": hashlib.sha256(data).hexdigest(),
+        "ref": ctx.query("ref"),
+        "blob_id": entry[1],
+        "commit_id": sha,
+        "last_commit_id": repo.last_commit_for(path, sha, file_path),
+        "execute_filemode": entry[0] == "100755",
+    }
+    return meta, data
+
+
+def _file_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """``X-Gitlab-File-Name`` … as GitLab sets them on GET and HEAD (``set_http_headers``)."""
+    out = {}
+    for key, value in meta.items():
+        name = "X-Gitlab-" + "-".join(part.capitalize() for part in key.split("_"))
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        # Header values are latin-1; GitLab's file names may not be.
+        out[name] = text.encode("utf-8").decode("latin-1")
+    return out
+
+
 @routes.get("/api/v4/projects/{id}/repository/files/{file_path}")
 def get_file(ctx: Ctx) -> Response:
-    project, sha, file_path, data, entry = _file_at(ctx)
-    store = ctx.store
-    path = repo.repo_dir(store, project)
+    meta, data = _file_meta(ctx)
     return json_response(
-        {
-            "file_name": file_path.rsplit("/", 1)[-1],
-            "file_path": file_path,
-            "size": len(data),
-            "encoding": "base64",
-            "content_sha256": hashlib.sha256(data).hexdigest(),
-            "ref": ctx.query("ref"),
-            "blob_id": entry[1],
-            "commit_id": sha,
-            "last_commit_id": repo.last_commit_for(path, sha, file_path),
-            "execute_filemode": entry[0] == "100755",
-            "content": base64.b64encode(data).decode(),
-        }
+        {**meta, "content": base64.b64encode(data).decode()}, headers=_file_headers(meta)
     )
 
 
 @routes.get("/api/v4/projects/{id}/repository/files/{file_path}/raw")
 def get_raw_file(ctx: Ctx) -> Response:
-    _, _, _, data, _ = _file_at(ctx)
-    return Response(data, media_type="text/plain; charset=utf-8")
+    meta, data = _file_meta(ctx)
+    return Response(data, media_type="text/plain; charset=utf-8", headers=_file_headers(meta))
 
 
 @routes.get("/api/v4/projects/{id}/repository/branches")
@@ -206,7 +222,7 @@ def get_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 
 @routes.post("/api/v4/projects/{id}/repository/branches")
 @project_route(DEVELOPER)
-def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
+def create_branch(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
     name, ref = ctx.arg("branch"), ctx.arg("ref")
     if not name:
@@ -219,6 +235,21 @@ def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     existing = repo.resolve(path, str(name))
     if existing is not None and existing[1] == "branch":
         raise bad_request("Branch already exists")
+    if not repo.has_commits(path):
+        # GitLab's CreateBranchService: an empty repository first gets its default branch,
+        # holding an empty README.md, so that there is something to branch from.
+        user = store.one("SELECT * FROM users WHERE id = ?", [ident.user_id])
+        assert user is not None
+        repo.init(path, project["default_branch"])
+        repo.create_commit(
+            path,
+            branch=project["default_branch"],
+            start_sha=None,
+            actions=[{"action": "create", "file_path": "README.md", "content": ""}],
+            message="Add README.md",
+            author_name=str(user["name"]),
+            author_email=str(user["email"]),
+        )
     found = repo.resolve(path, str(ref))
     if found is None:
         raise bad_request("Invalid reference name: " + str(ref))

@@ -297,3 +297,46 @@ def test_hidden_variables_never_return_their_value(sandbox: RunningSandbox) -> N
         project.variables.create({"key": "SHORT", "value": "abc", "masked_and_hidden": True})
     plain = project.variables.create({"key": "PLAIN", "value": "visible"})
     assert (plain.value, plain.hidden) == ("visible", False)
+
+
+def test_file_responses_carry_gitlab_headers(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project(files={"dir/run.sh": "#!/bin/sh\necho hi\n"})
+    base = f"{sandbox.url}/api/v4/projects/{project.id}/repository/files/dir%2Frun.sh"
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    body = requests.get(base, params={"ref": "main"}, headers=headers, timeout=10).json()
+    expected = {
+        "X-Gitlab-File-Name": "run.sh",
+        "X-Gitlab-File-Path": "dir/run.sh",
+        "X-Gitlab-Size": str(body["size"]),
+        "X-Gitlab-Encoding": "base64",
+        "X-Gitlab-Blob-Id": body["blob_id"],
+        "X-Gitlab-Commit-Id": body["commit_id"],
+        "X-Gitlab-Last-Commit-Id": body["last_commit_id"],
+        "X-Gitlab-Content-Sha256": body["content_sha256"],
+        "X-Gitlab-Ref": "main",
+        "X-Gitlab-Execute-Filemode": "false",
+    }
+    for method, url in (
+        ("GET", base),
+        ("HEAD", base),
+        ("GET", base + "/raw"),
+        ("HEAD", base + "/raw"),
+    ):
+        resp = requests.request(method, url, params={"ref": "main"}, headers=headers, timeout=10)
+        assert resp.status_code == 200, (method, url)
+        assert {k: resp.headers.get(k) for k in expected} == expected, (method, url)
+        if method == "HEAD":
+            assert resp.content == b""
+    gl_file = project.files.get("dir/run.sh", ref="main")
+    assert gl_file.decode() == b"#!/bin/sh\necho hi\n"
+
+
+def test_branch_in_an_empty_repository_starts_from_a_readme(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    branch = project.branches.create({"branch": "feature", "ref": "main"})
+    assert branch.name == "feature"
+    main = project.branches.get("main")
+    assert main.commit["id"] == branch.commit["id"]
+    assert main.commit["message"].startswith("Add README.md")
+    assert project.files.raw("README.md", ref="feature") == b""
+    assert [e["path"] for e in project.repository_tree(ref="main")] == ["README.md"]
