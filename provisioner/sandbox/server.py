@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import socket
@@ -35,7 +36,7 @@ from provisioner.sandbox import (
     idtokens,
     runner_protocol,
 )
-from provisioner.sandbox.faults import Faults
+from provisioner.sandbox.faults import LOST_502, LOST_DROP, Faults
 from provisioner.sandbox.state import Store
 from provisioner.sandbox.web import (
     ApiError,
@@ -65,6 +66,7 @@ class SandboxOptions:
     fault_rate: float = 0.0
     external_url: str | None = None
     seed: int | None = None
+    lost_answer_rate: float = 0.0
 
 
 class SandboxApp:
@@ -76,7 +78,10 @@ class SandboxApp:
         self.root_token = self.store.bootstrap()
         self.external_url = options.external_url.rstrip("/") if options.external_url else None
         self.faults = Faults(
-            latency_ms=options.latency_ms, fault_rate=options.fault_rate, seed=options.seed
+            latency_ms=options.latency_ms,
+            fault_rate=options.fault_rate,
+            lost_answer_rate=options.lost_answer_rate,
+            seed=options.seed,
         )
         self.router = Router()
         self.signer = idtokens.Signer(options.data_dir)
@@ -147,6 +152,25 @@ class SandboxApp:
             if raw_path.startswith("/api/"):
                 return json_response({"error": "404 Not Found"}, 404)
             return Response("Not Found", status_code=404, media_type="text/plain")
+        ctx = await self._route_ctx(request, raw_path)
+        ctx.params = params
+        handler = route.handler
+        response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
+        if raw_path.startswith("/api/"):
+            return self._maybe_lose(f"{request.method} {raw_path}", response)
+        return response
+
+    def _maybe_lose(self, key: str, response: Response) -> Response:
+        """The handler ran; with ``lost_answer_rate``, its answer may never reach the client."""
+        lost = self.faults.pick_lost(key)
+        if lost == LOST_502:
+            return self.faults.lost_response()
+        if lost == LOST_DROP:
+            return _DroppedAnswer()
+        return response
+
+    async def _route_ctx(self, request: Request, raw_path: str) -> Ctx:
+        """The handler's context, with the body read (and a multipart form parsed)."""
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             ctx = self._ctx(request, raw_path, b"")
@@ -163,12 +187,8 @@ class SandboxApp:
                         value.filename or "", await value.read(), value.content_type or ""
                     )
             await form.close()
-        else:
-            ctx = self._ctx(request, raw_path, await request.body())
-        ctx.params = params
-        handler = route.handler
-        response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
-        return response
+            return ctx
+        return self._ctx(request, raw_path, await request.body())
 
     def _ctx(self, request: Request, raw_path: str, body: bytes) -> Ctx:
         scope = request.scope
@@ -183,6 +203,33 @@ class SandboxApp:
             host=host,
             app=self,
         )
+
+
+class _DroppedAnswer(Response):
+    """Headers promising a body that never comes: the connection closes mid-response."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # noqa: ARG002
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        # Returning now, with the body unsent, makes uvicorn close the transport.
+
+
+class _QuietDrops(logging.Filter):
+    """uvicorn reports an incomplete response as an error; for an injected drop it is wanted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
+_QUIET_DROPS = _QuietDrops()
 
 
 def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
@@ -208,11 +255,17 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, UnicodeError, OverflowError) as exc:
         sock.close()
+        if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise SandboxError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="pick another --port, or stop whatever already listens there",
+            ) from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SandboxError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port, or stop whatever already listens there",
+            f"cannot listen on {host!r}: {reason}",
+            hint="pass --host an IP address of this machine, such as 127.0.0.1 or ::1",
         ) from exc
     sock.listen(256)
     sock.set_inheritable(True)
@@ -222,6 +275,7 @@ def bind(host: str, port: int) -> socket.socket:
 def _uvicorn_server(app: SandboxApp) -> Any:
     import uvicorn
 
+    logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
     )
@@ -265,6 +319,7 @@ def start_background(
     fault_rate: float = 0.0,
     external_url: str | None = None,
     seed: int | None = None,
+    lost_answer_rate: float = 0.0,
 ) -> SandboxHandle:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     options = SandboxOptions(
@@ -275,9 +330,14 @@ def start_background(
         fault_rate=fault_rate,
         external_url=external_url,
         seed=seed,
+        lost_answer_rate=lost_answer_rate,
     )
     sock = bind(host, port)
-    app = SandboxApp(options)
+    try:
+        app = SandboxApp(options)
+    except BaseException:
+        sock.close()
+        raise
     actual = sock.getsockname()[1]
     server = _uvicorn_server(app)
     thread = threading.Thread(
@@ -305,7 +365,11 @@ def start_background(
 def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], None]) -> None:
     """Run in the foreground until interrupted; ``on_ready(url, root_token, token_file)``."""
     sock = bind(options.host, options.port)
-    app = SandboxApp(options)
+    try:
+        app = SandboxApp(options)
+    except BaseException:
+        sock.close()
+        raise
     server = _uvicorn_server(app)
     url = options.external_url or _url(options.host, sock.getsockname()[1])
     on_ready(url, app.root_token, options.data_dir / "root_token")
