@@ -8,6 +8,7 @@ digests; the root token's plain text lives in ``root_token`` (mode 0600) beside 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from provisioner.errors import SandboxError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,24 +168,70 @@ def write_secret_file(path: Path, text: str) -> None:
 
 Row = sqlite3.Row
 
+DATABASE_FILE = "sandbox.sqlite3"
+LOCK_FILE = "sandbox.lock"
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold ``<data-dir>/sandbox.lock`` (with our pid in it) for as long as the store is open.
+
+    Two sandboxes on one data dir would each believe they own the SQLite file, the
+    repositories and the id sequences. The lock is released by the kernel when the process
+    dies, so a killed sandbox never blocks the next one.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SandboxError(
+            f"the data dir {data_dir} is in use by another sandbox (pid {holder})",
+            hint=f"stop that sandbox (kill {holder}), or pass another --data-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unusable(data_dir: Path, exc: Exception) -> SandboxError:
+    if isinstance(exc, SandboxError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return SandboxError(
+        f"cannot use {data_dir} as the sandbox's data dir: {reason}",
+        hint="pass --data-dir a directory this user can create and write (not a file)",
+    )
+
 
 class Store:
     """The sandbox database plus the data-directory layout (repos, traces, artifacts, packages)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in ("repos", "traces", "artifacts", "packages"):
-            (data_dir / sub).mkdir(exist_ok=True)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._holder = _lock_data_dir(data_dir)
+        except OSError as exc:
+            raise _unusable(data_dir, exc) from exc
+        try:
+            for sub in ("repos", "traces", "artifacts", "packages"):
+                (data_dir / sub).mkdir(exist_ok=True)
+            database = data_dir / DATABASE_FILE
+            # Tokens are stored as digests, but the database still says who may do what.
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(database, 0o600)
+            self._conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            os.close(self._holder)
+            raise _unusable(data_dir, exc) from exc
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            data_dir / "sandbox.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
-        self._migrate()
         self._depth = 0
 
     def _migrate(self) -> None:
@@ -199,6 +248,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._holder >= 0:
+                os.close(self._holder)  # releases the data-dir lock
+                self._holder = -1
 
     @contextmanager
     def tx(self) -> Iterator[None]:
