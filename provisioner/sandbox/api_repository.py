@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from provisioner.sandbox import entities as ent
-from provisioner.sandbox import repo
+from provisioner.sandbox import pipelines, repo
 from provisioner.sandbox.auth import (
     DEVELOPER,
     Identity,
@@ -28,6 +28,7 @@ from provisioner.sandbox.web import (
     missing_param,
     not_found,
     paginate,
+    query_params,
     to_bool,
 )
 
@@ -82,6 +83,7 @@ def create_commit(ctx: Ctx, ident: Identity, project: Row) -> Response:
     except repo.RepoError as exc:
         raise ApiError(400, str(exc)) from exc
     store.update("projects", project["id"], {"last_activity_at": now_iso()})
+    pipelines.on_push(store, project, ref=branch, user_id=ident.user_id)
     doc = ent.commit_entity(store, ctx.base_url, project, sha)
     doc.update({"stats": stats, "status": None, "project_id": project["id"], "last_pipeline": None})
     return json_response(doc, 201)
@@ -274,13 +276,21 @@ def delete_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 
 @routes.get("/api/v4/projects/{id}/repository/commits")
 @project_route()
+@query_params(
+    supported=("ref_name", "path", "all"),
+    documented=(
+        *("ref_name", "since", "until", "path", "follow", "author", "all", "with_stats"),
+        *("first_parent", "order", "trailers"),
+    ),
+)
 def list_commits(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     path = repo.repo_dir(store, project)
     ref = ctx.query("ref_name") or project["default_branch"]
-    if repo.resolve(path, ref) is None:
+    every = to_bool(ctx.query("all"))
+    if not every and repo.resolve(path, ref) is None:
         return paginate(ctx, [], lambda s: s)
-    shas = repo.log(path, ref, file_path=ctx.query("path"))
+    shas = repo.log(path, ref, file_path=ctx.query("path"), all_refs=every)
     return paginate(ctx, shas, lambda sha: ent.commit_entity(store, ctx.base_url, project, sha))
 
 
@@ -353,6 +363,7 @@ def _file_commit(ctx: Ctx, ident: Identity, project: Row, action: str) -> Respon
         )
     except repo.RepoError as exc:
         raise ApiError(400, str(exc)) from exc
+    pipelines.on_push(store, project, ref=branch, user_id=ident.user_id)
     if action == "delete":
         return Response(status_code=204)
     return json_response(

@@ -7,11 +7,12 @@ Routes match the *raw* request path, because GitLab's ``:id`` is "ID or URL-enco
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from starlette.responses import Response
@@ -252,6 +253,42 @@ def to_list(value: Any) -> list[str]:
         return []
     items = [str(v) for v in value] if isinstance(value, list) else str(value).split(",")
     return [i.strip() for i in items if i.strip()]
+
+
+# query parameters ---------------------------------------------------------------------------
+
+PAGING = frozenset({"page", "per_page"})
+RouteFn = TypeVar("RouteFn", bound=Callable[..., Response])
+
+
+def query_params(
+    *, supported: Iterable[str], documented: Iterable[str]
+) -> Callable[[RouteFn], RouteFn]:
+    """Declare which of GitLab's documented query parameters a route implements.
+
+    A request naming a documented parameter the sandbox does not implement is answered 400,
+    naming it, instead of silently ignoring a filter (a client would get unfiltered data and
+    not know). Parameters GitLab does not document are ignored, as Grape ignores them.
+    ``name[]`` counts as ``name``. Goes below the route's authentication decorator, so that
+    credentials are checked first, as in GitLab.
+    """
+    refused = frozenset(documented) - frozenset(supported) - PAGING
+
+    def decorate(fn: RouteFn) -> RouteFn:
+        @functools.wraps(fn)
+        def handler(ctx: Ctx, *args: Any) -> Response:
+            for key, _ in ctx.query_items():
+                name = key.removesuffix("[]")
+                if name in refused:
+                    raise ApiError(
+                        400, f"{name} is not supported by the GitLab sandbox", key="error"
+                    )
+            return fn(ctx, *args)
+
+        handler.unsupported_params = sorted(refused)  # type: ignore[attr-defined]
+        return cast("RouteFn", handler)
+
+    return decorate
 
 
 # pagination ---------------------------------------------------------------------------------

@@ -340,3 +340,54 @@ def test_branch_in_an_empty_repository_starts_from_a_readme(sandbox: RunningSand
     assert main.commit["message"].startswith("Add README.md")
     assert project.files.raw("README.md", ref="feature") == b""
     assert [e["path"] for e in project.repository_tree(ref="main")] == ["README.md"]
+
+
+def test_documented_filters_work_or_are_refused_by_name(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    name = sandbox.unique("finduser")
+    gl.users.create(
+        {"username": name, "name": "Find Me", "email": f"{name}@example.com", "password": "x"}
+    )
+    assert [u.username for u in gl.users.list(search=name)] == [name]
+    assert [u.username for u in gl.users.list(search=f"{name}@example.com")] == [name]
+    assert gl.users.list(search=f"{name}@example") == []
+    assert gl.users.list(blocked=True) == []
+    assert name in [u.username for u in gl.users.list(blocked=False, get_all=True)]
+
+    g1 = gl.groups.create({"name": sandbox.unique("skip"), "path": sandbox.unique("skip")})
+    g2 = gl.groups.create({"name": sandbox.unique("keep"), "path": sandbox.unique("keep")})
+    listed = {g.id for g in gl.groups.list(query_parameters={"skip_groups[]": g1.id}, all=True)}
+    assert g2.id in listed
+    assert g1.id not in listed
+
+    project = sandbox.new_project(files={"a.txt": "a"})
+    project.commits.create(
+        {
+            "branch": "side",
+            "start_branch": "main",
+            "commit_message": "side only",
+            "actions": [{"action": "create", "file_path": "b.txt", "content": "b"}],
+        }
+    )
+    main_only = [c.title for c in project.commits.list(get_all=True)]
+    assert main_only == ["initial"]
+    every = [c.title for c in project.commits.list(all=True, get_all=True)]
+    assert sorted(every) == ["initial", "side only"]
+
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    for path, param in (
+        ("/users", "two_factor=enabled"),
+        ("/groups", "top_level_only=true"),
+        ("/groups", "min_access_level=30"),
+        (f"/projects/{project.id}/repository/commits", "with_stats=true"),
+        (f"/projects/{project.id}/repository/commits", "since=2020-01-01T00:00:00Z"),
+    ):
+        resp = requests.get(f"{sandbox.url}/api/v4{path}?{param}", headers=headers, timeout=10)
+        name_of = param.split("=")[0]
+        assert resp.status_code == 400, (path, param)
+        assert resp.json() == {"error": f"{name_of} is not supported by the GitLab sandbox"}
+    # Authentication still comes first; parameters GitLab does not document are ignored.
+    assert requests.get(f"{sandbox.url}/api/v4/users?two_factor=x", timeout=10).status_code == 401
+    assert requests.get(
+        f"{sandbox.url}/api/v4/users?no_such_filter=1", headers=headers, timeout=10
+    ).ok

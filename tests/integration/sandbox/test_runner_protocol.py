@@ -18,7 +18,12 @@ from tests.integration.sandbox.runner_client import RunnerClient, variables
 
 pytestmark = pytest.mark.sandbox
 
+# The tests drive the pipelines they create through the API: the commits' own push pipelines
+# are kept from starting, as the smoke template does.
 CI = """
+workflow:
+  rules:
+    - if: $CI_PIPELINE_SOURCE != "push"
 stages: [build, test]
 variables:
   GLOBAL_VAR: from-yaml
