@@ -285,7 +285,6 @@ def query_params(
                     )
             return fn(ctx, *args)
 
-        handler.unsupported_params = sorted(refused)  # type: ignore[attr-defined]
         return cast("RouteFn", handler)
 
     return decorate
