@@ -146,10 +146,11 @@ def test_bad_urls_and_rates_are_usage_errors(
     assert not (tmp_path / "d").exists()
 
 
-def test_data_dir_that_is_a_file_is_a_sandbox_error(tmp_path: Path) -> None:
+def test_data_dir_that_is_a_file_or_unwritable_is_a_sandbox_error(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("not a directory\n")
-    for data_dir in (afile, afile / "sub"):
+    # /proc refuses new directories even to root: an unwritable place, whoever runs the tests.
+    for data_dir in (afile, afile / "sub", Path("/proc/runnerctl-sandbox-data")):
         result = _up("--port", "0", "--data-dir", str(data_dir))
         assert result.returncode == 8, result.stderr
         assert f"Error: cannot use {data_dir} as the sandbox's data dir" in result.stderr
