@@ -122,7 +122,8 @@ def main() -> int:
             assert server.stdout is not None
             assert noop.stdout is not None
             url = server.stdout.readline().split(": ", 1)[1].strip()
-            token = server.stdout.readline().split(": ", 1)[1].strip()
+            token_file = Path(server.stdout.readline().split(": ", 1)[1].strip())
+            token = token_file.read_text().strip()
             noop_url = noop.stdout.readline().strip()
             import gitlab
 

@@ -69,6 +69,14 @@ def up(
         float,
         typer.Option("--fault-rate", help="Share of API requests answered with 5xx or 429 (0-1)."),
     ] = 0.0,
+    lost_answer_rate: Annotated[
+        float,
+        typer.Option(
+            "--lost-answer-rate",
+            help="Share of API requests that are carried out but whose answer is lost "
+            "(502 or a dropped connection) (0-1).",
+        ),
+    ] = 0.0,
     external_url: Annotated[
         str | None,
         typer.Option("--external-url", help="URL clients use, if not the listening address."),
@@ -81,20 +89,27 @@ def up(
         Path | None,
         typer.Option("--tls-key", help="The private key of --tls-cert (PEM).", dir_okay=False),
     ] = None,
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Also print the root token itself on stdout.")
+    ] = False,
 ) -> None:
     """Serve the sandbox in the foreground until Ctrl-C.
 
-    Prints the base URL and the root personal access token; the token is also written, mode
-    0600, to ``<data-dir>/root_token``. State survives restarts.
+    Prints the base URL and the path of the root personal access token's file
+    (``<data-dir>/root_token``, mode 0600); the token itself only with ``--show-token``.
+    State survives restarts. One sandbox per data dir: a second one is refused.
 
     Examples:
 
       runnerctl sandbox up --port 8929 --data-dir /tmp/gitlab-sandbox
-      runnerctl sandbox up --fault-rate 0.3 --latency-ms 200
+      runnerctl sandbox up --fault-rate 0.3 --latency-ms 200 --show-token
     """
     state = get_app(ctx)
-    if not 0.0 <= fault_rate <= 1.0:
-        raise UsageError(f"--fault-rate {fault_rate} is out of range", hint="use 0 to 1")
+    for name, rate in (("--fault-rate", fault_rate), ("--lost-answer-rate", lost_answer_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise UsageError(f"{name} {rate} is out of range", hint="use 0 to 1")
+    if external_url is not None:
+        _check_external_url(external_url)
     if latency_ms < 0:
         raise UsageError("--latency-ms must not be negative", hint="use 0 for no added delay")
     if not 0 <= port <= 65535:
@@ -112,14 +127,18 @@ def up(
     def ready(url: str, token: str, token_file: Path) -> None:
         state.redactor.add(token)
         if state.json:
-            state.emit_json({"url": url, "token_file": str(token_file), "data_dir": str(directory)})
+            doc = {"url": url, "token_file": str(token_file), "data_dir": str(directory)}
+            state.emit_json({**doc, "token": token} if show_token else doc)
         else:
-            # The token is the point of this output: print it unmasked, once, on stdout.
+            # stdout ends up in terminals' scrollback and CI logs: the token only on request.
             import sys
 
-            sys.stdout.write(f"GitLab sandbox: {url}\nRoot token: {token}\n")
+            lines = [f"GitLab sandbox: {url}", f"Root token file: {token_file}"]
+            if show_token:
+                lines.append(f"Root token: {token}")
+            sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
-            state.note(f"Token file: {token_file}  (Ctrl-C stops the server)")
+            state.note("Ctrl-C stops the server")
 
     serve_forever(
         SandboxOptions(
@@ -128,12 +147,30 @@ def up(
             port=port,
             latency_ms=latency_ms,
             fault_rate=fault_rate,
+            lost_answer_rate=lost_answer_rate,
             external_url=external_url,
             tls_cert=tls_cert,
             tls_key=tls_key,
         ),
         ready,
     )
+
+
+def _check_external_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise UsageError(
+            f"--external-url {url!r} is not a URL: {exc}", hint="e.g. http://gitlab.local:8929"
+        ) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--external-url {url!r} is not an http(s) URL",
+            hint="give scheme and host, e.g. http://gitlab.local:8929",
+        )
 
 
 @app.command("runner")

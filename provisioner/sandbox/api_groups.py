@@ -28,6 +28,7 @@ from provisioner.sandbox.web import (
     json_response,
     not_found,
     paginate,
+    query_params,
     to_bool,
     to_int,
 )
@@ -113,10 +114,22 @@ def get_group(ctx: Ctx, ident: Identity, group: Row) -> Response:
 
 @routes.get("/api/v4/groups")
 @user_route()
+@query_params(
+    # The sandbox lists every group the caller can see, which is what all_available=true asks.
+    supported=("search", "skip_groups", "all_available"),
+    documented=(
+        *("statistics", "archived", "skip_groups", "all_available", "visibility", "search"),
+        *("owned", "order_by", "sort", "min_access_level", "top_level_only"),
+        *("marked_for_deletion_on", "active", "repository_storage", "with_custom_attributes"),
+    ),
+)
 def list_groups(ctx: Ctx, ident: Identity) -> Response:
     store = ctx.store
+    skipped = {to_int(value, "skip_groups") for value in ctx.query_list("skip_groups")}
     groups = store.all("SELECT * FROM namespaces WHERE kind = 'group' ORDER BY full_path")
-    rows = ctx.searched((g for g in groups if _may_see(store, ident, g)), "full_path")
+    rows = ctx.searched(
+        (g for g in groups if g["id"] not in skipped and _may_see(store, ident, g)), "full_path"
+    )
     return paginate(ctx, rows, lambda g: ent.group_entity(store, ctx.base_url, g))
 
 

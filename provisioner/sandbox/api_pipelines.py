@@ -21,7 +21,7 @@ from provisioner.sandbox.auth import (
     project_route,
     require_scope,
 )
-from provisioner.sandbox.runner_protocol import remove_job_files, trace_path
+from provisioner.sandbox.runner_protocol import mark_watched, remove_job_files, trace_path
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
@@ -266,6 +266,7 @@ def get_job(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 def job_trace(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     job = _job(store, project, ctx)
+    mark_watched(ctx.app, job["id"])
     path = trace_path(store, job["id"])
     data = path.read_bytes() if path.exists() else b""
     return Response(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from provisioner.sandbox import entities as ent
-from provisioner.sandbox import repo
+from provisioner.sandbox import pipelines, repo
 from provisioner.sandbox.auth import (
     DEVELOPER,
     Identity,
@@ -28,6 +28,7 @@ from provisioner.sandbox.web import (
     missing_param,
     not_found,
     paginate,
+    query_params,
     to_bool,
 )
 
@@ -82,6 +83,7 @@ def create_commit(ctx: Ctx, ident: Identity, project: Row) -> Response:
     except repo.RepoError as exc:
         raise ApiError(400, str(exc)) from exc
     store.update("projects", project["id"], {"last_activity_at": now_iso()})
+    pipelines.on_push(store, project, ref=branch, user_id=ident.user_id)
     doc = ent.commit_entity(store, ctx.base_url, project, sha)
     doc.update({"stats": stats, "status": None, "project_id": project["id"], "last_pipeline": None})
     return json_response(doc, 201)
@@ -127,32 +129,48 @@ def _file_at(ctx: Ctx) -> tuple[Row, str, str, bytes, tuple[str, str]]:
     return project, found[0], file_path, data, entry
 
 
+def _file_meta(ctx: Ctx) -> tuple[dict[str, Any], bytes]:
+    """The file's metadata as GitLab's files API names it, and the file's bytes."""
+    project, sha, file_path, data, entry = _file_at(ctx)
+    path = repo.repo_dir(ctx.store, project)
+    meta = {
+        "file_name": file_path.rsplit("/", 1)[-1],
+        "file_path": file_path,
+        "size": len(data),
+        "encoding": "base64",
+        "content_sha256": hashlib.sha256(data).hexdigest(),
+        "ref": ctx.query("ref"),
+        "blob_id": entry[1],
+        "commit_id": sha,
+        "last_commit_id": repo.last_commit_for(path, sha, file_path),
+        "execute_filemode": entry[0] == "100755",
+    }
+    return meta, data
+
+
+def _file_headers(meta: dict[str, Any]) -> dict[str, str]:
+    """``X-Gitlab-File-Name`` … as GitLab sets them on GET and HEAD (``set_http_headers``)."""
+    out = {}
+    for key, value in meta.items():
+        name = "X-Gitlab-" + "-".join(part.capitalize() for part in key.split("_"))
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        # Header values are latin-1; GitLab's file names may not be.
+        out[name] = text.encode("utf-8").decode("latin-1")
+    return out
+
+
 @routes.get("/api/v4/projects/{id}/repository/files/{file_path}")
 def get_file(ctx: Ctx) -> Response:
-    project, sha, file_path, data, entry = _file_at(ctx)
-    store = ctx.store
-    path = repo.repo_dir(store, project)
+    meta, data = _file_meta(ctx)
     return json_response(
-        {
-            "file_name": file_path.rsplit("/", 1)[-1],
-            "file_path": file_path,
-            "size": len(data),
-            "encoding": "base64",
-            "content_sha256": hashlib.sha256(data).hexdigest(),
-            "ref": ctx.query("ref"),
-            "blob_id": entry[1],
-            "commit_id": sha,
-            "last_commit_id": repo.last_commit_for(path, sha, file_path),
-            "execute_filemode": entry[0] == "100755",
-            "content": base64.b64encode(data).decode(),
-        }
+        {**meta, "content": base64.b64encode(data).decode()}, headers=_file_headers(meta)
     )
 
 
 @routes.get("/api/v4/projects/{id}/repository/files/{file_path}/raw")
 def get_raw_file(ctx: Ctx) -> Response:
-    _, _, _, data, _ = _file_at(ctx)
-    return Response(data, media_type="text/plain; charset=utf-8")
+    meta, data = _file_meta(ctx)
+    return Response(data, media_type="text/plain; charset=utf-8", headers=_file_headers(meta))
 
 
 @routes.get("/api/v4/projects/{id}/repository/branches")
@@ -206,7 +224,7 @@ def get_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 
 @routes.post("/api/v4/projects/{id}/repository/branches")
 @project_route(DEVELOPER)
-def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
+def create_branch(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
     name, ref = ctx.required("branch", "ref")
     path = repo.repo_dir(store, project)
@@ -215,6 +233,21 @@ def create_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     existing = repo.resolve(path, str(name))
     if existing is not None and existing[1] == "branch":
         raise bad_request("Branch already exists")
+    if not repo.has_commits(path):
+        # GitLab's CreateBranchService: an empty repository first gets its default branch,
+        # holding an empty README.md, so that there is something to branch from.
+        user = store.one("SELECT * FROM users WHERE id = ?", [ident.user_id])
+        assert user is not None
+        repo.init(path, project["default_branch"])
+        repo.create_commit(
+            path,
+            branch=project["default_branch"],
+            start_sha=None,
+            actions=[{"action": "create", "file_path": "README.md", "content": ""}],
+            message="Add README.md",
+            author_name=str(user["name"]),
+            author_email=str(user["email"]),
+        )
     found = repo.resolve(path, str(ref))
     if found is None:
         raise bad_request("Invalid reference name: " + str(ref))
@@ -239,13 +272,21 @@ def delete_branch(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 
 @routes.get("/api/v4/projects/{id}/repository/commits")
 @project_route()
+@query_params(
+    supported=("ref_name", "path", "all"),
+    documented=(
+        *("ref_name", "since", "until", "path", "follow", "author", "all", "with_stats"),
+        *("first_parent", "order", "trailers"),
+    ),
+)
 def list_commits(ctx: Ctx, _ident: Identity, project: Row) -> Response:
     store = ctx.store
     path = repo.repo_dir(store, project)
     ref = ctx.query("ref_name") or project["default_branch"]
-    if repo.resolve(path, ref) is None:
+    every = to_bool(ctx.query("all"))
+    if not every and repo.resolve(path, ref) is None:
         return paginate(ctx, [], lambda s: s)
-    shas = repo.log(path, ref, file_path=ctx.query("path"))
+    shas = repo.log(path, ref, file_path=ctx.query("path"), all_refs=every)
     return paginate(ctx, shas, lambda sha: ent.commit_entity(store, ctx.base_url, project, sha))
 
 
@@ -318,6 +359,7 @@ def _file_commit(ctx: Ctx, ident: Identity, project: Row, action: str) -> Respon
         )
     except repo.RepoError as exc:
         raise ApiError(400, str(exc)) from exc
+    pipelines.on_push(store, project, ref=branch, user_id=ident.user_id)
     if action == "delete":
         return Response(status_code=204)
     return json_response(

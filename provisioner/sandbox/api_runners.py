@@ -79,21 +79,27 @@ def touch_runner(store: Store, runner: Row, ctx: Ctx | None = None) -> None:
     store.update("runners", runner["id"], values)
     system_id = ctx.json().get("system_id") if ctx is not None else None
     if system_id:
-        store.run(
-            "INSERT INTO runner_managers (runner_id, system_id, created_at, contacted_at, version,"
-            " revision, platform, architecture) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (runner_id, system_id) DO UPDATE SET contacted_at = excluded.contacted_at",
-            [
-                runner["id"],
-                str(system_id),
-                values["contacted_at"],
-                values["contacted_at"],
-                values.get("version"),
-                values.get("revision"),
-                values.get("platform"),
-                values.get("architecture"),
-            ],
-        )
+        with store.tx():
+            known = store.scalar(
+                "SELECT id FROM runner_managers WHERE runner_id = ? AND system_id = ?",
+                [runner["id"], str(system_id)],
+            )
+            if known is not None:
+                store.update("runner_managers", known, {"contacted_at": values["contacted_at"]})
+                return
+            store.insert(
+                "runner_managers",
+                {
+                    "runner_id": runner["id"],
+                    "system_id": str(system_id),
+                    "created_at": values["contacted_at"],
+                    "contacted_at": values["contacted_at"],
+                    "version": values.get("version"),
+                    "revision": values.get("revision"),
+                    "platform": values.get("platform"),
+                    "architecture": values.get("architecture"),
+                },
+            )
 
 
 def _validate(attrs: dict[str, Any]) -> list[tuple[str, str]]:

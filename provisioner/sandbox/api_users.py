@@ -22,6 +22,7 @@ from provisioner.sandbox.web import (
     json_response,
     not_found,
     paginate,
+    query_params,
     to_bool,
     to_int,
 )
@@ -120,17 +121,34 @@ def get_user(ctx: Ctx, _ident: Identity) -> Response:
 
 @routes.get("/api/v4/users")
 @user_route()
+@query_params(
+    supported=("username", "search", "blocked", "active"),
+    documented=(
+        *("username", "search", "active", "blocked", "external", "exclude_external"),
+        *("exclude_internal", "without_project_bots", "extern_uid", "provider"),
+        *("created_before", "created_after", "order_by", "sort", "two_factor"),
+        *("without_projects", "admins", "auditors", "saml_provider_id", "skip_ldap"),
+        *("exclude_active", "humans", "public_email", "with_custom_attributes"),
+    ),
+)
 def list_users(ctx: Ctx, _ident: Identity) -> Response:
     store = ctx.store
     username = ctx.query("username")
-    rows = store.all("SELECT id FROM users ORDER BY id")
+    rows = store.all("SELECT id, username, name, email FROM users ORDER BY id")
     if username:
+        rows = [r for r in rows if r["username"].lower() == username.lower()]
+    search = (ctx.query("search") or "").lower()
+    if search:
+        # GitLab matches name and username by substring, and an email address only whole.
         rows = [
             r
             for r in rows
-            if store.scalar("SELECT username FROM users WHERE id=?", [r["id"]]).lower()
-            == username.lower()
+            if search in r["username"].lower()
+            or search in r["name"].lower()
+            or search == r["email"].lower()
         ]
+    if to_bool(ctx.query("blocked")):
+        rows = []  # the sandbox has no way to block a user: every user is active
     return paginate(ctx, rows, lambda r: ent.user_full(store, ctx.base_url, r["id"]))
 
 

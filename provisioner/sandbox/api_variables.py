@@ -43,8 +43,9 @@ def _var_doc(row: Row) -> dict[str, Any]:
     return {
         "variable_type": row["variable_type"],
         "key": row["key"],
-        "value": row["value"],
-        "hidden": False,
+        # GitLab 17.4+: a hidden variable's value never leaves the server through the API.
+        "value": None if row["hidden"] else row["value"],
+        "hidden": bool(row["hidden"]),
         "protected": bool(row["protected"]),
         "masked": bool(row["masked"]),
         "raw": bool(row["raw"]),
@@ -113,10 +114,21 @@ def _var_values(ctx: Ctx, existing: Row | None) -> dict[str, Any]:
     value = pick("value", existing["value"] if existing else None)
     if value is None:
         raise missing_param("value")
-    masked = to_bool(pick("masked", existing["masked"] if existing else False))
+    hidden = bool(existing["hidden"]) if existing else to_bool(ctx.arg("masked_and_hidden"))
+    masked = hidden or to_bool(pick("masked", existing["masked"] if existing else False))
+    if existing is not None and hidden and not to_bool(ctx.arg("masked"), True):
+        raise ApiError(
+            400,
+            {
+                "masked": [
+                    "The visibility setting cannot be changed for masked and hidden variables."
+                ]
+            },
+        )
     if masked and not _masked_ok(str(value)):
         raise ApiError(400, {"value": ["is invalid"]})
     return {
+        "hidden": 1 if hidden else 0,
         "value": str(value),
         "variable_type": vtype,
         "protected": 1

@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from provisioner.sandbox.state import digest, now_iso
-from provisioner.sandbox.web import ApiError, Ctx, Handler, forbidden, not_found, unauthorized
+from provisioner.sandbox.web import (
+    ApiError,
+    Ctx,
+    Handler,
+    forbidden,
+    is_id,
+    not_found,
+    parse_id,
+    unauthorized,
+)
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -149,16 +158,24 @@ def require_admin(ident: Identity) -> None:
 
 
 def find_group(store: Store, ref: str) -> Row | None:
-    if ref.isdigit():
-        return store.one("SELECT * FROM namespaces WHERE id = ? AND kind = 'group'", [int(ref)])
+    if is_id(ref):
+        number = parse_id(ref)
+        return (
+            None
+            if number is None
+            else store.one("SELECT * FROM namespaces WHERE id = ? AND kind = 'group'", [number])
+        )
     return store.one(
         "SELECT * FROM namespaces WHERE lower(full_path) = lower(?) AND kind = 'group'", [ref]
     )
 
 
 def find_namespace(store: Store, ref: str) -> Row | None:
-    if ref.isdigit():
-        return store.one("SELECT * FROM namespaces WHERE id = ?", [int(ref)])
+    if is_id(ref):
+        number = parse_id(ref)
+        return (
+            None if number is None else store.one("SELECT * FROM namespaces WHERE id = ?", [number])
+        )
     return store.one("SELECT * FROM namespaces WHERE lower(full_path) = lower(?)", [ref])
 
 
@@ -169,8 +186,11 @@ def project_full_path(store: Store, project: Row) -> str:
 
 
 def find_project(store: Store, ref: str) -> Row | None:
-    if ref.isdigit():
-        return store.one("SELECT * FROM projects WHERE id = ?", [int(ref)])
+    if is_id(ref):
+        number = parse_id(ref)
+        return (
+            None if number is None else store.one("SELECT * FROM projects WHERE id = ?", [number])
+        )
     ns_path, _, path = ref.rpartition("/")
     if not ns_path:
         return None

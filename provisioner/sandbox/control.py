@@ -46,14 +46,16 @@ def reset_requests(ctx: Ctx) -> Response:
 
 @routes.put("/-/sandbox/faults")
 def put_faults(ctx: Ctx) -> Response:
-    """``PUT /-/sandbox/faults`` with ``latency_ms`` and/or ``fault_rate`` (admin token)."""
+    """``PUT /-/sandbox/faults``: ``latency_ms``, ``fault_rate``, ``lost_answer_rate`` (admin)."""
     faults = _faults(ctx)
     rate = ctx.arg("fault_rate")
+    lost = ctx.arg("lost_answer_rate")
     try:
         faults.configure(
             latency_ms=to_int(ctx.arg("latency_ms"), "latency_ms"),
             fault_rate=None if rate is None else float(rate),
+            lost_answer_rate=None if lost is None else float(lost),
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ApiError(400, f"400 Bad request - {exc}") from exc
     return json_response(faults.snapshot())

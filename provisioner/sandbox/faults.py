@@ -1,4 +1,12 @@
-"""Fault injection: added latency and random 5xx/429 answers, bounded and counted."""
+"""Fault injection: added latency, random 5xx/429 answers and lost answers, bounded and counted.
+
+Two kinds of fault:
+
+* ``fault_rate``: the request fails *before* it reaches its handler (nothing happened);
+* ``lost_answer_rate``: the handler runs and commits, then the answer is lost: the client gets
+  a 502 (a proxy that lost its upstream) or the connection drops mid-response. GitLab acted;
+  the client never heard. Only a client that looks before it retries a create converges.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,8 @@ from typing import Any
 from starlette.responses import Response
 
 FAULT_STATUSES = (500, 502, 503)
+LOST_502 = "502"
+LOST_DROP = "dropped"
 
 
 @dataclass
@@ -27,12 +37,15 @@ class Faults:
 
     latency_ms: int = 0
     fault_rate: float = 0.0
+    lost_answer_rate: float = 0.0
     max_consecutive: int = 2
     retry_after: int = 1
     seed: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     _streaks: dict[str, int] = field(default_factory=dict)
+    _lost_streaks: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
 
@@ -41,6 +54,8 @@ class Faults:
             self._rng.seed(self.seed)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault rate must be between 0 and 1")
+        if not 0.0 <= self.lost_answer_rate <= 1.0:
+            raise ValueError("lost answer rate must be between 0 and 1")
         if self.latency_ms < 0:
             raise ValueError("latency must not be negative")
 
@@ -50,11 +65,17 @@ class Faults:
         latency_ms: int | None = None,
         fault_rate: float | None = None,
         seed: int | None = None,
+        lost_answer_rate: float | None = None,
     ) -> None:
-        """Change latency and fault rate; ``seed`` makes the following faults reproducible."""
+        """Change latency, fault and lost-answer rates; ``seed`` makes the faults reproducible."""
         with self._lock:
             if seed is not None:
                 self._rng.seed(seed)
+            if lost_answer_rate is not None:
+                if not 0.0 <= lost_answer_rate <= 1.0:
+                    raise ValueError("lost answer rate must be between 0 and 1")
+                self.lost_answer_rate = lost_answer_rate
+                self._lost_streaks.clear()
             if latency_ms is not None:
                 if latency_ms < 0:
                     raise ValueError("latency must not be negative")
@@ -79,16 +100,46 @@ class Faults:
             self.counts[str(status)] = self.counts.get(str(status), 0) + 1
             return status
 
+    def pick_lost(self, key: str = "") -> str | None:
+        """After the handler ran: lose its answer (``"502"`` or ``"dropped"``), or ``None``.
+
+        Bounded like :meth:`pick`, per request, so a client that retries gets an answer.
+        """
+        with self._lock:
+            streak = self._lost_streaks.pop(key, 0)
+            if self.lost_answer_rate <= 0 or streak >= self.max_consecutive:
+                return None
+            if self._rng.random() >= self.lost_answer_rate:
+                return None
+            self._lost_streaks[key] = streak + 1
+            # Alternate, so that any two lost answers show a client both ways of losing one.
+            how = LOST_502 if sum(self.lost.values()) % 2 == 0 else LOST_DROP
+            self.lost[how] = self.lost.get(how, 0) + 1
+            return how
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "latency_ms": self.latency_ms,
                 "fault_rate": self.fault_rate,
+                "lost_answer_rate": self.lost_answer_rate,
                 "max_consecutive": self.max_consecutive,
                 "requests": self.requests,
                 "injected": dict(self.counts),
                 "injected_total": sum(self.counts.values()),
+                "lost_answers": dict(self.lost),
+                "lost_answers_total": sum(self.lost.values()),
             }
+
+    @staticmethod
+    def lost_response() -> Response:
+        """The 502 a proxy sends when the upstream's answer never reached it."""
+        return Response(
+            '{"message":"502 Bad Gateway"}',
+            status_code=502,
+            media_type="application/json",
+            headers={"X-Sandbox-Fault": "lost-answer"},
+        )
 
     def response(self, status: int) -> Response:
         headers = {"X-Sandbox-Fault": "injected"}

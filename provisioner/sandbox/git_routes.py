@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from provisioner.sandbox import repo
+import anyio.to_thread
+from starlette.responses import Response as StarletteResponse
+
+from provisioner.sandbox import pipelines, repo
 from provisioner.sandbox.auth import (
     CI_JOB_USER,
     DEVELOPER,
@@ -17,6 +22,8 @@ from provisioner.sandbox.auth import (
     user_from_pat,
 )
 from provisioner.sandbox.web import Ctx
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -85,7 +92,14 @@ async def handle(app: Any, request: Request, raw_project: str, rest: str) -> Res
     may_push = level >= DEVELOPER and bool(ident.scopes & {"api", "write_repository"})
     if push and not may_push:
         return git_http.push_forbidden_response()
-    return await _serve(app, request, project, ident.username, allow_push=may_push)
+    served = await _serve(app, request, project, ident.username, allow_push=may_push)
+    if not (push and may_push):
+        return served
+
+    def after_push() -> None:
+        _push_pipelines(app.store, project, ident.user_id)
+
+    return _AfterResponse(served, after_push)
 
 
 async def _serve(
@@ -93,7 +107,61 @@ async def _serve(
 ) -> Response:
     path = repo.repo_dir(app.store, project)
     repo.init(path, project["default_branch"])
+    if allow_push:
+        repo.ensure_push_hook(path)
     response: Response = await _backend(app).handle(
         request, path, remote_user=user, allow_push=allow_push
     )
     return response
+
+
+def _push_pipelines(store: Any, project: Any, user_id: int) -> None:
+    """GitLab's push pipelines for every branch or tag the finished push moved."""
+    for pushed in repo.take_pushes(repo.repo_dir(store, project)):
+        if pushed.new == repo.ZERO_SHA:
+            continue  # a deleted ref gets no pipeline
+        for prefix in ("refs/heads/", "refs/tags/"):
+            if not pushed.ref.startswith(prefix):
+                continue
+            try:
+                pipelines.on_push(
+                    store,
+                    project,
+                    ref=pushed.ref.removeprefix(prefix),
+                    user_id=user_id,
+                    skip=pushed.ci_skip,
+                )
+            except Exception:  # the push itself succeeded; say why no pipeline came of it
+                log.exception("sandbox: no push pipeline for %s", pushed.ref)
+
+
+class _AfterResponse(StarletteResponse):
+    """Send ``inner``, running ``after`` (in a worker thread) just before its last message.
+
+    By then ``git http-backend`` has exited, so the post-receive hook has run; the client sees
+    the end of its push only once the push pipelines exist.
+    """
+
+    def __init__(self, inner: Response, after: Callable[[], None]) -> None:
+        # No Response.__init__: ``inner`` already knows its status, headers and body.
+        self.inner = inner
+        self.after = after
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        done = False
+
+        async def forward(message: Any) -> None:
+            nonlocal done
+            last = message.get("type") == "http.response.body" and not message.get("more_body")
+            if last and not done:
+                done = True
+                await anyio.to_thread.run_sync(self.after)
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, forward)
+        finally:
+            if not done:
+                await anyio.to_thread.run_sync(self.after)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from provisioner.sandbox.auth import (
     visible_project_ids,
 )
 from provisioner.sandbox.state import parse_iso
-from provisioner.sandbox.web import ApiError, Ctx, json_response
+from provisioner.sandbox.web import ApiError, Ctx, json_response, parse_json_body
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -178,14 +177,14 @@ def handle(ctx: Ctx) -> Response:
     except ApiError:
         return json_response({"errors": [{"message": "Invalid token"}]}, 401)
     try:
-        body = json.loads(ctx.body or b"{}")
-    except ValueError:
+        body = parse_json_body(ctx.body or b"{}")
+        variables = body.get("variables") if isinstance(body, dict) else None
+        if isinstance(variables, str):
+            variables = parse_json_body((variables or "{}").encode("utf-8", "surrogatepass"))
+    except ApiError:
         return json_response({"errors": [{"message": "Invalid JSON"}]}, 400)
     if not isinstance(body, dict):
         return json_response({"errors": [{"message": "Invalid request"}]}, 400)
-    variables = body.get("variables")
-    if isinstance(variables, str):
-        variables = json.loads(variables or "{}")
     query = body.get("query")
     result = execute_graphql(
         StoreDataSource(store, ctx.base_url, viewer),

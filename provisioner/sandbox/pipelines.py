@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -124,32 +125,18 @@ def create(
             ]
         )
     stages = list(spec.stages)
-    before = repo.commit_info(path, sha).parents
     with store.tx():
         now = now_iso()
-        iid = (
-            int(
-                store.scalar(
-                    "SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?",
-                    [project["id"]],
-                )
-            )
-            + 1
-        )
-        pid = store.insert(
-            "pipelines",
-            {
-                "iid": iid,
-                "project_id": project["id"],
-                "ref": ref,
-                "sha": sha,
-                "before_sha": before[0] if before else repo.ZERO_SHA,
-                "tag": 1 if kind == "tag" else 0,
-                "status": "created",
-                "source": source,
-                "user_id": user_id,
-                "created_at": now,
-                "updated_at": now,
+        pid = _insert_pipeline(
+            store,
+            project,
+            ref=ref,
+            sha=sha,
+            kind=kind,
+            status="created",
+            source=source,
+            user_id=user_id,
+            extra={
                 "variables": json.dumps(variables or []),
                 "pipeline_variables": json.dumps(jsonable(spec.variables)),
                 "stages": json.dumps(stages),
@@ -177,6 +164,93 @@ def create(
         repo.update_ref(path, f"refs/pipelines/{pid}", sha)
         process(store, pid)
     return pid
+
+
+def _insert_pipeline(
+    store: Store,
+    project: Row,
+    *,
+    ref: str,
+    sha: str,
+    kind: str,
+    status: str,
+    source: str,
+    user_id: int,
+    extra: Mapping[str, Any],
+) -> int:
+    """The pipeline row, with a fresh id and the project's next iid (caller holds a tx)."""
+    now = now_iso()
+    before = repo.commit_info(repo.repo_dir(store, project), sha).parents
+    iid = store.next_value(
+        f"pipelines.iid:{project['id']}",
+        int(
+            store.scalar(
+                "SELECT COALESCE(MAX(iid), 0) FROM pipelines WHERE project_id = ?",
+                [project["id"]],
+            )
+        ),
+    )
+    return store.insert(
+        "pipelines",
+        {
+            "iid": iid,
+            "project_id": project["id"],
+            "ref": ref,
+            "sha": sha,
+            "before_sha": before[0] if before else repo.ZERO_SHA,
+            "tag": 1 if kind == "tag" else 0,
+            "status": status,
+            "source": source,
+            "user_id": user_id,
+            "created_at": now,
+            "updated_at": now,
+            **extra,
+        },
+    )
+
+
+# GitLab's Ci::Pipeline::Chain::Skip: these in the commit message skip the push pipeline.
+SKIP_CI = re.compile(r"\[(?:ci[ _-]skip|skip[ _-]ci)\]", re.IGNORECASE)
+
+
+def on_push(
+    store: Store, project: Row, *, ref: str, user_id: int, skip: bool = False
+) -> int | None:
+    """The ``push`` pipeline GitLab creates when a commit reaches ``ref``; its id, or ``None``.
+
+    Commits through the API and ``git push`` both get one. ``[ci skip]``/``[skip ci]`` in the
+    message, or ``git push -o ci.skip`` (``skip``), make it a ``skipped`` pipeline without jobs.
+    Like GitLab, no pipeline comes of a ref without CI configuration or whose ``workflow:rules``
+    (or job rules) leave nothing to run. Unlike GitLab, a broken configuration creates nothing
+    either (GitLab records a failed pipeline with the YAML errors).
+    """
+    path = repo.repo_dir(store, project)
+    found = repo.resolve(path, ref)
+    if found is None or found[1] == "sha":
+        return None
+    sha, kind = found
+    config_path = project["ci_config_path"] or ".gitlab-ci.yml"
+    if repo.read_blob(path, sha, config_path) is None:
+        return None
+    if skip or SKIP_CI.search(repo.commit_info(path, sha).message):
+        with store.tx():
+            pid = _insert_pipeline(
+                store,
+                project,
+                ref=ref,
+                sha=sha,
+                kind=kind,
+                status="skipped",
+                source="push",
+                user_id=user_id,
+                extra={"finished_at": now_iso()},
+            )
+            repo.update_ref(path, f"refs/pipelines/{pid}", sha)
+        return pid
+    try:
+        return create(store, project, ref=ref, user_id=user_id, source="push")
+    except PipelineError:
+        return None
 
 
 def _jobs(store: Store, pipeline_id: int) -> list[Row]:

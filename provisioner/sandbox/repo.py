@@ -71,6 +71,67 @@ def init(path: Path, default_branch: str) -> None:
     git(path, "config", "uploadpack.allowAnySHA1InWant", "true")
 
 
+PUSH_SPOOL = "sandbox-pushes"
+POST_RECEIVE_HOOK = (
+    """#!/bin/sh
+# runnerctl sandbox: record every pushed ref, and whether -o ci.skip was given, so that the
+# sandbox can create GitLab's push pipelines once the push is complete.
+skip=0
+i=0
+while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT:-0}" ]; do
+  eval "opt=\\${GIT_PUSH_OPTION_$i}"
+  if [ "$opt" = "ci.skip" ]; then skip=1; fi
+  i=$((i + 1))
+done
+while read -r old new ref; do
+  printf '%s %s %s %s\\n' "$old" "$new" "$ref" "$skip"
+done >> "$GIT_DIR/"""
+    + PUSH_SPOOL
+    + """"
+"""
+)
+
+
+@dataclass(frozen=True)
+class PushedRef:
+    """One ref a ``git push`` updated, as the post-receive hook saw it."""
+
+    old: str
+    new: str
+    ref: str
+    ci_skip: bool
+
+
+def ensure_push_hook(path: Path) -> None:
+    """Install the post-receive hook and advertise push options (``git push -o ci.skip``)."""
+    hook = path / "hooks" / "post-receive"
+    if hook.is_file() and hook.read_text() == POST_RECEIVE_HOOK:
+        return
+    git(path, "config", "receive.advertisePushOptions", "true")
+    hook.parent.mkdir(exist_ok=True)
+    tmp = hook.with_name("post-receive.tmp")
+    tmp.write_text(POST_RECEIVE_HOOK)
+    tmp.chmod(0o755)
+    tmp.replace(hook)
+
+
+def take_pushes(path: Path) -> list[PushedRef]:
+    """The refs pushed since the last call (the hook's spool, consumed)."""
+    spool = path / PUSH_SPOOL
+    taken = path / (PUSH_SPOOL + ".taken")
+    try:
+        spool.replace(taken)
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in taken.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            out.append(PushedRef(parts[0], parts[1], parts[2], parts[3] == "1"))
+    taken.unlink()
+    return out
+
+
 def has_commits(path: Path) -> bool:
     # Read the ref store directly: a git subprocess per GET /projects/:id is too slow.
     heads = path / "refs" / "heads"
@@ -271,9 +332,16 @@ def create_commit(
     return sha, stats
 
 
-def log(path: Path, ref: str, *, file_path: str | None = None, limit: int = 1000) -> list[str]:
-    """Commit ids reachable from ``ref``, newest first."""
-    args = ["rev-list", f"--max-count={limit}", ref]
+def log(
+    path: Path,
+    ref: str,
+    *,
+    file_path: str | None = None,
+    limit: int = 1000,
+    all_refs: bool = False,
+) -> list[str]:
+    """Commit ids reachable from ``ref`` (or from every branch and tag), newest first."""
+    args = ["rev-list", f"--max-count={limit}", *(["--branches", "--tags"] if all_refs else [ref])]
     if file_path:
         args += ["--", file_path]
     proc = git(path, *args, check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,13 @@ from provisioner.sandbox.web import (
 if TYPE_CHECKING:
     from provisioner.sandbox.state import Row, Store
 
-TRACE_UPDATE_INTERVAL = "1"
+# GitLab asks runners for a trace update every 60 s, and every 3 s while someone watches the
+# job's log (``Gitlab::Ci::Trace::UPDATE_FREQUENCY_DEFAULT`` / ``_WHEN_BEING_WATCHED``). A read
+# of the job's trace through the API counts as watching for WATCH_TTL seconds (the sandbox has
+# no job page whose polling GitLab would count).
+TRACE_UPDATE_INTERVAL = 60
+TRACE_UPDATE_INTERVAL_WATCHED = 3
+WATCH_TTL = 60.0
 MAX_ARTIFACT_BYTES = 100 << 20
 FAILURE_REASONS = (
     "unknown_failure",
@@ -76,6 +83,20 @@ FAILURE_REASONS = (
 
 
 routes = RouteTable()
+
+
+def mark_watched(app: Any, job_id: int) -> None:
+    """Someone reads job ``job_id``'s log: its runner should send updates often."""
+    watched: dict[int, float] = app.extras.setdefault("trace_watched", {})
+    watched[job_id] = time.monotonic()
+
+
+def trace_update_interval(app: Any, job_id: int) -> str:
+    """``X-GitLab-Trace-Update-Interval`` for job ``job_id``: 3 while watched, else 60."""
+    seen = app.extras.get("trace_watched", {}).get(job_id)
+    if seen is not None and time.monotonic() - seen < WATCH_TTL:
+        return str(TRACE_UPDATE_INTERVAL_WATCHED)
+    return str(TRACE_UPDATE_INTERVAL)
 
 
 def trace_path(store: Store, job_id: int) -> Path:
@@ -188,6 +209,18 @@ def _settings_variables(store: Store, project: Row) -> list[dict[str, Any]]:
     return out
 
 
+def _commit_facts(store: Store, project: Row, pipeline: Row) -> tuple[str, str]:
+    """The pipeline commit's message and time (ISO 8601, UTC): the commit's, not the pipeline's."""
+    try:
+        from provisioner.sandbox import repo
+
+        info = repo.commit_info(repo.repo_dir(store, project), pipeline["sha"])
+    except Exception:  # a commit that vanished must not stop the job
+        return "", pipeline["created_at"].split(".")[0] + "Z"
+    committed = datetime.fromisoformat(info.committed_date).astimezone(UTC)
+    return info.message, committed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> dict[str, Any]:
     """The JobResponse gitlab-runner decodes (``common/network.go`` ``JobResponse``)."""
     spec = json.loads(job["spec"])
@@ -222,13 +255,10 @@ def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> 
     timeout = int(spec.get("timeout_seconds") or project["build_timeout"] or 3600)
     if runner["maximum_timeout"]:
         timeout = min(timeout, int(runner["maximum_timeout"]))
-    commit_message = ""
-    try:
-        from provisioner.sandbox import repo
-
-        commit_message = repo.commit_info(repo.repo_dir(store, project), sha).message
-    except Exception:  # a commit that vanished must not stop the job
-        commit_message = ""
+    commit_message, commit_timestamp = _commit_facts(store, project, pipeline)
+    server_port = port or ("443" if scheme == "https" else "80")
+    proxy_server = f"{host}:{server_port}"
+    top_group = ns["full_path"].split("/")[0]
     started = job["started_at"] or now_iso()
     predefined = [
         _var("CI_PIPELINE_ID", str(pipeline["id"])),
@@ -242,6 +272,15 @@ def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> 
         _var("CI_REPOSITORY_URL", repo_url, public=False),
         _var("CI_DEPENDENCY_PROXY_USER", "gitlab-ci-token"),
         _var("CI_DEPENDENCY_PROXY_PASSWORD", token, public=False, masked=True),
+        _var("CI_DEPENDENCY_PROXY_SERVER", proxy_server),
+        _var(
+            "CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX",
+            f"{proxy_server}/{top_group}/dependency_proxy/containers",
+        ),
+        _var(
+            "CI_DEPENDENCY_PROXY_DIRECT_GROUP_IMAGE_PREFIX",
+            f"{proxy_server}/{ns['full_path']}/dependency_proxy/containers",
+        ),
         _var("CI_JOB_NAME", job["name"]),
         _var("CI_JOB_NAME_SLUG", _slug(job["name"])),
         _var("CI_JOB_STAGE", job["stage"]),
@@ -251,7 +290,9 @@ def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> 
         _var("GITLAB_CI", "true"),
         _var("CI_SERVER_URL", base),
         _var("CI_SERVER_HOST", host),
-        _var("CI_SERVER_PORT", port or ("443" if scheme == "https" else "80")),
+        _var("CI_SERVER_PORT", server_port),
+        _var("CI_SERVER_FQDN", hostport),
+        _var("CI_TEMPLATE_REGISTRY_HOST", "registry.gitlab.com"),
         _var("CI_SERVER_PROTOCOL", scheme),
         _var("CI_SERVER_SHELL_SSH_HOST", host),
         _var("CI_SERVER_SHELL_SSH_PORT", "22"),
@@ -294,7 +335,7 @@ def build_payload(ctx: Ctx, store: Store, job: Row, runner: Row, token: str) -> 
         _var("CI_COMMIT_MESSAGE", commit_message),
         _var("CI_COMMIT_TITLE", commit_message.split("\n", 1)[0]),
         _var("CI_COMMIT_DESCRIPTION", commit_message.partition("\n")[2].strip()),
-        _var("CI_COMMIT_TIMESTAMP", pipeline["created_at"].split(".")[0] + "+00:00"),
+        _var("CI_COMMIT_TIMESTAMP", commit_timestamp),
         _var("CI_COMMIT_AUTHOR", f"{user['name']} <{user['email']}>"),
         _var("CI_RUNNER_ID", str(runner["id"])),
         _var("CI_RUNNER_DESCRIPTION", runner["description"] or ""),
@@ -526,7 +567,10 @@ def update_job(ctx: Ctx) -> Response:
     checksum = body.get("checksum") or (body.get("output") or {}).get("checksum")
     if checksum:
         store.update("jobs", job["id"], {"checksum": str(checksum)})
-    headers = {"Job-Status": job["status"], "X-GitLab-Trace-Update-Interval": TRACE_UPDATE_INTERVAL}
+    headers = {
+        "Job-Status": job["status"],
+        "X-GitLab-Trace-Update-Interval": trace_update_interval(ctx.app, job["id"]),
+    }
     if state in (None, "", "running"):
         return Response("200", status_code=200, media_type="text/plain", headers=headers)
     if state == "success":
@@ -572,7 +616,7 @@ def patch_trace(ctx: Ctx) -> Response:
         headers={
             "Job-Status": "running",
             "Range": f"0-{size + len(ctx.body)}",
-            "X-GitLab-Trace-Update-Interval": TRACE_UPDATE_INTERVAL,
+            "X-GitLab-Trace-Update-Interval": trace_update_interval(ctx.app, job["id"]),
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,9 +37,16 @@ from provisioner.sandbox import (
     idtokens,
     runner_protocol,
 )
-from provisioner.sandbox.faults import Faults
+from provisioner.sandbox.faults import LOST_502, LOST_DROP, Faults
 from provisioner.sandbox.state import Store
-from provisioner.sandbox.web import ApiError, Ctx, Router, UploadedFile, json_response
+from provisioner.sandbox.web import (
+    ApiError,
+    Ctx,
+    Router,
+    UploadedFile,
+    bad_request,
+    json_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,7 @@ class SandboxOptions:
     seed: int | None = None
     tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) and key
     tls_key: Path | None = None
+    lost_answer_rate: float = 0.0
 
 
 class SandboxApp:
@@ -71,7 +81,10 @@ class SandboxApp:
         self.root_token = self.store.bootstrap()
         self.external_url = options.external_url.rstrip("/") if options.external_url else None
         self.faults = Faults(
-            latency_ms=options.latency_ms, fault_rate=options.fault_rate, seed=options.seed
+            latency_ms=options.latency_ms,
+            fault_rate=options.fault_rate,
+            lost_answer_rate=options.lost_answer_rate,
+            seed=options.seed,
         )
         self.router = Router()
         self.signer = idtokens.Signer(options.data_dir)
@@ -145,10 +158,33 @@ class SandboxApp:
             if raw_path.startswith("/api/"):
                 return json_response({"error": "404 Not Found"}, 404)
             return Response("Not Found", status_code=404, media_type="text/plain")
+        ctx = await self._route_ctx(request, raw_path)
+        ctx.params = params
+        handler = route.handler
+        response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
+        if raw_path.startswith("/api/"):
+            return self._maybe_lose(f"{request.method} {raw_path}", response)
+        return response
+
+    def _maybe_lose(self, key: str, response: Response) -> Response:
+        """The handler ran; with ``lost_answer_rate``, its answer may never reach the client."""
+        lost = self.faults.pick_lost(key)
+        if lost == LOST_502:
+            return self.faults.lost_response()
+        if lost == LOST_DROP:
+            return _DroppedAnswer()
+        return response
+
+    async def _route_ctx(self, request: Request, raw_path: str) -> Ctx:
+        """The handler's context, with the body read (and a multipart form parsed)."""
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             ctx = self._ctx(request, raw_path, b"")
-            form = await request.form(max_files=100, max_fields=10_000, max_part_size=16 << 20)
+            try:
+                form = await request.form(max_files=100, max_fields=10_000, max_part_size=16 << 20)
+            except MultiPartException as exc:
+                # A missing boundary or a broken part: Rack answers 400 before any route runs.
+                raise bad_request("Invalid multipart body") from exc
             for key, value in form.multi_items():
                 if isinstance(value, str):
                     ctx.form.setdefault(key, []).append(value)
@@ -157,12 +193,8 @@ class SandboxApp:
                         value.filename or "", await value.read(), value.content_type or ""
                     )
             await form.close()
-        else:
-            ctx = self._ctx(request, raw_path, await request.body())
-        ctx.params = params
-        handler = route.handler
-        response: Response = await anyio.to_thread.run_sync(_call, handler, ctx)
-        return response
+            return ctx
+        return self._ctx(request, raw_path, await request.body())
 
     def _route_key(self, method: str, raw_path: str) -> str:
         """``METHOD /template`` of the route a request is for (its path when none matches)."""
@@ -216,6 +248,31 @@ class RequestCounter:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+class _DroppedAnswer(Response):
+    """Headers promising a body that never comes: the connection closes mid-response."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # noqa: ARG002
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+            }
+        )
+        # Returning now, with the body unsent, makes uvicorn close the transport.
+
+
+class _QuietDrops(logging.Filter):
+    """uvicorn reports an incomplete response as an error; for an injected drop it is wanted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
+_QUIET_DROPS = _QuietDrops()
 
 
 def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
@@ -223,6 +280,10 @@ def _call(handler: Callable[[Ctx], Response], ctx: Ctx) -> Response:
         return handler(ctx)
     except ApiError as exc:
         return exc.response()
+    except OverflowError:
+        # An integer beyond SQLite's 64 bits that reached a query without ``to_int``
+        # (GitLab's Grape coercion refuses it as invalid).
+        return bad_request("integer out of range").response()
 
 
 # starting -----------------------------------------------------------------------------------
@@ -237,11 +298,17 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, UnicodeError, OverflowError) as exc:
         sock.close()
+        if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise SandboxError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="pick another --port, or stop whatever already listens there",
+            ) from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SandboxError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port, or stop whatever already listens there",
+            f"cannot listen on {host!r}: {reason}",
+            hint="pass --host an IP address of this machine, such as 127.0.0.1 or ::1",
         ) from exc
     sock.listen(256)
     sock.set_inheritable(True)
@@ -252,6 +319,7 @@ def _uvicorn_server(app: SandboxApp) -> Any:
     import uvicorn
 
     tls = app.options
+    logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -303,6 +371,7 @@ def start_background(
     seed: int | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    lost_answer_rate: float = 0.0,
 ) -> SandboxHandle:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     options = SandboxOptions(
@@ -315,9 +384,14 @@ def start_background(
         seed=seed,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        lost_answer_rate=lost_answer_rate,
     )
     sock = bind(host, port)
-    app = SandboxApp(options)
+    try:
+        app = SandboxApp(options)
+    except BaseException:
+        sock.close()
+        raise
     actual = sock.getsockname()[1]
     server = _uvicorn_server(app)
     thread = threading.Thread(
@@ -345,7 +419,11 @@ def start_background(
 def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], None]) -> None:
     """Run in the foreground until interrupted; ``on_ready(url, root_token, token_file)``."""
     sock = bind(options.host, options.port)
-    app = SandboxApp(options)
+    try:
+        app = SandboxApp(options)
+    except BaseException:
+        sock.close()
+        raise
     server = _uvicorn_server(app)
     url = options.external_url or _url(
         options.host, sock.getsockname()[1], tls=options.tls_cert is not None

@@ -8,6 +8,7 @@ digests; the root token's plain text lives in ``root_token`` (mode 0600) beside 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,8 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import SandboxError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
   id INTEGER PRIMARY KEY, username TEXT UNIQUE NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL,
   is_admin INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, namespace_id INTEGER);
@@ -54,7 +58,7 @@ CREATE TABLE IF NOT EXISTS job_token_allowlist (
 CREATE TABLE IF NOT EXISTS variables (
   project_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, variable_type TEXT NOT NULL,
   protected INTEGER NOT NULL, masked INTEGER NOT NULL, raw INTEGER NOT NULL,
-  environment_scope TEXT NOT NULL, description TEXT,
+  environment_scope TEXT NOT NULL, description TEXT, hidden INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (project_id, key, environment_scope));
 CREATE TABLE IF NOT EXISTS runners (
   id INTEGER PRIMARY KEY, digest TEXT UNIQUE NOT NULL, runner_type TEXT NOT NULL,
@@ -102,6 +106,29 @@ CREATE TABLE IF NOT EXISTS package_files (
   path TEXT NOT NULL, requires_python TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 """
 
+# Tables whose ``id`` GitLab exposes. SQLite's plain ``INTEGER PRIMARY KEY`` hands out
+# ``MAX(id) + 1`` and so reuses the id of a deleted last row; GitLab never reuses one (a stale
+# config.toml holding runner 1 must not reach a newer runner 1). A ``sequences`` row per table
+# keeps the high-water mark, which also works for data dirs created before it existed.
+SEQUENCED_TABLES = frozenset(
+    {
+        "users",
+        "tokens",
+        "namespaces",
+        "projects",
+        "runners",
+        "runner_managers",
+        "pipelines",
+        "jobs",
+        "artifacts",
+        "packages",
+        "package_files",
+    }
+)
+
+# (table, column, declaration) added after the first release of the schema.
+MIGRATIONS = (("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),)
+
 ROOT_TOKEN_FILE = "root_token"  # noqa: S105 - a file name, not a secret
 
 
@@ -142,24 +169,78 @@ def write_secret_file(path: Path, text: str) -> None:
 
 Row = sqlite3.Row
 
+DATABASE_FILE = "sandbox.sqlite3"
+LOCK_FILE = "sandbox.lock"
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold ``<data-dir>/sandbox.lock`` (with our pid in it) for as long as the store is open.
+
+    Two sandboxes on one data dir would each believe they own the SQLite file, the
+    repositories and the id sequences. The lock is released by the kernel when the process
+    dies, so a killed sandbox never blocks the next one.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SandboxError(
+            f"the data dir {data_dir} is in use by another sandbox (pid {holder})",
+            hint=f"stop that sandbox (kill {holder}), or pass another --data-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unusable(data_dir: Path, exc: Exception) -> SandboxError:
+    if isinstance(exc, SandboxError):
+        return exc
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return SandboxError(
+        f"cannot use {data_dir} as the sandbox's data dir: {reason}",
+        hint="pass --data-dir a directory this user can create and write (not a file)",
+    )
+
 
 class Store:
     """The sandbox database plus the data-directory layout (repos, traces, artifacts, packages)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in ("repos", "traces", "artifacts", "packages"):
-            (data_dir / sub).mkdir(exist_ok=True)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._holder = _lock_data_dir(data_dir)
+        except OSError as exc:
+            raise _unusable(data_dir, exc) from exc
+        try:
+            for sub in ("repos", "traces", "artifacts", "packages"):
+                (data_dir / sub).mkdir(exist_ok=True)
+            database = data_dir / DATABASE_FILE
+            # Tokens are stored as digests, but the database still says who may do what.
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.chmod(database, 0o600)
+            self._conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            os.close(self._holder)
+            raise _unusable(data_dir, exc) from exc
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            data_dir / "sandbox.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
         self._depth = 0
+
+    def _migrate(self) -> None:
+        """Columns added since a data dir was created (``CREATE TABLE IF NOT EXISTS`` skips)."""
+        for table, column, decl in MIGRATIONS:
+            have = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @property
     def repos_root(self) -> Path:
@@ -168,6 +249,9 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._holder >= 0:
+                os.close(self._holder)  # releases the data-dir lock
+                self._holder = -1
 
     @contextmanager
     def tx(self) -> Iterator[None]:
@@ -211,7 +295,31 @@ class Store:
             cur = self._conn.execute(sql, tuple(args))
             return int(cur.lastrowid or 0)
 
+    def next_value(self, name: str, current_max: int = 0) -> int:
+        """The next number of sequence ``name``: above every number it ever handed out."""
+        with self._lock:
+            last = self.scalar("SELECT last FROM sequences WHERE name = ?", [name]) or 0
+            value = max(int(last), current_max) + 1
+            self.run(
+                "INSERT INTO sequences (name, last) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last = excluded.last",
+                [name, value],
+            )
+            return value
+
+    def next_id(self, table: str) -> int:
+        """A fresh id for ``table``, never one a deleted row had."""
+        with self._lock:
+            current = self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
+            return self.next_value(table, int(current))
+
     def insert(self, table: str, values: dict[str, Any]) -> int:
+        with self._lock:
+            if "id" not in values and table in SEQUENCED_TABLES:
+                values = {"id": self.next_id(table), **values}
+            return self._insert(table, values)
+
+    def _insert(self, table: str, values: dict[str, Any]) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         return self.run(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(values.values()))  # noqa: S608

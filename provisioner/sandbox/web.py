@@ -7,11 +7,12 @@ Routes match the *raw* request path, because GitLab's ``:id`` is "ID or URL-enco
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from starlette.responses import Response
@@ -81,6 +82,20 @@ def json_response(
     )
 
 
+def parse_json_body(body: bytes) -> Any:
+    """A JSON request body, or GitLab's 400 for one that is not valid (UTF-8) JSON.
+
+    Python's decoder accepts lone surrogates (``"\\ud800"``) that no UTF-8 store can hold;
+    Rails refuses them while parsing, so they are refused here too.
+    """
+    try:
+        parsed = json.loads(body)
+        json.dumps(parsed, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        raise ApiError(400, "400 Bad request - Invalid JSON") from exc
+    return parsed
+
+
 @dataclass
 class UploadedFile:
     filename: str
@@ -138,15 +153,16 @@ class Ctx:
             self._json = {}
             ctype = self.headers.get("content-type", "")
             if self.body and "json" in ctype:
-                try:
-                    parsed = json.loads(self.body)
-                except ValueError as exc:
-                    raise ApiError(400, "400 Bad request - Invalid JSON") from exc
+                parsed = parse_json_body(self.body)
                 if isinstance(parsed, dict):
                     self._json = parsed
             elif self.body and "x-www-form-urlencoded" in ctype:
                 merged: dict[str, Any] = {}
-                for key, value in parse_qsl(self.body.decode(), keep_blank_values=True):
+                try:
+                    text = self.body.decode()
+                except UnicodeDecodeError as exc:
+                    raise bad_request("Invalid byte sequence in UTF-8") from exc
+                for key, value in parse_qsl(text, keep_blank_values=True):
                     if key.endswith("[]"):
                         merged.setdefault(key[:-2], []).append(value)
                     else:
@@ -204,13 +220,44 @@ def to_bool(value: Any, default: bool = False) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on", "t")
 
 
+INT64_MAX = (1 << 63) - 1
+_ASCII_INT = re.compile(r"-?[0-9]+")
+
+
+def parse_id(text: str) -> int | None:
+    """A database id written in ASCII digits and within SQLite's 64 bits, else ``None``.
+
+    ``str.isdigit`` and ``int`` accept Unicode digits (superscripts, Arabic-Indic digits)
+    that GitLab's Grape coercion refuses, and SQLite cannot bind integers beyond 64 bits.
+    """
+    if not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= INT64_MAX else None
+
+
+def is_id(text: str) -> bool:
+    """``:id`` written as a number (ASCII digits), as opposed to a URL-encoded path."""
+    return text.isascii() and text.isdigit()
+
+
 def to_int(value: Any, name: str) -> int | None:
+    """An integer parameter as Grape coerces it: ASCII digits within 64 bits, else 400."""
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise invalid_param(name) from exc
+    if isinstance(value, bool):
+        raise invalid_param(name)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= INT64_MAX:
+        number = int(value)
+    elif isinstance(value, str) and _ASCII_INT.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        raise invalid_param(name)
+    if abs(number) > INT64_MAX:
+        raise invalid_param(name)
+    return number
 
 
 def to_list(value: Any) -> list[str]:
@@ -219,6 +266,41 @@ def to_list(value: Any) -> list[str]:
         return []
     items = [str(v) for v in value] if isinstance(value, list) else str(value).split(",")
     return [i.strip() for i in items if i.strip()]
+
+
+# query parameters ---------------------------------------------------------------------------
+
+PAGING = frozenset({"page", "per_page"})
+RouteFn = TypeVar("RouteFn", bound=Callable[..., Response])
+
+
+def query_params(
+    *, supported: Iterable[str], documented: Iterable[str]
+) -> Callable[[RouteFn], RouteFn]:
+    """Declare which of GitLab's documented query parameters a route implements.
+
+    A request naming a documented parameter the sandbox does not implement is answered 400,
+    naming it, instead of silently ignoring a filter (a client would get unfiltered data and
+    not know). Parameters GitLab does not document are ignored, as Grape ignores them.
+    ``name[]`` counts as ``name``. Goes below the route's authentication decorator, so that
+    credentials are checked first, as in GitLab.
+    """
+    refused = frozenset(documented) - frozenset(supported) - PAGING
+
+    def decorate(fn: RouteFn) -> RouteFn:
+        @functools.wraps(fn)
+        def handler(ctx: Ctx, *args: Any) -> Response:
+            for key, _ in ctx.query_items():
+                name = key.removesuffix("[]")
+                if name in refused:
+                    raise ApiError(
+                        400, f"{name} is not supported by the GitLab sandbox", key="error"
+                    )
+            return fn(ctx, *args)
+
+        return cast("RouteFn", handler)
+
+    return decorate
 
 
 # pagination ---------------------------------------------------------------------------------

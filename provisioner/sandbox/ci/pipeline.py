@@ -226,9 +226,14 @@ _TAG_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
 def _expand_tags(tags: tuple[str, ...], env: Mapping[str, str]) -> tuple[str, ...]:
-    """GitLab expands CI/CD variables in ``tags`` (since 14.1); an unknown one expands to ""."""
+    """GitLab expands CI/CD variables in ``tags`` (since 14.1).
+
+    An undefined variable stays as written: GitLab keeps ``$SMOKE_RUNNER_TAG`` literally, and
+    the job then waits for a runner with that very tag. A variable set to "" drops the tag.
+    """
     expanded = (
-        _TAG_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), tag) for tag in tags
+        _TAG_VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), tag)
+        for tag in tags
     )
     return tuple(tag for tag in expanded if tag)
 

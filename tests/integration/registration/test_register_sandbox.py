@@ -767,3 +767,61 @@ def test_register_rides_out_injected_5xx_and_429(lab: Lab, run: Run, tmp_path: P
     assert doc["requests"] > 4  # the retries are counted
     assert len(runners_named(lab, "flaky-1")) == 1
     assert lab.api().verify(str(_entry(config, "flaky-1")["token"])).valid
+
+
+def _register(run: Run, name: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return run(
+        "-o",
+        "json",
+        "register",
+        "-e",
+        "shell",
+        "-s",
+        "instance",
+        "-n",
+        name,
+        "-t",
+        "x",
+        "--config",
+        str(config),
+    )
+
+
+def test_register_converges_when_gitlab_acts_but_its_answers_are_lost(
+    lab: Lab, run: Run, tmp_path: Path
+) -> None:
+    """The create happened, the client never heard (502 or a dropped connection): one runner."""
+    config = tmp_path / "config.toml"
+    faults = lab.handle.app.faults
+    before = faults.snapshot()["lost_answers_total"]
+    # Every request's answer is lost twice in a row before one gets through.
+    faults.configure(lost_answer_rate=1.0)
+    try:
+        result = _register(run, "lost-1", config)
+    finally:
+        faults.configure(lost_answer_rate=0.0)
+    assert result.returncode == 0, result.stderr
+    lost = faults.snapshot()["lost_answers_total"] - before
+    assert lost >= 2  # at least the create's answers were lost
+    assert len(runners_named(lab, "lost-1")) == 1
+    assert lab.api().verify(str(_entry(config, "lost-1")["token"])).valid
+
+
+def test_token_rotate_converges_when_its_answers_are_lost(
+    lab: Lab, run: Run, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    assert _register(run, "lost-rot", config).returncode == 0
+    old = _entry(config, "lost-rot")
+    faults = lab.handle.app.faults
+    faults.configure(lost_answer_rate=1.0)
+    try:
+        result = run("-o", "json", "token", "rotate", "lost-rot", "--config", str(config))
+    finally:
+        faults.configure(lost_answer_rate=0.0)
+    assert result.returncode == 0, result.stderr
+    new = _entry(config, "lost-rot")
+    assert new["id"] == old["id"]
+    assert new["token"] != old["token"]
+    assert lab.api().verify(str(new["token"])).valid
+    assert len(runners_named(lab, "lost-rot")) == 1

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.sandbox
 RUNNERCTL = str(RUNNERCTL_PATH)
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+def _start(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str, str]:
+    """Start ``sandbox up``; return the process, its URL and the token file's path."""
     proc = subprocess.Popen(
-        [RUNNERCTL, "sandbox", "up", "--port", "0", "--data-dir", str(data_dir)],
+        [RUNNERCTL, "sandbox", "up", "--port", "0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -28,10 +29,21 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
     )
     assert proc.stdout is not None
     url_line = proc.stdout.readline()
-    token_line = proc.stdout.readline()
+    file_line = proc.stdout.readline()
     assert url_line.startswith("GitLab sandbox: http://127.0.0.1:"), url_line
-    assert token_line.startswith("Root token: glpat-"), token_line
-    return proc, url_line.split(": ", 1)[1].strip(), token_line.split(": ", 1)[1].strip()
+    assert file_line == f"Root token file: {data_dir / 'root_token'}\n", file_line
+    return proc, url_line.split(": ", 1)[1].strip(), file_line.split(": ", 1)[1].strip()
+
+
+def _up(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUNNERCTL, "sandbox", "up", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "NO_PROXY": "127.0.0.1"},
+    )
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -45,11 +57,19 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def test_up_prints_url_and_token_and_keeps_state(tmp_path: Path) -> None:
     data = tmp_path / "gitlab"
-    proc, url, token = _start(data)
+    proc, url, token_path = _start(data)
     try:
-        token_file = data / "root_token"
-        assert token_file.read_text().strip() == token
+        token_file = Path(token_path)
+        token = token_file.read_text().strip()
+        assert token.startswith("glpat-")
         assert token_file.stat().st_mode & 0o777 == 0o600
+        assert (data / "sandbox.sqlite3").stat().st_mode & 0o777 == 0o600
+        # One sandbox per data dir: the second is refused and names the holder.
+        second = _up("--port", "0", "--data-dir", str(data))
+        assert second.returncode == 8, second.stderr
+        assert f"is in use by another sandbox (pid {proc.pid})" in second.stderr
+        assert "Hint:" in second.stderr
+        assert token not in second.stdout + second.stderr
         gl = gitlab.Gitlab(url, private_token=token)
         gl.auth()
         project = gl.projects.create({"name": "kept"})
@@ -62,9 +82,13 @@ def test_up_prints_url_and_token_and_keeps_state(tmp_path: Path) -> None:
         )
     finally:
         _stop(proc)
-    proc, url2, token2 = _start(data)
+    assert proc.stdout is not None
+    assert token not in proc.stdout.read()
+    proc, url2, _ = _start(data, "--show-token")
     try:
-        assert token2 == token
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"Root token: {token}\n"
+        token2 = token
         gl = gitlab.Gitlab(url2, private_token=token2)
         again = gl.projects.get("root/kept")
         assert again.id == project.id
@@ -96,3 +120,43 @@ def test_port_in_use_is_a_sandbox_error(tmp_path: Path) -> None:
     assert f"Error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Hint:" in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--external-url", "notaurl"), "Error: --external-url 'notaurl' is not an http(s) URL"),
+        (("--external-url", "http://h:99999"), "Error: --external-url 'http://h:99999'"),
+        (("--lost-answer-rate", "-1"), "Error: --lost-answer-rate -1.0 is out of range"),
+    ],
+)
+def test_bad_urls_and_rates_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = _up("--port", "0", "--data-dir", str(tmp_path / "d"), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Hint:" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_data_dir_that_is_a_file_or_unwritable_is_a_sandbox_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    # /proc refuses new directories even to root: an unwritable place, whoever runs the tests.
+    for data_dir in (afile, afile / "sub", Path("/proc/runnerctl-sandbox-data")):
+        result = _up("--port", "0", "--data-dir", str(data_dir))
+        assert result.returncode == 8, result.stderr
+        assert f"Error: cannot use {data_dir} as the sandbox's data dir" in result.stderr
+        assert "Hint: pass --data-dir a directory" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert afile.read_text() == "not a directory\n"
+
+
+@pytest.mark.parametrize("host", ["not-a-host.invalid", "10.255.255.1", "999.1.1.1"])
+def test_bad_host_is_a_sandbox_error_about_the_address(tmp_path: Path, host: str) -> None:
+    result = _up("--host", host, "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 8, result.stderr
+    assert f"Error: cannot listen on '{host}'" in result.stderr
+    assert "Hint: pass --host an IP address" in result.stderr
+    assert "--port" not in result.stderr

@@ -94,3 +94,38 @@ def test_control_needs_admin_and_valid_values(faults: RunningSandbox) -> None:
     assert resp.status_code == 400
     anon = requests.get(f"{faults.url}/-/sandbox/faults", timeout=10)
     assert anon.status_code == 401
+
+
+def test_lost_answers_happen_after_the_handler_ran(faults: RunningSandbox) -> None:
+    """``lost_answer_rate``: GitLab acted, the client got a 502 or a dropped connection."""
+    _control(faults, lost_answer_rate=1.0)
+    headers = {"PRIVATE-TOKEN": faults.root_token}
+    outcomes: list[str] = []
+    names = [faults.unique("lost") for _ in range(9)]
+    try:
+        for name in names:
+            try:
+                resp = requests.post(
+                    f"{faults.url}/api/v4/projects",
+                    json={"name": name, "path": name},
+                    headers=headers,
+                    timeout=10,
+                )
+            except requests.exceptions.RequestException:
+                outcomes.append("dropped")
+            else:
+                if resp.status_code == 502:
+                    assert resp.headers["X-Sandbox-Fault"] == "lost-answer"
+                outcomes.append(str(resp.status_code))
+    finally:
+        state = _control(faults, lost_answer_rate=0)
+    # Bounded per request like the other faults: two lost answers, then one gets through.
+    assert [o == "201" for o in outcomes] == [False, False, True] * 3
+    assert {o for o in outcomes if o != "201"} == {"502", "dropped"}
+    assert state["lost_answers_total"] >= 6
+    # Every create took effect, although no client heard of six of them.
+    for name in names:
+        found = requests.get(
+            f"{faults.url}/api/v4/projects/root%2F{name}", headers=headers, timeout=10
+        )
+        assert found.status_code == 200, name

@@ -13,10 +13,14 @@ from tests.integration.sandbox.runner_client import RunnerClient
 
 pytestmark = pytest.mark.sandbox
 
+# These tests drive pipelines they create through the API, as runnerctl does; like the smoke
+# template, their configuration keeps the commits' own push pipelines from starting.
+API_ONLY = 'workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE != "push"\n'
+
 
 def _setup(sandbox: RunningSandbox, ci: str) -> tuple[Any, RunnerClient]:
     gl = sandbox.gitlab()
-    project = sandbox.new_project(files={".gitlab-ci.yml": ci})
+    project = sandbox.new_project(files={".gitlab-ci.yml": API_ONLY + ci})
     assert gl.user is not None
     created = gl.user.runners.create(
         {"runner_type": "project_type", "project_id": project.id, "tag_list": [project.path]}
@@ -83,7 +87,7 @@ manual:
                 {
                     "action": "update",
                     "file_path": ".gitlab-ci.yml",
-                    "content": ci.replace("TAG", project.path),
+                    "content": API_ONLY + ci.replace("TAG", project.path),
                 }
             ],
         }
@@ -154,7 +158,7 @@ last:
                 {
                     "action": "update",
                     "file_path": ".gitlab-ci.yml",
-                    "content": ci.replace("TAG", project.path),
+                    "content": API_ONLY + ci.replace("TAG", project.path),
                 }
             ],
         }
@@ -195,7 +199,9 @@ release:
         {
             "branch": "main",
             "commit_message": "ci",
-            "actions": [{"action": "update", "file_path": ".gitlab-ci.yml", "content": ci}],
+            "actions": [
+                {"action": "update", "file_path": ".gitlab-ci.yml", "content": API_ONLY + ci}
+            ],
         }
     )
     pipeline = project.pipelines.create({"ref": "main"})
@@ -228,7 +234,9 @@ test:
         {
             "branch": "main",
             "commit_message": "ci",
-            "actions": [{"action": "update", "file_path": ".gitlab-ci.yml", "content": ci}],
+            "actions": [
+                {"action": "update", "file_path": ".gitlab-ci.yml", "content": API_ONLY + ci}
+            ],
         }
     )
     pipeline = project.pipelines.create({"ref": "main"})
@@ -322,3 +330,120 @@ def test_pipeline_ref_is_in_the_repository(sandbox: RunningSandbox) -> None:
     assert sha == pipeline.sha
     assert pipeline.before_sha == "0" * 40
     assert [v.key for v in pipeline.variables.list()] == ["DEPLOY"]
+
+
+# push pipelines -----------------------------------------------------------------------------
+
+PUSH_CI = "job:\n  tags: [$UNDEFINED_TAG, plain]\n  script: [echo push]\n"
+
+
+def _commit(project: Any, message: str, content: str, path: str = "f.txt") -> Any:
+    return project.commits.create(
+        {
+            "branch": "main",
+            "commit_message": message,
+            "actions": [{"action": "create", "file_path": path, "content": content}],
+        }
+    )
+
+
+def test_api_commits_create_push_pipelines_honouring_skip_ci(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project(files={".gitlab-ci.yml": PUSH_CI})
+    [first] = project.pipelines.list(get_all=True)
+    assert first.source == "push"
+    assert first.status == "pending"
+    assert first.sha == project.commits.list(get_all=False)[0].id
+    # An undefined variable in tags stays literal: the job waits for that very tag.
+    [job] = project.pipelines.get(first.id).jobs.list(get_all=True)
+    assert job.tag_list == ["$UNDEFINED_TAG", "plain"]
+    for message in ("docs [ci skip]", "[SKIP CI] docs", "x [skip-ci]"):
+        commit = _commit(project, message, message, path=sandbox.unique("f"))
+        latest = project.pipelines.list(get_all=False, per_page=1)[0]
+        assert latest.sha == commit.id
+        assert latest.status == "skipped"
+        assert latest.source == "push"
+        assert project.pipelines.get(latest.id).jobs.list(get_all=True) == []
+    # The one-file endpoints commit too.
+    project.files.create(
+        {"file_path": "g.txt", "branch": "main", "content": "g", "commit_message": "add g"}
+    )
+    latest = project.pipelines.list(get_all=False, per_page=1)[0]
+    assert (latest.status, latest.source) == ("pending", "push")
+    assert len(project.pipelines.list(get_all=True)) == 5
+
+
+def test_workflow_rules_on_pipeline_source_keep_push_pipelines_away(
+    sandbox: RunningSandbox,
+) -> None:
+    ci = (
+        'workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE == "api"\n'
+        "job:\n  tags: [$SMOKE_RUNNER_TAG]\n  script: [echo only-api]\n"
+    )
+    project = sandbox.new_project(files={".gitlab-ci.yml": ci})
+    _commit(project, "more", "more")
+    assert project.pipelines.list(get_all=True) == []
+    created = project.pipelines.create(
+        {"ref": "main", "variables": [{"key": "SMOKE_RUNNER_TAG", "value": "t1"}]}
+    )
+    assert created.source == "api"
+    [job] = project.pipelines.get(created.id).jobs.list(get_all=True)
+    assert job.tag_list == ["t1"]
+    # No CI configuration at all: no pipeline either.
+    plain = sandbox.new_project(files={"README.md": "r"})
+    assert plain.pipelines.list(get_all=True) == []
+
+
+def test_git_push_creates_push_pipelines_and_honours_ci_skip(
+    sandbox: RunningSandbox, tmp_path: Any
+) -> None:
+    import os
+
+    project = sandbox.new_project(files={".gitlab-ci.yml": PUSH_CI})
+    host = sandbox.url.split("://")[1]
+    remote = f"http://root:{sandbox.root_token}@{host}/{project.path_with_namespace}.git"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "P",
+        "GIT_AUTHOR_EMAIL": "p@example.invalid",
+        "GIT_COMMITTER_NAME": "P",
+        "GIT_COMMITTER_EMAIL": "p@example.invalid",
+    }
+    work = tmp_path / "work"
+
+    def git(*args: str) -> None:
+        done = subprocess.run(
+            ["git", "-c", "credential.helper=", *args],
+            cwd=work if work.exists() else tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def pushed(name: str, *push_args: str) -> str:
+        (work / name).write_text(name)
+        git("add", name)
+        git("commit", "-q", "-m", f"add {name}")
+        git("push", "-q", *push_args, "origin", "HEAD:main")
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("clone", "-q", remote, str(work))
+    before = len(project.pipelines.list(get_all=True))
+    sha = pushed("a")
+    latest = project.pipelines.list(get_all=False, per_page=1)[0]
+    assert (latest.sha, latest.source, latest.status) == (sha, "push", "pending")
+    sha = pushed("b", "-o", "ci.skip")
+    latest = project.pipelines.list(get_all=False, per_page=1)[0]
+    assert (latest.sha, latest.status) == (sha, "skipped")
+    git("push", "-q", "origin", "HEAD:refs/heads/feature")
+    latest = project.pipelines.list(get_all=False, per_page=1)[0]
+    assert (latest.ref, latest.sha, latest.status) == ("feature", sha, "pending")
+    git("push", "-q", "origin", ":refs/heads/feature")  # a deletion gets no pipeline
+    assert len(project.pipelines.list(get_all=True)) == before + 3

@@ -272,3 +272,122 @@ def test_group_variables_reach_jobs_and_projects_override(sandbox: RunningSandbo
     levels = [v["value"] for v in job["variables"] if v["key"] == "LEVEL"]
     assert levels == ["group", "subgroup"]  # the runner keeps the last: subgroup wins
     assert variables(job)["OWN"]["value"] == "p"
+
+
+def test_hidden_variables_never_return_their_value(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    created = project.variables.create(
+        {"key": "HIDDEN", "value": "top-secret-1234", "masked_and_hidden": True}
+    )
+    assert created.value is None
+    assert created.hidden is True
+    assert created.masked is True
+    fetched = project.variables.get("HIDDEN")
+    assert (fetched.value, fetched.hidden, fetched.masked) == (None, True, True)
+    listed = {v.key: v for v in project.variables.list(get_all=True)}
+    assert listed["HIDDEN"].value is None
+    updated = project.variables.update("HIDDEN", {"value": "other-secret-5678"})
+    assert updated["value"] is None
+    assert updated["hidden"] is True
+    with pytest.raises(gitlab.exceptions.GitlabUpdateError) as unmask:
+        project.variables.update("HIDDEN", {"masked": False})
+    assert unmask.value.response_code == 400
+    # A value the mask rule refuses cannot be hidden either.
+    with pytest.raises(gitlab.exceptions.GitlabCreateError):
+        project.variables.create({"key": "SHORT", "value": "abc", "masked_and_hidden": True})
+    plain = project.variables.create({"key": "PLAIN", "value": "visible"})
+    assert (plain.value, plain.hidden) == ("visible", False)
+
+
+def test_file_responses_carry_gitlab_headers(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project(files={"dir/run.sh": "#!/bin/sh\necho hi\n"})
+    base = f"{sandbox.url}/api/v4/projects/{project.id}/repository/files/dir%2Frun.sh"
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    body = requests.get(base, params={"ref": "main"}, headers=headers, timeout=10).json()
+    expected = {
+        "X-Gitlab-File-Name": "run.sh",
+        "X-Gitlab-File-Path": "dir/run.sh",
+        "X-Gitlab-Size": str(body["size"]),
+        "X-Gitlab-Encoding": "base64",
+        "X-Gitlab-Blob-Id": body["blob_id"],
+        "X-Gitlab-Commit-Id": body["commit_id"],
+        "X-Gitlab-Last-Commit-Id": body["last_commit_id"],
+        "X-Gitlab-Content-Sha256": body["content_sha256"],
+        "X-Gitlab-Ref": "main",
+        "X-Gitlab-Execute-Filemode": "false",
+    }
+    for method, url in (
+        ("GET", base),
+        ("HEAD", base),
+        ("GET", base + "/raw"),
+        ("HEAD", base + "/raw"),
+    ):
+        resp = requests.request(method, url, params={"ref": "main"}, headers=headers, timeout=10)
+        assert resp.status_code == 200, (method, url)
+        assert {k: resp.headers.get(k) for k in expected} == expected, (method, url)
+        if method == "HEAD":
+            assert resp.content == b""
+    gl_file = project.files.get("dir/run.sh", ref="main")
+    assert gl_file.decode() == b"#!/bin/sh\necho hi\n"
+
+
+def test_branch_in_an_empty_repository_starts_from_a_readme(sandbox: RunningSandbox) -> None:
+    project = sandbox.new_project()
+    branch = project.branches.create({"branch": "feature", "ref": "main"})
+    assert branch.name == "feature"
+    main = project.branches.get("main")
+    assert main.commit["id"] == branch.commit["id"]
+    assert main.commit["message"].startswith("Add README.md")
+    assert project.files.raw("README.md", ref="feature") == b""
+    assert [e["path"] for e in project.repository_tree(ref="main")] == ["README.md"]
+
+
+def test_documented_filters_work_or_are_refused_by_name(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    name = sandbox.unique("finduser")
+    gl.users.create(
+        {"username": name, "name": "Find Me", "email": f"{name}@example.com", "password": "x"}
+    )
+    assert [u.username for u in gl.users.list(search=name)] == [name]
+    assert [u.username for u in gl.users.list(search=f"{name}@example.com")] == [name]
+    assert gl.users.list(search=f"{name}@example") == []
+    assert gl.users.list(blocked=True) == []
+    assert name in [u.username for u in gl.users.list(blocked=False, get_all=True)]
+
+    g1 = gl.groups.create({"name": sandbox.unique("skip"), "path": sandbox.unique("skip")})
+    g2 = gl.groups.create({"name": sandbox.unique("keep"), "path": sandbox.unique("keep")})
+    listed = {g.id for g in gl.groups.list(query_parameters={"skip_groups[]": g1.id}, all=True)}
+    assert g2.id in listed
+    assert g1.id not in listed
+
+    project = sandbox.new_project(files={"a.txt": "a"})
+    project.commits.create(
+        {
+            "branch": "side",
+            "start_branch": "main",
+            "commit_message": "side only",
+            "actions": [{"action": "create", "file_path": "b.txt", "content": "b"}],
+        }
+    )
+    main_only = [c.title for c in project.commits.list(get_all=True)]
+    assert main_only == ["initial"]
+    every = [c.title for c in project.commits.list(all=True, get_all=True)]
+    assert sorted(every) == ["initial", "side only"]
+
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    for path, param in (
+        ("/users", "two_factor=enabled"),
+        ("/groups", "top_level_only=true"),
+        ("/groups", "min_access_level=30"),
+        (f"/projects/{project.id}/repository/commits", "with_stats=true"),
+        (f"/projects/{project.id}/repository/commits", "since=2020-01-01T00:00:00Z"),
+    ):
+        resp = requests.get(f"{sandbox.url}/api/v4{path}?{param}", headers=headers, timeout=10)
+        name_of = param.split("=")[0]
+        assert resp.status_code == 400, (path, param)
+        assert resp.json() == {"error": f"{name_of} is not supported by the GitLab sandbox"}
+    # Authentication still comes first; parameters GitLab does not document are ignored.
+    assert requests.get(f"{sandbox.url}/api/v4/users?two_factor=x", timeout=10).status_code == 401
+    assert requests.get(
+        f"{sandbox.url}/api/v4/users?no_such_filter=1", headers=headers, timeout=10
+    ).ok

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,7 +18,12 @@ from tests.integration.sandbox.runner_client import RunnerClient, variables
 
 pytestmark = pytest.mark.sandbox
 
+# The tests drive the pipelines they create through the API: the commits' own push pipelines
+# are kept from starting, as the smoke template does.
 CI = """
+workflow:
+  rules:
+    - if: $CI_PIPELINE_SOURCE != "push"
 stages: [build, test]
 variables:
   GLOBAL_VAR: from-yaml
@@ -64,6 +72,9 @@ def setup(sandbox: RunningSandbox) -> tuple[Any, RunnerClient, Any]:
         }
     )
     project.variables.create({"key": "DEPLOY_KEY", "value": "k3y-material-1234", "masked": True})
+    project.variables.create(
+        {"key": "HIDDEN_KEY", "value": "h1dden-material-99", "masked_and_hidden": True}
+    )
     project.variables.create(
         {"key": "KUBECONFIG", "value": "apiVersion: v1\n", "variable_type": "file"}
     )
@@ -126,6 +137,19 @@ def test_job_request_payload(sandbox: RunningSandbox, setup: tuple[Any, RunnerCl
     assert vs["JOB_VAR"]["value"] == "job-level"
     assert vs["TRIGGERED"]["value"] == "yes"
     assert vs["DEPLOY_KEY"]["masked"] is True
+    assert vs["CI_SERVER_FQDN"]["value"] == host
+    assert vs["CI_TEMPLATE_REGISTRY_HOST"]["value"] == "registry.gitlab.com"
+    assert vs["CI_DEPENDENCY_PROXY_SERVER"]["value"] == host
+    top = project.path_with_namespace.split("/")[0]
+    assert vs["CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX"]["value"] == (
+        f"{host}/{top}/dependency_proxy/containers"
+    )
+    assert vs["CI_DEPENDENCY_PROXY_DIRECT_GROUP_IMAGE_PREFIX"]["value"] == (
+        f"{host}/{project.namespace['full_path']}/dependency_proxy/containers"
+    )
+    # Hidden variables are unreadable through the API, yet jobs get their value (masked).
+    assert vs["HIDDEN_KEY"]["value"] == "h1dden-material-99"
+    assert vs["HIDDEN_KEY"]["masked"] is True
     assert vs["KUBECONFIG"].get("file") is True
     assert [s["name"] for s in job["steps"]] == ["script", "after_script"]
     assert job["steps"][0]["script"] == ["echo before", "python -m build"]
@@ -174,11 +198,17 @@ def test_trace_update_artifacts_round_trip(
     assert first.status_code == 202
     assert first.headers["Range"] == "0-14"
     assert first.headers["Job-Status"] == "running"
-    assert int(first.headers["X-GitLab-Trace-Update-Interval"]) >= 1
+    # GitLab's pace: every 60 s, and every 3 s once someone reads the log.
+    assert first.headers["X-GitLab-Trace-Update-Interval"] == "60"
+    project.jobs.get(job["id"]).trace()
+    watched = runner.patch_trace(job, b"watched\n", 14)
+    assert watched.status_code == 202
+    assert watched.headers["X-GitLab-Trace-Update-Interval"] == "3"
+    assert runner.update(job, "running").headers["X-GitLab-Trace-Update-Interval"] == "3"
     stale = runner.patch_trace(job, b"again\n", 0)
     assert stale.status_code == 416
-    assert stale.headers["Range"] == "0-14"
-    assert runner.patch_trace(job, b"done\n", 14).status_code == 202
+    assert stale.headers["Range"] == "0-22"
+    assert runner.patch_trace(job, b"done\n", 22).status_code == 202
     no_range = requests.patch(
         f"{sandbox.url}/api/v4/jobs/{job['id']}/trace",
         data=b"x",
@@ -195,20 +225,20 @@ def test_trace_update_artifacts_round_trip(
     assert upload.status_code == 201
     junit = runner.upload_artifacts(job, {"report.xml": b"<testsuites/>"}, artifact_type="junit")
     assert junit.status_code == 201
-    final = runner.update(job, "success", b"Running build\ndone\n")
+    final = runner.update(job, "success", b"Running build\nwatched\ndone\n")
     assert final.status_code == 200
     assert final.headers["Job-Status"] == "success"
 
     # The job token died with the job.
     assert runner.update(job, "success").status_code == 403
-    dead = runner.patch_trace(job, b"late\n", 19)
+    dead = runner.patch_trace(job, b"late\n", 27)
     assert dead.status_code == 403
     assert dead.headers["Job-Status"] == "success"
     api = requests.get(f"{sandbox.url}/api/v4/job", headers={"JOB-TOKEN": job["token"]}, timeout=10)
     assert api.status_code == 401
 
     trace = project.jobs.get(job["id"], lazy=True).trace()
-    assert trace == b"Running build\ndone\n"
+    assert trace == b"Running build\nwatched\ndone\n"
     built = project.jobs.get(job["id"])
     assert built.status == "success"
     assert built.artifacts_file["filename"] == "artifacts.zip"
@@ -267,3 +297,47 @@ def test_no_job_tags_and_bad_tokens(
         timeout=10,
     )
     assert resp.status_code == 401
+
+
+def test_commit_timestamp_is_the_commits_time(
+    sandbox: RunningSandbox, setup: tuple[Any, RunnerClient, Any], tmp_path: Path
+) -> None:
+    """``CI_COMMIT_TIMESTAMP`` is when the commit was made, not when the pipeline was."""
+    project, runner, _ = setup
+    host = sandbox.url.split("://")[1]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Old",
+        "GIT_AUTHOR_EMAIL": "old@example.invalid",
+        "GIT_COMMITTER_NAME": "Old",
+        "GIT_COMMITTER_EMAIL": "old@example.invalid",
+        "GIT_AUTHOR_DATE": "2021-02-03T04:05:06+02:00",
+        "GIT_COMMITTER_DATE": "2021-02-03T04:05:06+02:00",
+    }
+    remote = f"http://root:{sandbox.root_token}@{host}/{project.path_with_namespace}.git"
+    work = tmp_path / "work"
+
+    def git(*args: str) -> None:
+        done = subprocess.run(
+            ["git", "-c", "credential.helper=", *args],
+            cwd=work if work.exists() else tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    git("clone", "-q", remote, str(work))
+    (work / "old.txt").write_text("old\n")
+    git("add", "old.txt")
+    git("commit", "-q", "-m", "an old commit")
+    git("push", "-q", "origin", "HEAD:main")
+    pipeline = project.pipelines.create({"ref": "main"})
+    job = runner.request_job().json()
+    assert job["git_info"]["sha"] == pipeline.sha
+    assert variables(job)["CI_COMMIT_TIMESTAMP"]["value"] == "2021-02-03T02:05:06Z"

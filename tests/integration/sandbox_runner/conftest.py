@@ -25,6 +25,7 @@ from tests.integration.conftest import RunningSandbox
 
 JOB_IMAGE = "runnerctl/python:3.11"
 TERMINAL = {"success", "failed", "canceled", "skipped"}
+API_ONLY = 'workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE != "push"\n'
 
 
 @dataclass
@@ -89,7 +90,12 @@ class Lab:
         return runner_name
 
     def project(self, ci: str, files: dict[str, str] | None = None, **attrs: Any) -> Any:
-        """A fresh project whose main branch holds ``ci`` as .gitlab-ci.yml."""
+        """A fresh project whose main branch holds ``ci`` as .gitlab-ci.yml.
+
+        The tests run the pipelines they create through the API (``run_pipeline``), as
+        runnerctl does; ``workflow:rules`` keep the commit's own push pipeline from starting.
+        """
+        ci = API_ONLY + ci
         return self.sandbox.new_project(
             files={".gitlab-ci.yml": ci, "README.md": "runner test\n", **(files or {})}, **attrs
         )

@@ -8,13 +8,17 @@ CI = """
 variables:
   YAML_TAG: from-yaml
 a:
-  tags: [$RUNNER_TAG, "${YAML_TAG}", literal, $UNSET]
+  tags: [$RUNNER_TAG, "${YAML_TAG}", literal, $UNSET, "${UNSET_TOO}", $EMPTY]
   script: ["true"]
 """
 
 
-def test_tags_expand_pipeline_and_yaml_variables_and_drop_empty_ones() -> None:
+def test_tags_expand_variables_keep_undefined_ones_literally_and_drop_empty_ones() -> None:
     spec = load_pipeline(
-        CI, ref="main", variables={"RUNNER_TAG": "docker-1"}, read_file=lambda _n: None
+        CI,
+        ref="main",
+        variables={"RUNNER_TAG": "docker-1", "EMPTY": ""},
+        read_file=lambda _n: None,
     )
-    assert spec.job("a").tags == ("docker-1", "from-yaml", "literal")
+    # GitLab keeps an undefined variable as written: the job waits for that literal tag.
+    assert spec.job("a").tags == ("docker-1", "from-yaml", "literal", "$UNSET", "${UNSET_TOO}")
