@@ -248,6 +248,8 @@ class RequestCounter:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+
+
 class _DroppedAnswer(Response):
     """Headers promising a body that never comes: the connection closes mid-response."""
 
