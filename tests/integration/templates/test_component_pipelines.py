@@ -14,6 +14,7 @@ the stand-in runner.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -189,7 +190,9 @@ include:
     version = _check_published(consumer, api, consumer.path, public)
     assert version.endswith(f".dev{consumer.pipelines.get(pipeline.id).iid}")
     test_job = next(j for j in consumer.jobs.list(get_all=True) if j.name == "test")
-    assert test_job.coverage is not None
+    assert {"junit", "cobertura"} <= {a["file_type"] for a in test_job.artifacts}
+    trace = consumer.jobs.get(test_job.id).trace().decode(errors="replace")
+    assert re.search(r"^TOTAL.*\s(\d+%)$", trace, re.MULTILINE), trace[-2000:]
 
     # include: project with ref and file resolves the same file at the tag.
     by_project = sandbox.new_project(
