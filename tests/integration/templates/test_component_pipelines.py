@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,7 @@ def _follow(project: Any, pipeline_id: int, timeout: float) -> tuple[str, dict[s
     for job in pipeline.jobs.list(get_all=True):
         if job.status == "failed":
             trace = project.jobs.get(job.id).trace().decode(errors="replace")
-            traces += f"--- {job.name}\n" + "\n".join(trace.splitlines()[-40:]) + "\n"
+            traces += f"--- {job.name}\n" + "\n".join(trace.splitlines()[-150:]) + "\n"
     return pipeline.status, jobs, traces
 
 
@@ -283,6 +284,13 @@ def test_runnerctls_own_pipeline_runs_on_the_stand_in_runner(sandbox: Any, tmp_p
     )
     project = sandbox.new_project(name="runnerctl")
     _push_worktree(sandbox, project, tmp_path)
+    # The unit tests read GitLab's reference data from ../shared/reference next to the
+    # checkout (the project's working layout); this host provides it there, as a runner host
+    # of runnerctl's own CI must (.gitlab-ci.yml says so).
+    token = tomllib.loads((tmp_path / "config.toml").read_text())["runners"][0]["token"]
+    namespace = tmp_path / "builds" / "builds" / token.removeprefix("glrt-")[:8] / "0" / "root"
+    namespace.mkdir(parents=True)
+    (namespace / "shared").symlink_to((ROOT / ".." / "shared").resolve())
     public = _keys(project)
     handle = start_background(tmp_path / "config.toml", work_dir=tmp_path / "builds")
     try:
