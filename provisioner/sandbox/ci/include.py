@@ -29,7 +29,7 @@ class ProjectFiles(Protocol):
     """Other projects' repositories, for ``include: project`` and ``include: component``."""
 
     def exists(self, project: str) -> bool:
-        """Whether the project exists (and the pipeline's user may read it)."""
+        """Whether the project exists (the sandbox does not check the pipeline user's access)."""
 
     def commit(self, project: str, ref: str | None) -> str | None:
         """The commit of ``ref`` (the default branch when None); None if there is no such ref."""
@@ -123,10 +123,14 @@ def _component(value: Any, env: Mapping[str, str], files: ProjectFiles) -> _Loca
             "permissions"
         )
     if version == "~latest":
-        semver = [tag for tag in files.tags(project) if _SEMVER.match(tag)]
+        semver = {
+            tuple(int(part) for part in match.groups()): tag
+            for tag in files.tags(project)
+            if (match := _SEMVER.match(tag)) is not None
+        }
         if not semver:
             raise CiConfigError(f"Component '{location}' - content not found")
-        version = max(semver, key=lambda tag: tuple(int(p) for p in _SEMVER.match(tag).groups()))  # type: ignore[union-attr]
+        version = semver[max(semver)]
     commit = files.commit(project, version)
     if commit is None:
         raise CiConfigError(f"Component '{location}' - content not found")
