@@ -22,8 +22,8 @@ variables (subject to ``inherit:variables``), the job's own, and those set by th
 When a job uses ``needs`` without ``dependencies``, ``dependencies`` lists the needed jobs whose
 artifacts it downloads (``needs:artifacts`` defaults to true), which is what GitLab does.
 
-One module per step: ``loading`` (1), ``include`` and ``inputs`` (2), ``extends`` (3, 4), ``entries`` and
-``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the jobs), ``rules``
+One module per step: ``loading`` (1), ``include`` and ``inputs`` (2), ``extends`` (3, 4),
+``entries`` and ``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the jobs), ``rules``
 and ``expressions`` (6); ``durations`` parses ``timeout``/``expire_in``; ``spec`` holds the
 results and ``errors`` the one error type.
 """
