@@ -23,9 +23,9 @@ When a job uses ``needs`` without ``dependencies``, ``dependencies`` lists the n
 artifacts it downloads (``needs:artifacts`` defaults to true), which is what GitLab does.
 
 One module per step: ``loading`` (1), ``include`` and ``inputs`` (2), ``extends`` (3, 4),
-``entries`` and ``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the jobs), ``rules``
-and ``expressions`` (6); ``durations`` parses ``timeout``/``expire_in``; ``spec`` holds the
-results and ``errors`` the one error type.
+``entries`` and ``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the
+jobs), ``rules`` and ``expressions`` (6); ``durations`` parses ``timeout``/``expire_in``;
+``spec`` holds the results and ``errors`` the one error type.
 """
 
 from __future__ import annotations
