@@ -1,4 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both run the setup first.
+# PYTEST_ARGS adds pytest options (CI: JUnit and coverage reports).
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -27,13 +28,13 @@ test: lint
 	$(BIN)/pytest tests
 
 unit: setup
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: setup
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 e2e: setup
-	$(BIN)/pytest tests/e2e
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

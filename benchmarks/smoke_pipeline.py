@@ -15,7 +15,15 @@ Prints per-stage times and time-to-green of each, their ratio (goal: baked at le
 faster), and with ``--demo`` the wall time of a cold and a warm ``runnerctl demo`` (goal: warm
 under 3 minutes; ``make demo`` adds the setup script's checks).
 
+With ``--component``, it also compares the smoke pipeline built on the python-release
+component (``include: local`` of ``templates/python-release.yml``, what the smoke template is
+now) with the smoke pipeline as it was before the component (every job written inline, read
+from git at ``INLINE_BASELINE``), both on the baked image, same runner, same key pair and
+variables; it prints their time to green and the ratio component/inline (goal: no slower,
+ratio <= 1.05 allowing for noise).
+
 Usage: .venv/bin/python benchmarks/smoke_pipeline.py [--runs N] [--demo] [--skip-plain]
+       [--component]
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ from provisioner.smoke.service import STAGES
 from provisioner.smoke.signing import find_cosign
 
 BAKED = "runnerctl/python:3.11"
+INLINE_BASELINE = "6f00e5b"  # the last commit whose smoke template wrote every job inline
+ROOT = Path(__file__).resolve().parents[1]
+TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
 PLAIN = "runnerctl/base:bookworm"
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -131,6 +142,93 @@ def _stage_table(label: str, results: list[SmokeResult]) -> dict[str, float]:
     return {"green": green, **medians}
 
 
+def _inline_template() -> dict[str, str]:
+    """The smoke template at INLINE_BASELINE, read from git."""
+    prefix = "provisioner/smoke/template/"
+    listing = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "-r", "--name-only", INLINE_BASELINE, prefix],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return {
+        path[len(prefix) :]: subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{INLINE_BASELINE}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for path in listing
+    }
+
+
+def _pipeline_seconds(project: object, *, tag: str) -> float:
+    """Create a pipeline as runnerctl smoke does and return its time to green."""
+    start = time.perf_counter()
+    pipeline = project.pipelines.create(  # type: ignore[attr-defined]
+        {
+            "ref": "main",
+            "variables": [
+                {"key": "SMOKE_RUNNER_TAG", "value": tag},
+                {"key": "PYTHON_IMAGE", "value": BAKED},
+                {"key": "SMOKE_SIGNING", "value": "key"},
+            ],
+        }
+    )
+    while pipeline.status not in TERMINAL:
+        time.sleep(0.5)
+        pipeline.refresh()
+    if pipeline.status != "success":
+        print(f"  pipeline {pipeline.id} ended {pipeline.status}", file=sys.stderr)
+        raise SystemExit(1)
+    return time.perf_counter() - start
+
+
+def _compare_component(url: str, token: str, config: Path, root: Path, runs: int) -> None:
+    import gitlab
+
+    from provisioner.smoke.signing import generate_key_pair
+    from provisioner.smoke.template import template_files
+
+    gl = gitlab.Gitlab(url, private_token=token)
+    pair = generate_key_pair()
+    projects = {}
+    for label, files in (("component", template_files()), ("inline", _inline_template())):
+        project = gl.projects.create({"name": f"bench-{label}", "path": f"bench-{label}"})
+        project.commits.create(
+            {
+                "branch": "main",
+                "commit_message": "smoke template",
+                "actions": [
+                    {"action": "create", "file_path": path, "content": text}
+                    for path, text in files.items()
+                ],
+            }
+        )
+        for key, value, extra in (
+            ("COSIGN_PRIVATE_KEY", pair.private_pem, {"variable_type": "file"}),
+            ("COSIGN_PUBLIC_KEY", pair.public_pem, {"variable_type": "file"}),
+            ("COSIGN_PASSWORD", pair.password, {"masked": True}),
+        ):
+            project.variables.create({"key": key, "value": value, **extra})
+        projects[label] = project
+    handle = start_runner(config, work_dir=root / "work-component")
+    times: dict[str, list[float]] = {"component": [], "inline": []}
+    try:
+        for _ in range(runs):
+            for label in ("inline", "component"):  # alternate, so drift hits both
+                times[label].append(_pipeline_seconds(projects[label], tag="baked"))
+    finally:
+        handle.stop(force=True, timeout=30)
+    component = statistics.median(times["component"])
+    inline = statistics.median(times["inline"])
+    print(f"smoke pipeline, jobs inline ({INLINE_BASELINE}): {inline:6.1f} s (median of {runs})")
+    print(f"smoke pipeline on the python-release component:  {component:6.1f} s")
+    ratio = component / inline
+    verdict = "meets" if ratio <= 1.05 else "misses"
+    print(f"ratio component/inline time to green: {ratio:.2f}x ({verdict} the no-slower goal)")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -164,6 +262,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="pipelines per image")
     parser.add_argument("--demo", action="store_true", help="also time runnerctl demo twice")
     parser.add_argument("--skip-plain", action="store_true", help="only the baked image")
+    parser.add_argument(
+        "--component",
+        action="store_true",
+        help="also compare the component-based smoke pipeline with the inline one",
+    )
     args = parser.parse_args()
 
     docker = DockerAPI.from_env()
@@ -198,6 +301,8 @@ def main() -> int:
             ratio = plain_row["green"] / baked_row["green"]
             verdict = "meets" if ratio >= 2 else "misses"
             print(f"ratio plain/baked time to green: {ratio:.2f}x ({verdict} the 2x goal)")
+        if args.component:
+            _compare_component(url, token, baked_config, root, args.runs)
     finally:
         sandbox.stop()
         subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True, check=False)

@@ -130,6 +130,12 @@ python_venv() {
 }
 
 main() {
+  # RUNNERCTL_SETUP=venv: only the venv (CI jobs that lint, unit-test or build in a job image,
+  # where Docker Engine and the system tools are neither needed nor installable).
+  if [ "${RUNNERCTL_SETUP:-all}" = "venv" ]; then
+    python_venv
+    return 0
+  fi
   system_tools
   docker_engine
   cosign_binary

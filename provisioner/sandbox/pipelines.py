@@ -81,6 +81,40 @@ def rules_variables(
     return env
 
 
+class StoreProjectFiles:
+    """Other projects' repositories in the sandbox, for ``include: project``/``component``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def _path(self, project: str) -> Any:
+        from provisioner.sandbox.auth import find_project
+
+        row = find_project(self._store, project)
+        return repo.repo_dir(self._store, row) if row is not None else None
+
+    def exists(self, project: str) -> bool:
+        return self._path(project) is not None
+
+    def commit(self, project: str, ref: str | None) -> str | None:
+        from provisioner.sandbox.auth import find_project
+
+        row = find_project(self._store, project)
+        if row is None:
+            return None
+        found = repo.resolve(repo.repo_dir(self._store, row), ref or row["default_branch"])
+        return found[0] if found is not None else None
+
+    def tags(self, project: str) -> list[str]:
+        path = self._path(project)
+        return [name for name, _sha, _msg in repo.tags(path)] if path is not None else []
+
+    def read(self, project: str, commit: str, path: str) -> str | None:
+        where = self._path(project)
+        data = repo.read_blob(where, commit, path.lstrip("/")) if where is not None else None
+        return data.decode(errors="replace") if data is not None else None
+
+
 def create(
     store: Store,
     project: Row,
@@ -113,7 +147,11 @@ def create(
 
     try:
         spec = ci.load_pipeline(
-            blob.decode(errors="replace"), ref=ref, variables=env, read_file=read_file
+            blob.decode(errors="replace"),
+            ref=ref,
+            variables=env,
+            read_file=read_file,
+            project_files=StoreProjectFiles(store),
         )
     except ci.CiConfigError as exc:
         raise PipelineError([exc.message]) from exc

@@ -47,7 +47,7 @@ from provisioner.smoke.template import MARKER_FILE, template_digest, template_fi
 
 DEFAULT_IMAGE = "runnerctl/python:3.11"
 DEFAULT_PROJECT_NAME = "runnerctl-smoke"
-VERSION_BASE = "0.1.0"  # SMOKE_VERSION_BASE in the template's .gitlab-ci.yml
+VERSION_BASE = "0.1.0"  # the version_base input in the template's .gitlab-ci.yml
 STAGES = (
     "test",
     "build",

@@ -3,7 +3,9 @@
 It follows GitLab's own pipeline of transformations (``Gitlab::Ci::Config#build_config``):
 
 1. load the YAML safely (GitLab's ``!reference`` tag included);
-2. merge ``include: local`` files (the including file wins);
+2. merge included files (``local``, ``project`` with ``ref``/``file``, ``component``; the
+   including file wins), each loaded with its ``spec:inputs`` header checked against
+   ``include:inputs`` and ``$[[ inputs.NAME ]]`` interpolated;
 3. resolve ``extends`` (hashes deep-merged, arrays and scalars replaced, later bases win, the
    job's own keys win; nesting deeper than 10 or a cycle is an error);
 4. resolve ``!reference`` tags against the extended configuration;
@@ -20,10 +22,10 @@ variables (subject to ``inherit:variables``), the job's own, and those set by th
 When a job uses ``needs`` without ``dependencies``, ``dependencies`` lists the needed jobs whose
 artifacts it downloads (``needs:artifacts`` defaults to true), which is what GitLab does.
 
-One module per step: ``loading`` (1), ``include`` (2), ``extends`` (3, 4), ``entries`` and
-``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the jobs), ``rules``
-and ``expressions`` (6); ``durations`` parses ``timeout``/``expire_in``; ``spec`` holds the
-results and ``errors`` the one error type.
+One module per step: ``loading`` (1), ``include`` and ``inputs`` (2), ``extends`` (3, 4),
+``entries`` and ``keys`` (5, single entries), ``pipeline`` (5, cross-job rules; building the
+jobs), ``rules`` and ``expressions`` (6); ``durations`` parses ``timeout``/``expire_in``;
+``spec`` holds the results and ``errors`` the one error type.
 """
 
 from __future__ import annotations

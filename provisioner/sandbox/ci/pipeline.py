@@ -26,7 +26,8 @@ from provisioner.sandbox.ci.entries import (
 )
 from provisioner.sandbox.ci.errors import CiConfigError
 from provisioner.sandbox.ci.extends import resolve_extends, resolve_references
-from provisioner.sandbox.ci.include import expand_includes
+from provisioner.sandbox.ci.include import ProjectFiles, expand_includes
+from provisioner.sandbox.ci.inputs import has_header, load_with_inputs
 from provisioner.sandbox.ci.keys import (
     DEFAULT_KEYS,
     DEFAULT_STAGES,
@@ -392,6 +393,7 @@ def load_pipeline(
     ref: str,
     variables: Mapping[str, str],
     read_file: Callable[[str], str | None],
+    project_files: ProjectFiles | None = None,
 ) -> PipelineSpec:
     """Process a `.gitlab-ci.yml` for ``ref`` into the pipeline GitLab would create.
 
@@ -403,6 +405,8 @@ def load_pipeline(
             over YAML variables in expressions.
         read_file: returns a repository file's content at ``ref`` (None when it does not exist),
             for ``include: local``.
+        project_files: other projects' repositories, for ``include: project`` and
+            ``include: component`` (none by default).
 
     Raises:
         CiConfigError: the configuration is invalid, or ``workflow:rules`` filter it out;
@@ -413,8 +417,15 @@ def load_pipeline(
     if not base_env.get("CI_COMMIT_TAG"):
         base_env.setdefault("CI_COMMIT_BRANCH", ref)
 
-    config = load_root(text)
-    config = expand_includes(config, read_file, set(), base_env)
+    if has_header(text):
+        # A root file with a `spec:inputs` header: pipeline inputs take their defaults.
+        body = load_with_inputs(text, None, "`.gitlab-ci.yml`")
+        if not isinstance(body, dict):
+            raise CiConfigError("Invalid configuration format")
+        config = {str(key): value for key, value in body.items()}
+    else:
+        config = load_root(text)
+    config = expand_includes(config, read_file, set(), base_env, project_files)
     config = resolve_extends(config)
     resolved = resolve_references(config, config)
     assert isinstance(resolved, dict)

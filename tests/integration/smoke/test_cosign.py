@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.sandbox.ci.inputs import load_with_inputs
 from provisioner.smoke.signing import (
     cosign_verify,
     find_cosign,
@@ -92,9 +93,14 @@ def test_template_pyverify_script(signed: tuple[Path, Path, Path, str], tmp_path
     blob, sig, bundle, public = signed
     pub = tmp_path / "cosign.pub"
     pub.write_text(public)
-    script = str(TEMPLATE / "ci" / "pyverify.py")
+    # The check ships in the python-release component as consumer_verify's RELEASE_PYVERIFY_PY,
+    # run with `python -c "$RELEASE_PYVERIFY_PY" ...`.
+    component = load_with_inputs(
+        (TEMPLATE / "templates" / "python-release.yml").read_text(), {}, "`component`"
+    )
+    code = component["consumer_verify"]["variables"]["RELEASE_PYVERIFY_PY"]
     good = subprocess.run(
-        [sys.executable, script, str(pub), str(blob), str(sig), str(bundle)],
+        [sys.executable, "-c", code, str(pub), str(blob), str(sig), str(bundle)],
         capture_output=True,
         text=True,
         check=False,
@@ -104,7 +110,7 @@ def test_template_pyverify_script(signed: tuple[Path, Path, Path, str], tmp_path
     altered = tmp_path / blob.name
     altered.write_bytes(blob.read_bytes()[:-1])
     bad = subprocess.run(
-        [sys.executable, script, str(pub), str(altered), str(sig)],
+        [sys.executable, "-c", code, str(pub), str(altered), str(sig)],
         capture_output=True,
         text=True,
         check=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import tomllib
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from provisioner.sandbox.ci import load_pipeline
+from provisioner.sandbox.ci.inputs import load_with_inputs
 from provisioner.smoke.service import STAGES
 from provisioner.smoke.template import template_digest, template_files
 
@@ -47,16 +47,36 @@ def _pipeline(**variables: str) -> Any:
         _ci_text(),
         ref="main",
         variables={"SMOKE_RUNNER_TAG": "rt-1", **variables},
-        read_file=lambda _name: None,
+        read_file=template_files().get,
     )
 
 
+def _component(signing: str = "keypair") -> dict[str, Any]:
+    """The python-release component as the smoke file includes it, inputs interpolated."""
+    include = _ci()["include"][0]
+    inputs = {**include["inputs"], "signing": signing}
+    text = template_files()["templates/python-release.yml"]
+    doc = load_with_inputs(text, inputs, "`templates/python-release.yml`")
+    assert isinstance(doc, dict)
+    return dict(_plain(doc))
+
+
+def _plain(node: Any) -> Any:
+    """!reference tags as the lists GitLab's schema expects."""
+    if isinstance(node, dict):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    if type(node).__name__ == "Reference":
+        return list(node.path)
+    return node
+
+
 def _stamp_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("smoke_stamp", TEMPLATE / "ci" / "stamp.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The stamp step ships inside the component, as the build job's RELEASE_STAMP_PY.
+    source = _component()[".python-job"]["variables"]["RELEASE_STAMP_PY"]
+    module = ModuleType("release_stamp")
+    exec(compile(source, "release_stamp", "exec"), module.__dict__)  # noqa: S102 - our own file
     return module
 
 
@@ -68,9 +88,9 @@ def test_template_ships_package_tests_readme_and_ci_scripts() -> None:
         "README.md",
         "src/runnerctl_smoke/__init__.py",
         "tests/test_smoke_package.py",
-        "ci/stamp.py",
-        "ci/pyverify.py",
+        "templates/python-release.yml",
     } <= set(files)
+    assert not [p for p in files if p.startswith("ci/")]  # the helpers live in the component
     assert not [p for p in files if "__pycache__" in p or p.endswith(".pyc")]
     project = tomllib.loads(files["pyproject.toml"])["project"]
     assert project["urls"]["Homepage"].startswith("https://")
@@ -93,13 +113,21 @@ def test_gitlab_ci_validates_against_gitlab_ci_schema() -> None:
 def test_schema_catches_a_broken_copy() -> None:
     # The schema check above can fail: a job with an unknown keyword does not validate.
     schema = json.loads((REFERENCE / "gitlab-ci-schema" / "gitlab-ci.schema.json").read_text())
-    broken = _ci()
+    broken = _component()
     broken["build"]["scirpt"] = ["true"]
     assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
 
 
+def test_component_validates_against_gitlab_ci_schema_as_the_smoke_file_includes_it() -> None:
+    schema = json.loads((REFERENCE / "gitlab-ci-schema" / "gitlab-ci.schema.json").read_text())
+    for signing in ("keypair", "keyless"):
+        errors = list(jsonschema.Draft7Validator(schema).iter_errors(_component(signing)))
+        assert errors == []
+
+
 def test_stages_and_hidden_templates() -> None:
-    doc = _ci()
+    assert tuple(_ci()["stages"]) == STAGES
+    doc = _component()
     assert tuple(doc["stages"]) == STAGES
     assert doc[".python-job"]["image"] == "$PYTHON_IMAGE"
     assert doc[".python+cosign-job"]["extends"] == ".python-job"
@@ -168,7 +196,32 @@ def test_stamp_changes_exactly_three_keys_and_keeps_the_authors() -> None:
 def test_stamp_refuses_a_pyproject_without_the_keys() -> None:
     stamp = _stamp_module()
     with pytest.raises(ValueError, match=r"project\.urls\.Homepage"):
-        stamp.stamp('[project]\nname = "x"\nversion = "1"\n', "a", "1.0", "https://h")
+        stamp.stamp(
+            '[project]\nname = "x"\nversion = "1"\n[project.urls]\nSource = "s"\n',
+            "a",
+            "1.0",
+            "https://h",
+        )
+    with pytest.raises(ValueError, match=r"project\.name"):
+        stamp.stamp('[project]\nversion = "1"\n[project.urls]\nHomepage = "h"\n', "a", "1", "h")
+
+
+def test_stamp_adds_a_missing_urls_table_and_stamps_a_dynamic_version(tmp_path: Path) -> None:
+    # runnerctl's own pyproject: no [project.urls], version from provisioner.__version__.
+    stamp = _stamp_module()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('"""doc"""\n\n__version__ = "1.2.0"\n')
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "pkg"\ndynamic = ["version"]\n\n'
+        '[tool.setuptools.dynamic]\nversion = { attr = "pkg.__version__" }\n'
+    )
+    assert stamp.main(["stamp", "--base", str(pyproject)]) == 0
+    assert stamp.main(["stamp", str(pyproject), "pkg", "1.2.0.dev9", "https://h/p"]) == 0
+    data = tomllib.loads(pyproject.read_text())
+    assert data["project"]["urls"] == {"Homepage": "https://h/p"}
+    assert data["project"]["dynamic"] == ["version"]
+    assert '__version__ = "1.2.0.dev9"' in (tmp_path / "pkg" / "__init__.py").read_text()
 
 
 def test_stamp_main_leaves_the_file_alone_on_error(tmp_path: Path) -> None:
@@ -177,6 +230,29 @@ def test_stamp_main_leaves_the_file_alone_on_error(tmp_path: Path) -> None:
     target.write_text('[project]\nname = "x"\n')
     assert stamp.main(["stamp", str(target), "a", "1.0", "https://h"]) == 1
     assert target.read_text() == '[project]\nname = "x"\n'
+
+
+def test_only_the_pipeline_runnerctl_creates_runs() -> None:
+    # Committing the template makes GitLab start a push pipeline; it must not be created.
+    with pytest.raises(Exception, match="filtered out by workflow rules"):
+        _pipeline(CI_PIPELINE_SOURCE="push")
+    with pytest.raises(Exception, match="filtered out by workflow rules"):
+        load_pipeline(
+            _ci_text(),
+            ref="main",
+            variables={"CI_PIPELINE_SOURCE": "api"},
+            read_file=template_files().get,
+        )
+    assert _pipeline(CI_PIPELINE_SOURCE="api").jobs
+
+
+def test_template_ships_the_component_file_itself() -> None:
+    # One source of truth: the package's copy is a link to templates/python-release.yml.
+    shipped = TEMPLATE / "templates" / "python-release.yml"
+    top = TEMPLATE.parents[2] / "templates" / "python-release.yml"
+    assert shipped.is_symlink()
+    assert shipped.resolve() == top.resolve()
+    assert template_files()["templates/python-release.yml"] == top.read_text()
 
 
 def test_template_tests_are_not_collected_by_the_project() -> None:
