@@ -142,48 +142,10 @@ def split_reference(reference: str) -> tuple[str, str]:
 
 
 @dataclass
-class DockerAPI:
-    """A small, typed facade over the docker SDK's client."""
+class _ImageCalls:
+    """The image half of :class:`DockerAPI` (kept apart so that neither half grows too big)."""
 
     client: Any = field(repr=False)
-
-    @classmethod
-    def from_host(cls, host: str, *, timeout: int = 600) -> DockerAPI:
-        """Connect to an explicit daemon address (``unix:///path`` or ``tcp://host:port``)."""
-        import docker
-        import docker.errors
-
-        try:
-            client = docker.DockerClient(base_url=host, timeout=timeout)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise DockerError(
-                f"Cannot reach the Docker daemon at {host}: {_short(exc)}", hint=NO_DAEMON_HINT
-            ) from exc
-        except OSError as exc:
-            raise DockerError(
-                f"Cannot reach the Docker daemon at {host}: {_short(exc)}", hint=NO_DAEMON_HINT
-            ) from exc
-        return cls(client=client)
-
-    @classmethod
-    def from_env(cls, *, timeout: int = 600) -> DockerAPI:
-        """Connect like the docker CLI does (``DOCKER_HOST`` or the local socket) and ping."""
-        import docker
-        import docker.errors
-
-        try:
-            client = docker.from_env(timeout=timeout)
-            client.ping()
-        except docker.errors.DockerException as exc:
-            raise DockerError(
-                f"Cannot reach the Docker daemon: {_short(exc)}", hint=NO_DAEMON_HINT
-            ) from exc
-        except OSError as exc:  # requests' connection errors are OSErrors
-            raise DockerError(
-                f"Cannot reach the Docker daemon: {_short(exc)}", hint=NO_DAEMON_HINT
-            ) from exc
-        return cls(client=client)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -348,6 +310,40 @@ class DockerAPI:
         if digest is None:
             raise DockerError(f"Push of {reference} reported no digest")
         return PushResult(reference=reference, digest=digest)
+
+
+@dataclass
+class DockerAPI(_ImageCalls):
+    """A small, typed facade over the docker SDK's client: images (inherited) and containers."""
+
+    @classmethod
+    def from_host(cls, host: str, *, timeout: int = 600) -> DockerAPI:
+        """Connect to an explicit daemon address (``unix:///path`` or ``tcp://host:port``)."""
+        import docker
+
+        return cls._connect(
+            lambda: docker.DockerClient(base_url=host, timeout=timeout), f" at {host}"
+        )
+
+    @classmethod
+    def from_env(cls, *, timeout: int = 600) -> DockerAPI:
+        """Connect like the docker CLI does (``DOCKER_HOST`` or the local socket) and ping."""
+        import docker
+
+        return cls._connect(lambda: docker.from_env(timeout=timeout), "")
+
+    @classmethod
+    def _connect(cls, make: Callable[[], Any], where: str) -> DockerAPI:
+        import docker.errors
+
+        try:
+            client = make()
+            client.ping()
+        except (docker.errors.DockerException, OSError) as exc:  # requests' errors are OSErrors
+            raise DockerError(
+                f"Cannot reach the Docker daemon{where}: {_short(exc)}", hint=NO_DAEMON_HINT
+            ) from exc
+        return cls(client=client)
 
     # -- containers --------------------------------------------------------------------------
 
