@@ -9,7 +9,7 @@ import pytest
 
 from provisioner.sandbox_runner import RunnerHandle
 from tests.conftest import Cli
-from tests.integration.sandbox_runner.conftest import Lab
+from tests.integration.sandbox_runner.conftest import API_ONLY, Lab
 
 pytestmark = pytest.mark.sandbox
 
@@ -24,11 +24,12 @@ def test_group_scan_classifies_failed_jobs_across_subgroups(
     config = lab.config()
     tag = lab.sandbox.unique("doc-group")
     lab.register(config, tags=(tag,), name=f"{tag}-runner")
-    missing = (
+    # API_ONLY: the commit's own push pipeline does not start; only run_pipeline's pipeline runs.
+    missing = API_ONLY + (
         f"ok:\n  tags: [{tag}]\n  script: [echo fine]\n"
         f"bad:\n  tags: [{tag}]\n  script: [nonexistent-tool-xyz]\n"
     )
-    code_bug = f"job:\n  tags: [{tag}]\n  script: [exit 3]\n"
+    code_bug = API_ONLY + f"job:\n  tags: [{tag}]\n  script: [exit 3]\n"
     first = lab.sandbox.new_project(group=top, files={".gitlab-ci.yml": missing})
     second = lab.sandbox.new_project(group=sub, files={".gitlab-ci.yml": code_bug})
     for project in (first, second):
