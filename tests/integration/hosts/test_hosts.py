@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import run_runnerctl
 from tests.helpers import wait_until
 from tests.integration.hosts.conftest import COSIGN, Lab, VmHost, docker
+from tests.integration.sandbox_runner.conftest import API_ONLY
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -495,7 +496,11 @@ def test_jobs_run_on_the_provisioned_host(
     assert proc.returncode == 0, proc.stderr
     gl = gitlab.Gitlab(bridge_sandbox.url, private_token=bridge_sandbox.root_token)
     project = gl.projects.create({"name": "on-vm", "path": "on-vm"})
-    ci = 'on-vm:\n  tags: [vm-e2e]\n  script:\n    - echo "ran on $(hostname) as $(id -un)"\n'
+    # API_ONLY: the commit's own push pipeline does not start; only the pipeline created below.
+    ci = (
+        API_ONLY
+        + 'on-vm:\n  tags: [vm-e2e]\n  script:\n    - echo "ran on $(hostname) as $(id -un)"\n'
+    )
     project.commits.create(
         {
             "branch": "main",
@@ -518,7 +523,7 @@ def test_jobs_run_on_the_provisioned_host(
             + host.sh("tail -30 /var/log/gitlab-runner-standin.log")
         ),
     )
-    (job,) = project.jobs.list(get_all=True)
+    (job,) = pipeline.jobs.list(get_all=True)
     trace = project.jobs.get(job.id).trace().decode()
     assert pipeline.status == "success", trace + host.sh(
         "tail -30 /var/log/gitlab-runner-standin.log"
