@@ -77,7 +77,6 @@ def test_create_runner_only_token_leaves_nothing_behind(lab: Lab, run: Run, tmp_
 def test_ctrl_c_during_register_deletes_the_runner_again(lab: Lab, tmp_path: Path) -> None:
     """SIGINT as soon as the runner exists in GitLab: complete in both places, or in neither."""
     outcomes: list[int] = []
-    rolled_back = 0
     for i in range(4):
         name = f"sigint-{i}"
         config = tmp_path / f"c{i}.toml"
@@ -102,11 +101,14 @@ def test_ctrl_c_during_register_deletes_the_runner_again(lab: Lab, tmp_path: Pat
             # config write (a loaded machine) leaves the runner complete in both places.
             if not in_gitlab:
                 assert "was deleted again in GitLab because the command was interrupted" in err
-                rolled_back += 1
         else:
-            assert proc.returncode == 0, err  # finished before the signal arrived
-    assert set(outcomes) <= {0, 130}, outcomes
-    assert rolled_back > 0, outcomes  # the rollback path itself was exercised
+            # Finished before the signal arrived (0), or it arrived during interpreter shutdown,
+            # after the command's own work (-2, Python's exit for a late KeyboardInterrupt).
+            assert proc.returncode in (0, -signal.SIGINT), err
+            assert in_gitlab, err  # complete in both places
+    assert set(outcomes) <= {0, 130, -signal.SIGINT}, outcomes
+    # How many runs the signal caught inside the transaction depends on the machine's load;
+    # tests/unit/registration/test_leftovers.py drives the rollback path deterministically.
 
 
 def test_verify_repair_after_killed_rotate_and_unregister(
