@@ -10,6 +10,28 @@ from typing import Any
 
 import pytest
 
+from tests.integration.hostlab import bridge_sandbox, lab  # noqa: F401 (shared fixtures)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared VMs run last, and the hosts tests first among them.
+
+    The hosts tests provision the VMs from scratch (their first run must change things), so
+    nothing else may touch the VMs before them; the other tests on the VMs come after.
+    """
+
+    def on_the_vms(item: pytest.Item) -> bool:
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.get("lab", ()) if info is not None else ()
+        return bool(defs) and defs[-1].func.__module__ == "tests.integration.hostlab"
+
+    def rank(item: pytest.Item) -> int:
+        if not on_the_vms(item):
+            return 0
+        return 1 if "/integration/hosts/" in str(item.path) else 2
+
+    items.sort(key=rank)
+
 
 @dataclass
 class RunningSandbox:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_runnerctl
 from tests.helpers import wait_until
-from tests.integration.hosts.conftest import COSIGN, Lab, VmHost, docker
+from tests.integration.hostlab import COSIGN, Lab, VmHost, docker, install_runnerctl
 from tests.integration.sandbox_runner.conftest import API_ONLY
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -440,40 +440,6 @@ def test_register_with_host_writes_the_runner_on_the_host(
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def bridge_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A sandbox the VMs can reach: bound to the docker bridge's gateway address."""
-    from provisioner.docker_api import DockerAPI
-    from provisioner.sandbox import start_background
-
-    gateway = DockerAPI.from_env().bridge_gateway()
-    handle = start_background(tmp_path_factory.mktemp("bridge-sandbox"), host=gateway, port=0)
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-# What the smoke pipeline's shell jobs need (its .python-job uses them when present).
-SMOKE_TOOLS = ["build", "setuptools", "wheel", "twine", "pytest", "pytest-cov", "cryptography"]
-
-
-def _install_runnerctl(host: VmHost, tmp_path: Path) -> None:
-    """runnerctl and the smoke tools on the host, from wheels fetched here (no PyPI there)."""
-    repo = Path(__file__).resolve().parents[3]
-    wheels = tmp_path / "wheels"
-    pip = [sys.executable, "-m", "pip", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(repo)], check=True)
-    download = [*pip, "download", "-d", str(wheels), "--only-binary=:all:"]
-    subprocess.run([*download, str(repo), *SMOKE_TOOLS], check=True)
-    docker("cp", str(wheels), f"{host.container}:/tmp/wheels")
-    host.sh(
-        "python3 -m venv /opt/runnerctl && /opt/runnerctl/bin/pip install -q --no-index "
-        f"--find-links /tmp/wheels runnerctl {' '.join(SMOKE_TOOLS)} && "
-        "ln -sf /opt/runnerctl/bin/runnerctl /usr/local/bin/runnerctl"
-    )
-
-
 @pytest.mark.sandbox
 def test_jobs_run_on_the_provisioned_host(
     converged: Any, lab: Lab, bridge_sandbox: Any, tmp_path: Path
@@ -483,7 +449,7 @@ def test_jobs_run_on_the_provisioned_host(
     import gitlab
 
     host = lab.hosts[1]
-    _install_runnerctl(host, tmp_path)
+    install_runnerctl(host, tmp_path)
     host.sh("rm -f /etc/gitlab-runner/config.toml && systemctl restart gitlab-runner")
     token_file = tmp_path / "token"
     token_file.write_text(bridge_sandbox.root_token)
