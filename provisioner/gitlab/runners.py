@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import GitLabError
@@ -27,6 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKER_PREFIX = "runnerctl create "
+
+
+class RunnerChangedError(GitLabError):
+    """GitLab refused a conditional change (412): the runner changed since the given time."""
+
+
+@dataclass(frozen=True)
+class RunnerManager:
+    """One host's gitlab-runner process using a runner (``GET /runners/:id/managers``)."""
+
+    system_id: str
+    contacted_at: datetime | None = None
+    status: str = ""
 
 
 class RunnersMixin:
@@ -192,8 +208,18 @@ class RunnersMixin:
         )
         return response is not None
 
-    def delete_runner(self, runner_id: int) -> bool:
-        """``DELETE /runners/:id``; ``False`` when it was already gone."""
+    def delete_runner(self, runner_id: int, *, unmodified_since: datetime | None = None) -> bool:
+        """``DELETE /runners/:id``; ``False`` when it was already gone.
+
+        With ``unmodified_since``, the request carries ``If-Unmodified-Since`` and GitLab
+        refuses (412) to delete a runner changed after that moment: that raises
+        :class:`RunnerChangedError`.
+        """
+        headers = (
+            {"If-Unmodified-Since": format_datetime(unmodified_since.astimezone(UTC), usegmt=True)}
+            if unmodified_since is not None
+            else None
+        )
         response = self._t.request(
             "delete",
             f"/runners/{runner_id}",
@@ -204,9 +230,36 @@ class RunnersMixin:
                 "the config entry."
             },
             # After a retried delete a 404 means the first attempt went through.
-            missing=(404,),
+            missing=(404, 412) if headers else (404,),
+            headers=headers,
         )
-        return response is not None
+        if response is not None:
+            return True
+        if headers and self.find_runner(runner_id) is not None:
+            # Still there: the None was GitLab's 412, not a 404.
+            raise RunnerChangedError(
+                f"Runner {runner_id} was changed in GitLab after "
+                f"{unmodified_since:%Y-%m-%d %H:%M:%S %Z}; it was not deleted.",
+                hint="Plan again to see its current state.",
+            )
+        return False
+
+    def managers(self, runner_id: int) -> tuple[RunnerManager, ...]:
+        """``GET /runners/:id/managers``: one entry per host (system id) using the runner."""
+        items = self._t.paginate(
+            f"/runners/{runner_id}/managers",
+            {},
+            what=f"listing the managers of runner {runner_id}",
+            hints={404: f"Runner {runner_id} does not exist (any more) in GitLab."},
+        )
+        return tuple(
+            RunnerManager(
+                system_id=str(item.get("system_id") or ""),
+                contacted_at=parse_time(item.get("contacted_at")),
+                status=str(item.get("status") or ""),
+            )
+            for item in items
+        )
 
     def reset_token(self, runner_id: int) -> RunnerCredentials:
         """``POST /runners/:id/reset_authentication_token``: a new token, the old one dies.

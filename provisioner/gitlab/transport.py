@@ -203,6 +203,7 @@ class Transport:
         *,
         query: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response | Outcome:
         """One exchange through python-gitlab; a failure comes back as an :class:`Outcome`."""
         return self._guarded(
@@ -211,6 +212,7 @@ class Transport:
                 path,
                 query_data=dict(query or {}),
                 post_data=dict(body) if body is not None else None,
+                extra_headers=dict(headers) if headers else None,
                 obey_rate_limit=False,
                 retry_transient_errors=False,
                 max_retries=0,
@@ -292,14 +294,17 @@ class Transport:
         hints: Mapping[int, str] | None = None,
         missing: Collection[int] = (),
         idempotent: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response | None:
         """Send with the retry policy; ``None`` for a status in ``missing``.
+
+        ``headers`` are added to this request only (``If-Unmodified-Since``...).
 
         Raises:
             GitLabError: when the last attempt failed, with a hint.
         """
         result = self._run(
-            lambda: self.send(verb, path, query=query, body=body),
+            lambda: self.send(verb, path, query=query, body=body, headers=headers),
             label=f"{verb.upper()} {path}",
             what=what,
             hints=hints,
