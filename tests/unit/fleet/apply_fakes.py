@@ -64,7 +64,7 @@ class FakeGitLab:
     clock: Clock
     runners: dict[int, FakeRunner] = field(default_factory=dict)
     managers_seen: dict[int, dict[str, datetime]] = field(default_factory=dict)
-    calls: list[tuple[str, Any]] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)
     fail_create: bool = False
     next_id: int = 500
 
