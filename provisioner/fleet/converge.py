@@ -52,13 +52,18 @@ def converge(
     settings: ApplySettings | None = None,
     lock_dir: Path | None = None,
     report: Reporter[ActionFinished] = NULL_REPORTER,
+    approve: Callable[[FleetPlan], bool] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Converged:
     """Hold the fleet's lock, observe, plan (or check ``plan_file``) and apply.
 
+    ``approve`` (when given) is asked with the plan before anything is changed; a no ends the
+    run without a change.
+
     Raises:
         FleetRefusedError: another apply holds the lock, or the saved plan is stale (exit 13).
-        UsageError: the plan file is unreadable or belongs to another fleet (exit 2).
+        UsageError: the plan file is unreadable or belongs to another fleet, or the plan
+            was not approved (exit 2).
     """
     saved = read_plan(plan_file) if plan_file is not None else None
     if saved is not None and saved.fleet != fleet.name:
@@ -81,6 +86,11 @@ def converge(
         else:
             plan = make_plan(fleet, observed, adopt, now())
             since = observed.observed_at
+        if approve is not None and plan.actions and not approve(plan):
+            raise UsageError(
+                "Apply cancelled; nothing was changed.",
+                hint="Pass --auto-approve to apply without asking.",
+            )
         result = apply(
             fleet,
             plan,

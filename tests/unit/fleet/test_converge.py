@@ -129,3 +129,17 @@ def test_a_plan_of_another_fleet_is_refused(setup: World, tmp_path: Path) -> Non
     write_plan(plan, tmp_path / "plan.json")
     with pytest.raises(UsageError, match="plan of fleet 'staging'"):
         go(setup, tmp_path, plan_file=tmp_path / "plan.json")
+
+
+def test_a_plan_that_is_not_approved_changes_nothing(setup: World, tmp_path: Path) -> None:
+    asked: list[FleetPlan] = []
+
+    def no(plan: FleetPlan) -> bool:
+        asked.append(plan)
+        return False
+
+    with pytest.raises(UsageError, match="Apply cancelled"):
+        go(setup, tmp_path, approve=no)
+    assert [a.key for a in asked[0].actions] == ["create-runner:build"]
+    assert setup[1].calls == []
+    assert not setup[2].path("vm-a").exists()

@@ -1,0 +1,27 @@
+"""``runnerctl fleet ci`` through the CLI: the YAML on stdout, bad values as usage errors."""
+
+from __future__ import annotations
+
+import yaml
+
+from provisioner.fleet.ci import CiOptions, ci_config
+from tests.conftest import Cli
+
+
+def test_fleet_ci_prints_the_pipeline(cli: Cli) -> None:
+    code, out, err = cli(
+        "fleet", "ci", "--image", "ops/runnerctl:1", "--tag", "fleet", "--fleet-file", "f.toml"
+    )
+    assert (code, err) == (0, "")
+    assert out == ci_config(CiOptions("f.toml", "ops/runnerctl:1", ("fleet",)))
+    assert yaml.safe_load(out)["default"] == {"image": "ops/runnerctl:1", "tags": ["fleet"]}
+
+
+def test_fleet_ci_refuses_a_multi_line_value(cli: Cli) -> None:
+    code, out, err = cli("fleet", "ci", "--tag", "a\nb")
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        "Error: --tag must be one non-empty line: 'a\\nb'",
+        "Hint: e.g. --image registry.example.com/ops/runnerctl:1.4 --tag fleet",
+    ]
