@@ -118,11 +118,11 @@ app.add_typer(token_cli.app, name="token")
 app.add_typer(sandbox_cli.app, name="sandbox")
 app.add_typer(host_cli.app, name="host")
 app.add_typer(k8s_cli.app, name="k8s")
-app.add_typer(fleet_cli.app, name="fleet")
 app.command("demo")(demo_cli.demo)
 app.command("smoke")(smoke_cli.smoke)
 app.command("pipelines")(pipelines_cli.pipelines)
 app.command("doctor")(doctor_cli.doctor)
+app.add_typer(fleet_cli.app, name="fleet")
 
 
 def _version(value: bool) -> None:
