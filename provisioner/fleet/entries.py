@@ -70,10 +70,10 @@ def write_entry(
     *,
     now: Callable[[], datetime],
 ) -> None:
-    """Add the entry of ``runner`` to ``doc``, or rewrite it: new token, desired settings.
+    """Add the entry of ``runner`` to ``doc``, or rewrite it: new token, declared settings.
 
-    Settings keys the file has and FLEET.toml does not are removed, and each executor table is
-    replaced as a whole, so that what apply writes is what the next plan reads back.
+    Only the keys FLEET.toml declares are set (tables key by key); the plan compares those
+    alone, so what apply writes is what the next plan reads back as converged.
     """
     current = find_entry(doc, creds.id)
     if current is None:
@@ -103,21 +103,19 @@ def remove_entry(doc: ConfigDocument, runner_id: int) -> bool:
 
 
 def _settings_update(current: Mapping[str, Any], runner: RunnerDef) -> dict[str, Any]:
-    desired = desired_settings(runner)
+    """The declared keys whose value differs (tables merged key by key).
+
+    Keys FLEET.toml does not declare are left alone: gitlab-runner and people add defaults of
+    their own, and the plan compares declared keys only, so they are not drift.
+    """
     have = settings_of(current)
-    update: dict[str, Any] = {key: None for key in have if key not in desired}
-    for key, value in desired.items():
-        if have.get(key) == value:
-            continue
-        if isinstance(value, dict) and isinstance(have.get(key), dict):
-            # update_runner merges mappings: drop the keys the table should no longer have.
-            update[key] = {
-                **{k: None for k in have[key] if k not in value},
-                **value,
-            }
-        else:
-            update[key] = value
-    return update
+    return {k: v for k, v in desired_settings(runner).items() if not _subset(v, have.get(k))}
+
+
+def _subset(wanted: Any, seen: Any) -> bool:
+    if isinstance(wanted, dict) and isinstance(seen, dict):
+        return all(_subset(v, seen.get(k)) for k, v in wanted.items())
+    return bool(wanted == seen)
 
 
 def _plain(value: Any) -> Any:

@@ -263,8 +263,9 @@ def test_missing_entry_gets_the_token_a_sibling_holds_and_drift_is_repaired(
     (a,) = hosts.entries("vm-a")
     (b,) = hosts.entries("vm-b")
     assert a["token"] == b["token"] == token
-    assert a["docker"] == b["docker"] == {"image": "py:3"}
-    assert "limit" not in a
+    assert a["docker"] == {"image": "py:3", "privileged": True}  # undeclared keys stay
+    assert b["docker"] == {"image": "py:3"}
+    assert a["limit"] == 3
     assert str(b["token_obtained_at"]).startswith("2026-11-01")
     assert not [c for c in gitlab.calls if c[0] in ("reset", "create")]
 
