@@ -205,6 +205,12 @@ def apply(
 
 
 EntryChange = Callable[[ConfigDocument], None]
+_Ident = tuple[ActionKind, str | None, int | None, str | None]
+
+
+def _ident(action: Action) -> _Ident:
+    """What tells two actions apart (two duplicates of one runner share a key, not an id)."""
+    return (action.kind, action.runner, action.runner_id, action.host)
 
 
 class _Run:
@@ -225,11 +231,12 @@ class _Run:
         self.fleet, self.plan, self.observed = fleet, plan, observed
         self.gitlab, self.hosts, self.settings = gitlab, hosts, settings
         self.report, self.now = report, now
-        self.done: dict[str, ActionResult] = {}
-        self.errors: dict[str, list[str]] = {}  # action key -> failures of its host parts
-        self.failed_hosts: dict[str, str] = {}
+        self.done: dict[_Ident, ActionResult] = {}
+        self.errors: dict[_Ident, list[str]] = {}  # failures of an action's host parts
+        # Hosts the plan could not reach count as failed: nothing is sent their way.
+        self.failed_hosts: dict[str, str] = dict(plan.unreachable)
         self.tokens: dict[str, RunnerCredentials] = {}  # runner name -> new credentials
-        self.reset_at: dict[str, datetime] = {}
+        self.reset_at: dict[_Ident, datetime] = {}
         self.pending: dict[str, list[tuple[Action, EntryChange]]] = {}
 
     # -- bookkeeping
@@ -238,14 +245,14 @@ class _Run:
         return [a for a in self.plan.actions if a.kind is kind]
 
     def finish(self, action: Action, status: ActionStatus, detail: str = "") -> None:
-        if action.key in self.done:
+        if _ident(action) in self.done:
             return
         result = ActionResult(action, status, detail)
-        self.done[action.key] = result
+        self.done[_ident(action)] = result
         self.report(ActionFinished(result))
 
     def outcome(self, action: Action) -> ActionResult:
-        return self.done.get(action.key) or ActionResult(
+        return self.done.get(_ident(action)) or ActionResult(
             action, ActionStatus.SKIPPED, "not reached"
         )
 
@@ -357,14 +364,14 @@ class _Run:
             self.finish(action, ActionStatus.FAILED, exc.message)
             return
         self.tokens[runner.name] = creds
-        self.reset_at[action.key] = moment
+        self.reset_at[_ident(action)] = moment
         for host in targets:
             self.queue(host, action, self.token_writer(runner, creds))
 
     def fail_parts(self, action: Action, targets: Sequence[str]) -> None:
         down = self.host_down(targets)
         if down:
-            self.errors.setdefault(action.key, []).append(down)
+            self.errors.setdefault(_ident(action), []).append(down)
 
     def queue(self, host: str, action: Action, change: EntryChange) -> None:
         self.pending.setdefault(host, []).append((action, change))
@@ -393,7 +400,7 @@ class _Run:
         for host, error in outcomes:
             for action, _change in self.pending[host]:
                 if error is not None:
-                    self.errors.setdefault(action.key, []).append(f"{host}: {error}")
+                    self.errors.setdefault(_ident(action), []).append(f"{host}: {error}")
         for action in (
             *self.of(ActionKind.CREATE_RUNNER),
             *self.of(ActionKind.WRITE_ENTRY),
@@ -402,7 +409,7 @@ class _Run:
             self.close(action)
 
     def close(self, action: Action, detail: str = "") -> None:
-        failures = self.errors.get(action.key)
+        failures = self.errors.get(_ident(action))
         if failures:
             self.finish(action, ActionStatus.FAILED, "; ".join(failures))
         else:
@@ -471,14 +478,14 @@ class _Run:
         self, *, clock: Callable[[], float], sleep: Callable[[float], None]
     ) -> None:
         """Each rotated runner's managers must contact GitLab after the reset (timeout)."""
-        waiting: dict[str, Action] = {}
+        waiting: dict[_Ident, Action] = {}
         for action in self.of(ActionKind.ROTATE_TOKEN):
-            if action.key in self.done:
+            if _ident(action) in self.done:
                 continue
-            if self.errors.get(action.key):
+            if self.errors.get(_ident(action)):
                 self.close(action)
             else:
-                waiting[action.key] = action
+                waiting[_ident(action)] = action
         deadline = clock() + self.settings.reconnect_timeout
         while waiting:
             for key, action in list(waiting.items()):
@@ -505,7 +512,7 @@ class _Run:
     def silent_hosts(self, action: Action) -> list[str]:
         """The hosts of a rotated runner whose manager has not contacted GitLab since the reset."""
         assert action.runner_id is not None
-        since = self.reset_at[action.key].replace(microsecond=0)
+        since = self.reset_at[_ident(action)].replace(microsecond=0)
         fresh = [
             m
             for m in self.gitlab.managers(action.runner_id)

@@ -364,3 +364,38 @@ def test_recap_and_junit_hold_no_token(
     assert not TOKEN_RE.search(repr(result.to_json()) + repr(result))
     assert TOKEN_RE.search(hosts.path("vm-a").read_text())
     assert not result.converged  # vm-c was never reached
+
+
+def test_duplicates_of_one_runner_are_each_deleted(
+    gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
+) -> None:
+    gitlab.add(5, note=marker("prod", "build"))
+    gitlab.add(6, note=marker("prod", "build"))
+    fleet = fleet_of(runner_def("build", "vm-a"))
+    plan = plan_of(
+        Action(ActionKind.DELETE_RUNNER, "a newer runner", runner="build", runner_id=5),
+        Action(ActionKind.DELETE_RUNNER, "a newer runner", runner="build", runner_id=6),
+    )
+
+    result = run(fleet, plan, gitlab, hosts, clock)
+
+    assert [(r.action.runner_id, r.status.value) for r in result.results] == [(5, "ok"), (6, "ok")]
+    assert gitlab.runners == {}
+
+
+def test_no_reset_while_a_host_of_the_runner_is_unreachable(
+    gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
+) -> None:
+    gitlab.add(9)
+    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
+    plan = plan_of(
+        Action(
+            ActionKind.ROTATE_TOKEN, "due", runner="shared", runner_id=9, hosts=("vm-a", "vm-b")
+        ),
+        unreachable={"vm-b": "timed out"},
+    )
+
+    result = run(fleet, plan, gitlab, hosts, clock)
+
+    assert statuses(result) == {"rotate-token:shared": ("skipped", "host vm-b failed: timed out")}
+    assert gitlab.calls == []
