@@ -127,7 +127,10 @@ SEQUENCED_TABLES = frozenset(
 )
 
 # (table, column, declaration) added after the first release of the schema.
-MIGRATIONS = (("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),)
+MIGRATIONS = (
+    ("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),
+    ("runners", "updated_at", "TEXT"),
+)
 
 ROOT_TOKEN_FILE = "root_token"  # noqa: S105 - a file name, not a secret
 
