@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,18 @@ def _write(path: Path, text: str) -> str:
     return str(path)
 
 
+FLEET = (
+    '[fleet]\nname = "{name}"\ngitlab_url = "{url}"\nssh_user = "ops"\n\n'
+    '[[hosts]]\nname = "vm"\naddress = "127.0.0.1:{port}"\n\n'
+    '[[runners]]\nname = "{name}-r"\nhost = "vm"\nexecutor = "shell"\n'
+)
+
+
 @pytest.fixture
-def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
-    """Files the cases read, and the sandbox's address."""
+def setup(tmp_path: Path, sandbox: Any) -> Iterator[dict[str, str]]:
+    """Files the cases read, and the sandbox's address (fleet "held"'s lock is held)."""
+    from provisioner.fleet.lock import fleet_lock
+
     # Valid for gitlab-runner, but the sandbox knows no such runner token.
     config = "concurrent = 1\n\n" + RUNNER.format(
         name="refused", url=sandbox.url, token="glrt-nobody-knows-this-000000"
@@ -82,7 +92,8 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
     )
     project = sandbox.new_project(group=group)
     seed_pipeline(sandbox, project.id, "main", "failed", age=5)
-    return {
+    closed = str(_closed_port())
+    files = {
         "url": sandbox.url,
         "valid": _write(tmp_path / "valid.toml", config),
         "refused": _write(tmp_path / "refused.toml", config),
@@ -90,7 +101,7 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
         "bad_token": _write(tmp_path / "bad-token", "glpat-this-token-is-not-known-0\n"),
         "dir": str(a_dir),
         "tmp": str(tmp_path),
-        "closed_port": str(_closed_port()),
+        "closed_port": closed,
         "root_token": sandbox.root_token,
         "red_group": group.full_path,
         "job_log": _write(
@@ -98,7 +109,17 @@ def setup(tmp_path: Path, sandbox: Any) -> dict[str, str]:
             "Fetching changes...\nremote: HTTP Basic: Access denied\n"
             "ERROR: Job failed: exit code 1\n",
         ),
+        "held_fleet": _write(
+            tmp_path / "held.toml", FLEET.format(name="held", url=sandbox.url, port=closed)
+        ),
+        "cut_fleet": _write(
+            tmp_path / "cut.toml",
+            FLEET.format(name=sandbox.unique("cut"), url=sandbox.url, port=closed),
+        ),
+        "pid": str(os.getpid()),
     }
+    with fleet_lock("held", tmp_path / "state"):
+        yield files
 
 
 CASES = [
@@ -195,11 +216,28 @@ CASES = [
         (),
         env={"GITLAB_URL": "{url}", "GITLAB_TOKEN": "{root_token}"},
     ),
+    # A verdict: the recap says what did not converge (here: the only host cannot be reached).
+    Case(
+        12,
+        ("fleet", "apply", "{cut_fleet}", "--auto-approve", "--gitlab-url", "{url}"),
+        ("unreachable  vm: cannot connect",),
+        env={"GITLAB_TOKEN": "{root_token}", "XDG_STATE_HOME": "{tmp}/state"},
+    ),
+    Case(
+        13,
+        ("fleet", "apply", "{held_fleet}", "--auto-approve", "--gitlab-url", "{url}"),
+        (
+            "Error: Another `fleet apply` of fleet 'held' is running (pid {pid}).",
+            "Hint: Wait for it to finish, then re-run; the lock is {tmp}/state/runnerctl/"
+            "fleet-held.lock.",
+        ),
+        env={"GITLAB_TOKEN": "{root_token}", "XDG_STATE_HOME": "{tmp}/state"},
+    ),
 ]
 
 
 # Codes that report a verdict on stdout rather than an error.
-VERDICTS = (9, 10, 11)
+VERDICTS = (9, 10, 11, 12)
 
 
 def _fill(value: str, setup: dict[str, str]) -> str:

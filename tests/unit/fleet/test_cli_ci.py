@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 
 from provisioner.fleet.ci import CiOptions, ci_config
@@ -24,4 +26,18 @@ def test_fleet_ci_refuses_a_multi_line_value(cli: Cli) -> None:
     assert err.splitlines() == [
         "Error: --tag must be one non-empty line: 'a\\nb'",
         "Hint: e.g. --image registry.example.com/ops/runnerctl:1.4 --tag fleet",
+    ]
+
+
+def test_fleet_apply_without_a_terminal_needs_auto_approve(cli: Cli, tmp_path: Path) -> None:
+    fleet = tmp_path / "FLEET.toml"
+    fleet.write_text(
+        '[fleet]\nname = "prod"\ngitlab_url = "https://gitlab.example"\nssh_user = "ops"\n'
+    )
+    code, out, err = cli("fleet", "apply", str(fleet), env={"GITLAB_TOKEN": "glpat-" + "x" * 20})
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "Error: fleet apply needs --auto-approve when it cannot ask (stdin is not a terminal).",
+        "Hint: Review `runnerctl fleet plan FLEET.toml` first, then re-run with --auto-approve "
+        "(or apply a saved plan: --plan-file PLAN.json --auto-approve).",
     ]
