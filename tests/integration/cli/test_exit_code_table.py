@@ -118,7 +118,7 @@ def setup(tmp_path: Path, sandbox: Any) -> Iterator[dict[str, str]]:
         ),
         "pid": str(os.getpid()),
     }
-    with fleet_lock("held", tmp_path / "state"):
+    with fleet_lock("held", tmp_path / "state" / "runnerctl"):
         yield files
 
 
@@ -220,7 +220,10 @@ CASES = [
     Case(
         12,
         ("fleet", "apply", "{cut_fleet}", "--auto-approve", "--gitlab-url", "{url}"),
-        ("unreachable  vm: cannot connect",),
+        (
+            "unreachable  vm: ops@127.0.0.1:{closed_port}: cannot connect (Unable to connect to "
+            "port {closed_port} on 127.0.0.1)",
+        ),
         env={"GITLAB_TOKEN": "{root_token}", "XDG_STATE_HOME": "{tmp}/state"},
     ),
     Case(
