@@ -13,9 +13,13 @@ import typer
 
 from provisioner.cli import fleet_apply
 from provisioner.cli.context import command_group, get_app
+from provisioner.cli.options import GitLabOptions, SSHChoices, with_gitlab_options, with_ssh_options
+from provisioner.errors import ProvisionerError
 
 if TYPE_CHECKING:
     from provisioner.fleet.load import FleetReport
+    from provisioner.fleet.model import HostSpec
+    from provisioner.fleet.observe import HostSession
 
 # provisioner.fleet (pydantic, tomlkit) is imported inside the commands so that `runnerctl
 # --help` stays fast.
@@ -24,11 +28,15 @@ app = command_group(
     "Plan and apply a desired state for a fleet of runners (FLEET.toml).\n\n"
     "Examples:\n\n"
     "  runnerctl fleet validate FLEET.toml\n"
-    "  runnerctl fleet validate FLEET.toml -o json\n"
+    "  runnerctl fleet plan FLEET.toml --detailed-exitcode\n"
 )
 
 #: FLEET.toml errors are usage errors: a bad input file named by the user.
 INVALID_EXIT = 2
+#: ``fleet plan``: a host could not be read (as ``host check``).
+UNREACHABLE_EXIT = 5
+#: ``fleet plan --detailed-exitcode``, as ``terraform plan``: 0 no changes, 1 error, 2 changes.
+DETAILED_CHANGES, DETAILED_ERROR = 2, 1
 
 FleetFile = Annotated[
     Path,
@@ -92,6 +100,91 @@ def _render_report(report: FleetReport) -> str:
     count = len(report.issues)
     lines.append(f"invalid: {report.source}: {count} error{'s' if count != 1 else ''}")
     return "\n".join(lines)
+
+
+@app.command("plan")
+@with_gitlab_options
+@with_ssh_options
+def plan(
+    ctx: typer.Context,
+    fleet_file: FleetFile,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when there is nothing to do, 2 when there are changes, 1 on any error "
+            "(an unreachable host included).",
+        ),
+    ] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also save the plan (JSON, mode 0600, no secret) for `fleet apply --plan-file`.",
+            dir_okay=False,
+        ),
+    ] = None,
+    adopt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--adopt",
+            metavar="NAME",
+            help="Take over the existing runner whose description is NAME (it has no fleet "
+            "marker yet). \\[repeatable]",
+        ),
+    ] = None,
+    *,
+    connection: GitLabOptions,
+    ssh: SSHChoices,
+) -> None:
+    """Show what `fleet apply` would change: read GitLab and every host, write nothing.
+
+    GitLab is read in one GraphQL request per 100 runners (an administrator's token).
+
+    Each host is read over one SSH session. Runners without this fleet's marker are left alone.
+
+    Exits 0, or 5 when a host could not be read (2: FLEET.toml is invalid). With
+    --detailed-exitcode: 0 no changes, 2 changes, 1 any error.
+
+    Examples:
+
+      runnerctl fleet plan FLEET.toml
+      runnerctl fleet plan FLEET.toml --out plan.json --detailed-exitcode -o json
+      runnerctl fleet plan FLEET.toml --adopt build --known-hosts ./known_hosts
+    """
+    from dataclasses import replace
+
+    from provisioner.fleet.load import load_fleet
+    from provisioner.fleet.service import plan_fleet, save_plan
+    from provisioner.ssh import SSHTarget
+
+    app = get_app(ctx)
+    try:
+        fleet = load_fleet(fleet_file)
+        options = ssh.resolve(app)
+        gitlab = app.gitlab(replace(connection, url=connection.url or fleet.gitlab_url))
+
+        def connect(spec: HostSpec) -> HostSession:
+            return app.ssh(SSHTarget(spec.address, spec.user, spec.port), options)
+
+        result = plan_fleet(fleet, gitlab=gitlab, connect=connect, adopt=adopt or ())
+    except ProvisionerError as exc:
+        if detailed_exitcode:  # every error is 1: 2 means "changes"
+            exc.exit_code = DETAILED_ERROR
+        raise
+    if out_file is not None:
+        save_plan(result, out_file)
+    if app.json:
+        app.emit_json(result.to_json())
+    else:
+        from provisioner.cli.fleet_view import render_plan
+
+        app.echo(render_plan(result))
+    if detailed_exitcode:
+        code = DETAILED_ERROR if result.unreachable else DETAILED_CHANGES if result.changes else 0
+        raise typer.Exit(code=code)
+    if result.unreachable:
+        raise typer.Exit(code=UNREACHABLE_EXIT)
 
 
 # `apply` and `ci` live in their own module.

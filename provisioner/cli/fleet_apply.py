@@ -85,6 +85,8 @@ def apply_command(  # noqa: PLR0917 (Typer passes options as parameters)
       runnerctl fleet apply FLEET.toml --auto-approve --key-file ~/.ssh/fleet
       runnerctl fleet apply FLEET.toml --plan-file plan.json --auto-approve --junit fleet.xml
     """
+    from dataclasses import replace
+
     from provisioner.fleet.apply import ApplySettings
     from provisioner.fleet.converge import converge
     from provisioner.fleet.junit import write_junit
@@ -99,7 +101,7 @@ def apply_command(  # noqa: PLR0917 (Typer passes options as parameters)
         )
     live = live_fleet(
         fleet_file,
-        gitlab=app.gitlab(connection),
+        gitlab=lambda url: app.gitlab(replace(connection, url=connection.url or url)),
         ssh=ssh.resolve(app),
         connect=app.ssh,
         on_secret=app.redactor.add,

@@ -26,7 +26,6 @@ from provisioner.fleet.apply import (
 )
 from provisioner.fleet.lock import FleetRefusedError, fleet_lock
 from provisioner.fleet.model import PLAN_FORMAT, Fleet, FleetPlan, Observed
-from provisioner.fsutil import atomic_write
 
 ObserveFn = Callable[[Fleet], Observed]
 PlanFn = Callable[[Fleet, Observed, Sequence[str], datetime], FleetPlan]
@@ -109,13 +108,8 @@ def converge(
     return Converged(plan, result)
 
 
-def write_plan(plan: FleetPlan, path: Path) -> None:
-    """Save ``plan`` for ``apply --plan-file`` (0600, atomic; it holds no secret)."""
-    atomic_write(path, json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n", mode=0o600)
-
-
 def read_plan(path: Path) -> FleetPlan:
-    """A plan file written by :func:`write_plan`, or a :class:`UsageError` saying what is wrong."""
+    """A plan file (``fleet plan --out``), or a :class:`UsageError` saying what is wrong."""
     hint = "Write it with `runnerctl fleet plan FLEET.toml --out PLAN.json`."
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -43,6 +43,7 @@ from provisioner.runner_config.document import (
     nearest_location,
     parse_text,
 )
+from provisioner.runner_config.validate import display_path
 
 SCHEMA_FILE = "fleet.schema.json"
 DURATION_PATTERN = r"^[0-9]+[smhd]$"
@@ -196,14 +197,6 @@ class FleetReport:
         )
 
 
-def display_path(path: Path_) -> str:
-    """``("runners", 0, "docker")`` -> ``runners[0].docker``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
-    return out
-
-
 def check_file(path: Path) -> FleetReport:
     """Read and check a FLEET.toml file.
 
@@ -330,17 +323,12 @@ class _Checker:
 
     def _hosts(self, model: FleetFileModel, fleet_vars: Mapping[str, Any]) -> list[HostSpec]:
         hosts: list[HostSpec] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, Path_] = {}
         addresses: dict[tuple[str, int], str] = {}
         for i, h in enumerate(model.hosts):
             path: Path_ = ("hosts", i)
-            if h.name in seen:
-                self.error(
-                    (*path, "name"),
-                    f"host {h.name!r} is defined twice (first: hosts[{seen[h.name]}])",
-                )
+            if not self._first("host", h.name, path, seen):
                 continue
-            seen[h.name] = i
             address, port = self._address(h.address, (*path, "address"))
             user = h.user or model.fleet.ssh_user
             if user is None:
@@ -367,6 +355,15 @@ class _Checker:
             )
         return hosts
 
+    def _first(self, kind: str, name: str, path: Path_, seen: dict[str, Path_]) -> bool:
+        """True the first time ``name`` is seen; else report the duplicate."""
+        if name in seen:
+            first = display_path(seen[name])
+            self.error((*path, "name"), f"{kind} {name!r} is defined twice (first: {first})")
+            return False
+        seen[name] = path
+        return True
+
     def _address(self, text: str, path: Path_) -> tuple[str, int]:
         host, sep, port = text.rpartition(":")
         if not sep or text.startswith("["):
@@ -378,16 +375,11 @@ class _Checker:
 
     def _runners(self, model: FleetFileModel, host_names: set[str]) -> list[RunnerDef]:
         runners: list[RunnerDef] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, Path_] = {}
         for i, r in enumerate(model.runners):
             path: Path_ = ("runners", i)
-            if r.name in seen:
-                self.error(
-                    (*path, "name"),
-                    f"runner {r.name!r} is defined twice (first: runners[{seen[r.name]}])",
-                )
+            if not self._first("runner", r.name, path, seen):
                 continue
-            seen[r.name] = i
             hosts = self._runner_hosts(r, path, host_names)
             if r.executor is None:
                 self.error(path, f"runner {r.name!r}: executor missing ({', '.join(EXECUTORS)})")

@@ -48,16 +48,20 @@ class LiveFleet:
 def live_fleet(
     path: Path,
     *,
-    gitlab: GitLabAPI,
+    gitlab: Callable[[str], GitLabAPI],
     ssh: SSHOptions,
     connect: ConnectFn,
     on_secret: Callable[[str], None] | None = None,
 ) -> LiveFleet:
-    """Load ``path`` and bind the real GitLab client and SSH hosts to it."""
+    """Load ``path`` and bind the real GitLab client and SSH hosts to it.
+
+    ``gitlab`` builds the client from the fleet's ``gitlab_url`` (the default when no URL is
+    given on the command line or in the environment).
+    """
     fleet = load_fleet(path)
     return LiveFleet(
         fleet=fleet,
-        gitlab=gitlab,
+        gitlab=gitlab(fleet.gitlab_url),
         hosts=SSHHosts(ssh=ssh, connect=connect, on_secret=on_secret),
         connect=lambda spec: connect(target_of(spec), ssh),
     )

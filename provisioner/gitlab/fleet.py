@@ -107,6 +107,15 @@ def _paths(connection: Any) -> tuple[str, ...]:
     return tuple(str(p) for p in found if p)
 
 
+def _managers(items: Any, system_id: str, contacted_at: str) -> tuple[ObservedManager, ...]:
+    """Managers from GraphQL nodes or REST objects (their keys differ in case only)."""
+    return tuple(
+        ObservedManager(str(m.get(system_id) or ""), parse_time(m.get(contacted_at)))
+        for m in (items if isinstance(items, list) else ())
+        if isinstance(m, dict)
+    )
+
+
 def _from_node(node: dict[str, Any]) -> ObservedRunner:
     managers = node.get("managers")
     manager_nodes = managers.get("nodes") if isinstance(managers, dict) else None
@@ -123,11 +132,7 @@ def _from_node(node: dict[str, Any]) -> ObservedRunner:
         maintenance_note=node.get("maintenanceNote"),
         contacted_at=parse_time(node.get("contactedAt")),
         token_expires_at=parse_time(node.get("tokenExpiresAt")),
-        managers=tuple(
-            ObservedManager(str(m.get("systemId") or ""), parse_time(m.get("contactedAt")))
-            for m in manager_nodes or ()
-            if isinstance(m, dict)
-        ),
+        managers=_managers(manager_nodes, "systemId", "contactedAt"),
         scope_paths=_paths(node.get("groups")) + _paths(node.get("projects")),
     )
 
@@ -158,10 +163,6 @@ def _from_rest(data: Any, managers: Any) -> ObservedRunner:
         maintenance_note=data.get("maintenance_note"),
         contacted_at=parse_time(data.get("contacted_at")),
         token_expires_at=parse_time(data.get("token_expires_at")),
-        managers=tuple(
-            ObservedManager(str(m.get("system_id") or ""), parse_time(m.get("contacted_at")))
-            for m in (managers if isinstance(managers, list) else ())
-            if isinstance(m, dict)
-        ),
+        managers=_managers(managers, "system_id", "contacted_at"),
         scope_paths=paths,
     )

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from provisioner.errors import UsageError
-from provisioner.fleet.converge import Converged, PlanFn, converge, read_plan, write_plan
+from provisioner.fleet.converge import Converged, PlanFn, converge, read_plan
 from provisioner.fleet.lock import FleetRefusedError, fleet_lock
 from provisioner.fleet.model import Action, ActionKind, Fleet, FleetPlan, Observed
+from provisioner.fleet.service import save_plan as write_plan
 from tests.unit.fleet.apply_fakes import Clock, FakeGitLab, FakeHosts, fleet_of, runner_def
 
 World = tuple[Fleet, FakeGitLab, FakeHosts, Clock]

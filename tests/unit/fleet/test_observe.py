@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
+from requests.adapters import BaseAdapter
 
 from provisioner.errors import GitLabError
 from provisioner.fleet.model import HostSpec, ObservedManager, ObservedRunner
 from provisioner.fleet.observe import observe, parse_entries
+from provisioner.gitlab.client import GitLabAPI
+from provisioner.gitlab.models import ConnectionSettings
 from provisioner.ssh import CommandResult, SSHError, SSHFailure
 from tests.unit.fleet.factories import NOW, fleet, rdef
 from tests.unit.gitlab.test_graphql import _api
+from tests.unit.registration.fakes import BASE, PAT
 
 CONFIG = """\
 concurrent = 4
@@ -220,3 +226,66 @@ def test_a_broken_config_makes_the_host_unreadable_not_the_plan() -> None:
     assert h.error is not None
     assert "TOML syntax error" in h.error
     assert host.closed
+
+
+class RestOnly(BaseAdapter):
+    """A GitLab whose GraphQL lacks the runners fields: answers REST from a table."""
+
+    def __init__(self, routes: dict[str, Any]) -> None:
+        super().__init__()
+        self.routes = routes
+        self.paths: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        path = (request.path_url or "").split("?")[0]
+        self.paths.append(path)
+        response = requests.Response()
+        response.request = request
+        response.headers["Content-Type"] = "application/json"
+        if path == "/api/graphql":
+            error = "Field 'tokenExpiresAt' doesn't exist on type 'CiRunner'"
+            body: Any = {"errors": [{"message": error}]}
+        else:
+            body = self.routes.get(path.removeprefix("/api/v4"))
+        response.status_code = 404 if body is None else 200
+        response._content = json.dumps(body or {"message": "404 Not found"}).encode()
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_fleet_runners_falls_back_to_rest_when_graphql_lacks_the_fields() -> None:
+    fake = RestOnly(
+        {
+            "/runners/all": [{"id": 4}, {"id": 5}],
+            "/runners/4": {
+                "id": 4,
+                "description": "build",
+                "runner_type": "group_type",
+                "tag_list": ["linux"],
+                "paused": True,
+                "locked": False,
+                "run_untagged": True,
+                "access_level": "not_protected",
+                "maximum_timeout": None,
+                "maintenance_note": "managed-by: runnerctl fleet=prod runner=build",
+                "groups": [{"id": 9, "web_url": "https://gitlab.example.com/groups/ops/ci"}],
+            },
+            "/runners/4/managers": [{"system_id": "s_1", "contacted_at": "2026-12-03T11:00:00Z"}],
+        }
+    )
+    session = requests.Session()
+    session.mount(BASE, fake)
+    api = GitLabAPI(ConnectionSettings(url=BASE, token=PAT), session=session, sleep=lambda _s: None)
+    (runner,) = api.fleet_runners()  # #5 was deleted between the list and its details
+    assert (runner.id, runner.runner_type, runner.paused, runner.scope_paths) == (
+        4,
+        "group_type",
+        True,
+        ("ops/ci",),
+    )
+    assert runner.managers == (ObservedManager("s_1", datetime(2026, 12, 3, 11, tzinfo=UTC)),)
+    assert runner.owner == ("prod", "build")
+    assert fake.paths[0] == "/api/graphql"
+    assert fake.paths[1] == "/api/v4/runners/all"
