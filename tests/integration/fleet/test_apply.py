@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 from provisioner.fleet.model import marker
+from provisioner.runner_config import ConfigDocument, RunnerRef
 from tests.conftest import RUNNERCTL, run_runnerctl
 from tests.helpers import wait_until
 from tests.integration.conftest import RunningSandbox
-from tests.integration.fleet.vms import remove_entries
+from tests.integration.fleet.vms import edit_config, remove_entries
 from tests.integration.hostlab import Lab, VmHost, docker, install_runnerctl
 from tests.integration.sandbox_runner.conftest import API_ONLY
 
@@ -329,8 +330,9 @@ def test_the_runners_run_jobs(fleet: FleetLab) -> None:
 
 def test_drift_is_planned_exactly_and_repaired(fleet: FleetLab) -> None:
     owned = fleet.owned()
-    a_shell = owned["a-shell"].id
-    remove_entries(fleet.lab, fleet.host("vm-a"), {a_shell})
+    shared = owned["shared"].id
+    token = fleet.entries("vm-a")["shared"]["token"]
+    remove_entries(fleet.lab, fleet.host("vm-b"), {shared})
     b_docker = fleet.gitlab().runners.get(owned["b-docker"].id)
     b_docker.paused = True
     b_docker.save()
@@ -345,7 +347,7 @@ def test_drift_is_planned_exactly_and_repaired(fleet: FleetLab) -> None:
         [
             f"update-runner:{p}-b-docker",
             f"update-runner:{p}-c-shell",
-            f"write-entry:{p}-a-shell@vm-a",
+            f"write-entry:{p}-shared@vm-b",
         ]
     )
     by_id = {a["id"]: a for a in plan["actions"]}
@@ -357,7 +359,9 @@ def test_drift_is_planned_exactly_and_repaired(fleet: FleetLab) -> None:
     code, result, err = fleet.apply()
 
     assert code == 0, err + json.dumps(result, indent=1)
-    assert fleet.entries("vm-a")["a-shell"]["id"] == a_shell
+    # The entry came back with the token vm-a holds: no reset was needed.
+    assert fleet.entries("vm-b")["shared"]["token"] == token
+    assert fleet.entries("vm-b")["shared"]["id"] == shared
     assert fleet.gitlab().runners.get(owned["b-docker"].id).paused is False
     assert fleet.gitlab().runners.get(owned["c-shell"].id).tag_list == [f"{p}-c"]
     assert fleet.plan()["actions"] == []
@@ -446,13 +450,19 @@ def _epoch(text: str) -> float:
 def test_a_host_cut_mid_apply_fails_alone_and_the_rerun_converges(fleet: FleetLab) -> None:
     owned = fleet.owned()
     p = fleet.prefix
-    remove_entries(fleet.lab, fleet.host("vm-a"), {owned["a-docker"].id})
-    remove_entries(fleet.lab, fleet.host("vm-c"), {owned["c-docker"].id})
+    remove_entries(fleet.lab, fleet.host("vm-a"), {owned["shared"].id})
+
+    def drift(doc: ConfigDocument) -> None:
+        doc.update_runner(RunnerRef(id=owned["c-shell"].id), {"environment": ["FLEET_HOST=x"]})
+
+    edit_config(fleet.lab, fleet.host("vm-c"), drift)
     runner = fleet.gitlab().runners.get(owned["shared"].id)
     runner.paused = True
     runner.save()
     victim = fleet.host("vm-c")
-    argv = [str(RUNNERCTL), "fleet", "apply", *fleet.args(), "--auto-approve", "-o", "json"]
+    # One host at a time, vm-a before vm-c: vm-a's write leaves time for the pause to land.
+    argv = [str(RUNNERCTL), "fleet", "apply", *fleet.args(), "--auto-approve", "--parallel", "1"]
+    argv += ["-o", "json"]
     paused = False
     with subprocess.Popen(
         argv, env=fleet.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -477,15 +487,16 @@ def test_a_host_cut_mid_apply_fails_alone_and_the_rerun_converges(fleet: FleetLa
     status = {a["id"]: a["status"] for a in result["actions"]}
     assert status == {
         f"update-runner:{p}-shared": "ok",
-        f"write-entry:{p}-a-docker@vm-a": "ok",
-        f"write-entry:{p}-c-docker@vm-c": "failed",
+        f"write-entry:{p}-shared@vm-a": "ok",
+        f"write-entry:{p}-c-shell@vm-c": "failed",
     }
-    assert "a-docker" in fleet.entries("vm-a")
-    assert "c-docker" not in fleet.entries("vm-c")
+    assert result["converged"] is False
+    assert fleet.entries("vm-a")["shared"]["id"] == owned["shared"].id
+    assert fleet.entries("vm-c")["c-shell"]["environment"] == ["FLEET_HOST=x"]
 
     code, result, err = fleet.apply()
 
     assert code == 0, err + json.dumps(result, indent=1)
-    assert [a["id"] for a in result["actions"]] == [f"write-entry:{p}-c-docker@vm-c"]
-    assert "c-docker" in fleet.entries("vm-c")
+    assert [a["id"] for a in result["actions"]] == [f"write-entry:{p}-c-shell@vm-c"]
+    assert fleet.entries("vm-c")["c-shell"]["environment"] == ["FLEET_HOST=vm-c"]
     assert fleet.plan()["actions"] == []
