@@ -227,7 +227,8 @@ def fleet(
     group = gl.groups.create({"name": f"{name}-g", "path": f"{name}-g"})
     fl = FleetLab(lab, sandbox, root, name, f"f{os.getpid()}", group, token_file)
     fl.write()
-    for vm in ("vm-a", "vm-c"):  # the shell jobs run there (the stand-in runs them with runnerctl)
+    # The stand-in gitlab-runner of each host runs its jobs (and contacts GitLab) with runnerctl.
+    for vm in HOSTS:
         if fl.host(vm).sh("command -v runnerctl || true", check=False) == "":
             install_runnerctl(fl.host(vm), root)
     started = time.monotonic()
@@ -373,10 +374,10 @@ def test_drift_is_planned_exactly_and_repaired(fleet: FleetLab) -> None:
 def test_unmarked_runner_is_untouched_and_an_owned_stray_is_deleted(fleet: FleetLab) -> None:
     gl = fleet.gitlab()
     p = fleet.prefix
-    unmarked = gl.user_runners.create(
+    unmarked = gl.user.runners.create(
         {"runner_type": "instance_type", "description": "someone-elses", "tag_list": [f"{p}-a"]}
     )
-    stray = gl.user_runners.create(
+    stray = gl.user.runners.create(
         {
             "runner_type": "instance_type",
             "description": f"{p}-retired",
