@@ -20,6 +20,7 @@ from provisioner.cli.options import (
     with_gitlab_options,
     with_ssh_options,
 )
+from provisioner.cli.render import table
 from provisioner.errors import UsageError
 
 if TYPE_CHECKING:
@@ -149,6 +150,12 @@ def _render(app: AppContext, result: ApplyResult) -> None:
     if app.json:
         app.emit_json(result.to_json())
         return
+    if result.results:
+        rows = (
+            (r.status.value.upper(), r.action.key, app.redactor(r.detail or r.action.reason))
+            for r in result.results
+        )
+        app.out.print(table(("STATUS", "ACTION", "DETAIL"), rows, wrap=("DETAIL",)))
     for host, error in sorted(result.unreachable.items()):
         app.echo(f"unreachable  {host}: {error}")
     counts = ", ".join(f"{result.count(s)} {s.value}" for s in ActionStatus)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from provisioner.fleet.ci import CiOptions, ci_config
@@ -40,4 +41,33 @@ def test_fleet_apply_without_a_terminal_needs_auto_approve(cli: Cli, tmp_path: P
         "Error: fleet apply needs --auto-approve when it cannot ask (stdin is not a terminal).",
         "Hint: Review `runnerctl fleet plan FLEET.toml` first, then re-run with --auto-approve "
         "(or apply a saved plan: --plan-file PLAN.json --auto-approve).",
+    ]
+
+
+def test_the_recap_lists_every_action_and_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    from provisioner.cli.context import AppContext
+    from provisioner.cli.fleet_apply import _render
+    from provisioner.fleet.apply import ActionResult, ActionStatus, ApplyResult
+    from provisioner.fleet.model import Action, ActionKind
+
+    create = Action(ActionKind.CREATE_RUNNER, "missing", runner="build", hosts=("vm-a",))
+    delete = Action(ActionKind.DELETE_RUNNER, "not in the file", runner="old", runner_id=4)
+    result = ApplyResult(
+        "prod",
+        (
+            ActionResult(create, ActionStatus.OK),
+            ActionResult(delete, ActionStatus.SKIPPED, "changed since the plan"),
+        ),
+        unreachable={"vm-c": "timed out"},
+    )
+
+    _render(AppContext(), result)
+
+    lines = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "STATUS   ACTION               DETAIL",
+        "OK       create-runner:build  missing",
+        "SKIPPED  delete-runner:old    changed since the plan",
+        "unreachable  vm-c: timed out",
+        "Fleet prod: 1 ok, 0 failed, 1 skipped; NOT converged: re-run to finish",
     ]
