@@ -1,4 +1,4 @@
-"""``runnerctl fleet ci`` through the CLI: the YAML on stdout, bad values as usage errors."""
+"""`runnerctl fleet ci` and `fleet apply` through the CLI: output, usage errors, the recap."""
 
 from __future__ import annotations
 
