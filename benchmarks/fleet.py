@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,15 +52,15 @@ SERVICE = (
 )
 
 
-def start_hosts(prefix: str, count: int, public: str) -> list[VmHost]:
-    hosts = []
+def start_hosts(prefix: str, count: int, public: str, hosts: list[VmHost]) -> list[VmHost]:
+    """Start ``count`` VMs, appending each to ``hosts`` as soon as it exists (for clean-up)."""
     for i in range(count):
         container = f"{prefix}-{i}"
         docker("run", "-d", "--name", container, *RUN_FLAGS, IMAGE)
         ip = docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", container)
         hosts.append(VmHost(f"h{i:02d}", container, ip))
     for host in hosts:
-        _wait_for_sshd(host, time.monotonic() + 120)
+        _wait_for_sshd(host, time.monotonic() + 300)  # a loaded machine starts them slowly
         host.sh(
             f"echo '{public}' > /home/ops/.ssh/authorized_keys && "
             "chown ops:ops /home/ops/.ssh/authorized_keys && "
@@ -152,7 +153,7 @@ def main() -> int:
     handle = start_background(work / "sandbox", port=0)
     hosts: list[VmHost] = []
     try:
-        hosts = start_hosts(prefix, opts.hosts, public)
+        start_hosts(prefix, opts.hosts, public, hosts)
         gl = gitlab.Gitlab(handle.url, private_token=handle.root_token)
         fleet_file = work / "FLEET.toml"
         fleet_file.write_text(converge(gl, handle.url, hosts, opts.runners))
@@ -212,6 +213,7 @@ def main() -> int:
         for host in hosts:
             docker("rm", "-f", host.container, check=False)
         handle.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,10 +42,19 @@ FleetFile = Annotated[
     Path,
     typer.Argument(help="The fleet's desired state (see docs/fleet.md).", dir_okay=False),
 ]
+EnvName = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        metavar="NAME",
+        help="Merge the file's [env.NAME] tables over it (staging, prod...).",
+        show_default=False,
+    ),
+]
 
 
 @app.command("validate")
-def validate(ctx: typer.Context, fleet_file: FleetFile) -> None:
+def validate(ctx: typer.Context, fleet_file: FleetFile, env: EnvName = None) -> None:
     """Check FLEET.toml: syntax, keys and types (its JSON Schema), hosts, runners and scopes.
 
     Each problem is listed as FILE:LINE:COL: message. Exits 0 when the file is valid and 2 when
@@ -54,12 +63,12 @@ def validate(ctx: typer.Context, fleet_file: FleetFile) -> None:
     Examples:
 
       runnerctl fleet validate FLEET.toml
-      runnerctl fleet validate FLEET.toml -o json
+      runnerctl fleet validate FLEET.toml --env staging -o json
     """
     from provisioner.fleet.load import check_file
 
     out = get_app(ctx)
-    report = check_file(fleet_file)
+    report = check_file(fleet_file, env=env)
     if out.json:
         out.emit_json(_report_json(report))
     else:
@@ -105,7 +114,7 @@ def _render_report(report: FleetReport) -> str:
 @app.command("plan")
 @with_gitlab_options
 @with_ssh_options
-def plan(
+def plan(  # noqa: PLR0917 (Typer passes options as parameters)
     ctx: typer.Context,
     fleet_file: FleetFile,
     detailed_exitcode: Annotated[
@@ -133,6 +142,7 @@ def plan(
             "marker yet). \\[repeatable]",
         ),
     ] = None,
+    env: EnvName = None,
     *,
     connection: GitLabOptions,
     ssh: SSHChoices,
@@ -160,7 +170,7 @@ def plan(
 
     app = get_app(ctx)
     try:
-        fleet = load_fleet(fleet_file)
+        fleet = load_fleet(fleet_file, env=env)
         options = ssh.resolve(app)
         gitlab = app.gitlab(replace(connection, url=connection.url or fleet.gitlab_url))
 

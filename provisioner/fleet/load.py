@@ -56,6 +56,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_TIMEOUT = 600
 
 
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: tables merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``12h``, ``7d`` -> a timedelta (the pattern is checked before)."""
     match = re.fullmatch(r"([0-9]+)([smhd])", text)
@@ -126,6 +138,14 @@ class FleetSectionModel(_Strict):
     defaults: RunnerSettingsModel = Field(default_factory=RunnerSettingsModel)
 
 
+class EnvModel(_Strict):
+    """``[env.NAME]``: merged over the file with ``--env NAME`` (hosts and runners by name)."""
+
+    fleet: dict[str, Any] | None = None
+    hosts: dict[str, dict[str, Any]] | None = None
+    runners: dict[str, dict[str, Any]] | None = None
+
+
 class FleetFileModel(_Strict):
     """A whole ``FLEET.toml``."""
 
@@ -134,6 +154,7 @@ class FleetFileModel(_Strict):
     fleet: FleetSectionModel
     hosts: list[HostModel] = Field(default_factory=list)
     runners: list[RunnerModel] = Field(default_factory=list)
+    env: dict[str, EnvModel] = Field(default_factory=dict)
 
 
 def schema() -> dict[str, Any]:
@@ -197,8 +218,8 @@ class FleetReport:
         )
 
 
-def check_file(path: Path) -> FleetReport:
-    """Read and check a FLEET.toml file.
+def check_file(path: Path, *, env: str | None = None) -> FleetReport:
+    """Read and check a FLEET.toml file (with the ``[env.NAME]`` overlay of ``env``).
 
     Raises:
         FleetFileError: the file cannot be read.
@@ -210,16 +231,20 @@ def check_file(path: Path) -> FleetReport:
             f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
             hint="Give the path of a FLEET.toml file (see docs/fleet.md for the format).",
         ) from None
-    return check_text(text, source=str(path), base_dir=path.parent)
+    return check_text(text, source=str(path), base_dir=path.parent, env=env)
 
 
-def load_fleet(path: Path) -> Fleet:
+def load_fleet(path: Path, *, env: str | None = None) -> Fleet:
     """The fleet of a FLEET.toml file (raises :class:`FleetFileError` when it is invalid)."""
-    return check_file(path).raise_if_invalid()
+    return check_file(path, env=env).raise_if_invalid()
 
 
 def check_text(
-    text: str, *, source: str = "FLEET.toml", base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "FLEET.toml",
+    base_dir: Path | None = None,
+    env: str | None = None,
 ) -> FleetReport:
     """Check FLEET.toml text; the report holds the :class:`Fleet` when it is valid."""
     try:
@@ -228,7 +253,7 @@ def check_text(
         issue = FleetIssue("", f"TOML syntax error: {exc.detail}", exc.location)
         return FleetReport(source, (issue,))
     checker = _Checker(data, locate_keys(text), base_dir)
-    fleet = checker.run(source)
+    fleet = checker.run(source, env)
     return FleetReport(source, tuple(checker.issues), fleet if not checker.issues else None)
 
 
@@ -240,15 +265,22 @@ class _Checker:
         self.where = where
         self.base_dir = base_dir
         self.issues: list[FleetIssue] = []
+        # Where an overlaid value was written: its path after the merge -> its path in [env.X].
+        self.origins: dict[Path_, Path_] = {}
 
     def error(self, path: Path_, message: str) -> None:
+        path = self._origin(path)
         self.issues.append(
             FleetIssue(display_path(path), message, nearest_location(self.where, path))
         )
 
     # ---- structure
 
-    def run(self, source: str) -> Fleet | None:
+    def run(self, source: str, env: str | None) -> Fleet | None:
+        if env is not None:
+            self._overlay(env)
+            if self.issues:
+                return None
         merged = self._merge_defaults()
         try:
             model = FleetFileModel.model_validate(merged)
@@ -268,6 +300,50 @@ class _Checker:
         merged_runners = [{**defaults, **r} if isinstance(r, dict) else r for r in runners]
         return {**self.data, "runners": merged_runners}
 
+    def _overlay(self, env: str) -> None:
+        """Merge ``[env.<env>]`` over the data (tables deeply, hosts and runners by name)."""
+        envs = self.data.get("env")
+        overlay = envs.get(env) if isinstance(envs, dict) else None
+        if not isinstance(overlay, dict):
+            known = ", ".join(sorted(envs)) if isinstance(envs, dict) and envs else "none"
+            self.error(("env",), f"--env {env}: no [env.{env}] table in the file (known: {known})")
+            return
+        base: Path_ = ("env", env)
+        data = dict(self.data)
+        if isinstance(overlay.get("fleet"), dict) and isinstance(data.get("fleet"), dict):
+            data["fleet"] = _deep_merge(data["fleet"], overlay["fleet"])
+            self.origins.update({("fleet", k): (*base, "fleet", k) for k in overlay["fleet"]})
+        for section in ("hosts", "runners"):
+            changes = overlay.get(section)
+            items = list(data.get(section) or [])
+            for name, values in (changes or {}).items() if isinstance(changes, dict) else ():
+                where: Path_ = (*base, section, name)
+                index = next(
+                    (
+                        i
+                        for i, item in enumerate(items)
+                        if isinstance(item, dict) and item.get("name") == name
+                    ),
+                    None,
+                )
+                if index is None or not isinstance(values, dict):
+                    self.error(
+                        where, f"{display_path(where)}: no {section[:-1]} {name!r} in the file"
+                    )
+                    continue
+                items[index] = _deep_merge(items[index], values)
+                self.origins.update({(section, index, k): (*where, k) for k in values})
+            data[section] = items
+        self.data = data
+
+    def _origin(self, path: Path_) -> Path_:
+        """Where an overlaid value was written (``[env.X]``), else ``path`` itself."""
+        for size in range(len(path), 0, -1):
+            origin = self.origins.get(path[:size])
+            if origin is not None:
+                return (*origin, *path[size:])
+        return path
+
     def _source_path(self, loc: Path_) -> Path_:
         """Where a value came from: the runner itself, or ``[fleet.defaults]``."""
         if len(loc) >= 3 and loc[0] == "runners" and isinstance(loc[1], int):
@@ -278,7 +354,7 @@ class _Checker:
         return loc
 
     def _structural(self, loc: Path_, kind: str, msg: str) -> None:
-        path = self._source_path(loc)
+        path = self._origin(self._source_path(loc))
         if kind == "extra_forbidden":
             parent, key = path[:-1], path[-1]
             message = f"unknown key {key!r}" + (f" in {display_path(parent)}" if parent else "")

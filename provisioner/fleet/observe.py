@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import HostError, ProvisionerError
 from provisioner.fleet.model import (
     Fleet,
     HostSpec,
@@ -157,6 +157,12 @@ def _facts(session: HostSession, spec: HostSpec) -> HostFacts:
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()
+    if "installed" not in values:  # sudo refused, or no shell: nothing was learnt
+        detail = (result.stderr.strip() or f"exit {result.exit_code}").splitlines()[0]
+        raise HostError(
+            f"{spec.name}: cannot read gitlab-runner's state as root: {detail}",
+            hint="The SSH user needs passwordless sudo (or --become-password-file).",
+        )
     return HostFacts(
         installed=values.get("installed") == "1",
         active=values.get("active") == "active",

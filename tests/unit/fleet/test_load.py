@@ -341,3 +341,66 @@ def test_validate_command_bad_text_and_json(cli: Cli, tmp_path: Path) -> None:
     }
     assert path.read_text() == text
     assert path.stat().st_mtime_ns == before
+
+
+# ---- --env overlays
+
+OVERLAY = """
+[env.staging.fleet]
+name = "staging"
+gitlab_url = "https://gitlab-staging.example.com"
+
+[env.staging.fleet.defaults]
+maximum_timeout = 1800
+
+[env.staging.hosts.vm-b]
+address = "10.1.0.6"
+
+[env.staging.runners.deploy]
+paused = false
+tags = ["staging"]
+"""
+
+
+def test_env_overlay_merges_over_the_file() -> None:
+    plain = check_text(GOOD + OVERLAY)
+    assert plain.fleet is not None
+    assert plain.fleet.name == "prod"  # without --env the overlay is only checked
+    report = check_text(GOOD + OVERLAY, env="staging")
+    fleet = report.fleet
+    assert fleet is not None, report.issues
+    assert (fleet.name, fleet.gitlab_url) == ("staging", "https://gitlab-staging.example.com")
+    assert fleet.host("vm-b").address == "10.1.0.6"
+    assert fleet.host("vm-b").vars == {"docker_daemon_options": {"storage-driver": "vfs"}}
+    deploy = fleet.runner("deploy")
+    assert (deploy.paused, deploy.tags, deploy.maximum_timeout) == (False, ("staging",), 1800)
+    assert deploy.token_rotation == fleet.runner("deploy").token_rotation
+
+
+def test_env_errors_point_into_the_overlay() -> None:
+    lines = (GOOD + OVERLAY).count("\n")
+    bad = (
+        GOOD
+        + OVERLAY.replace("paused = false", 'paused = "no"')
+        + "[env.staging.runners.nope]\nx = 1\n"
+    )
+    report = check_text(bad, env="staging")
+    assert [i.render(report.source) for i in report.issues] == [
+        f"FLEET.toml:{lines + 1}:1: env.staging.runners.nope: no runner 'nope' in the file"
+    ]
+    report = check_text(GOOD + OVERLAY.replace("paused = false", 'paused = "no"'), env="staging")
+    assert [i.render(report.source) for i in report.issues] == [
+        f"FLEET.toml:{lines - 1}:1: env.staging.runners.deploy.paused: "
+        "Input should be a valid boolean"
+    ]
+    report = check_text(GOOD + OVERLAY, env="prod")
+    assert [i.message for i in report.issues] == [
+        "--env prod: no [env.prod] table in the file (known: staging)"
+    ]
+
+
+def test_validate_command_with_env(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "FLEET.toml"
+    path.write_text(GOOD + OVERLAY)
+    code, out, _ = cli("fleet", "validate", str(path), "--env", "staging")
+    assert (code, out) == (0, f"valid: {path}: fleet staging, 2 hosts, 2 runners\n")

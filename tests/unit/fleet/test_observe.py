@@ -289,3 +289,14 @@ def test_fleet_runners_falls_back_to_rest_when_graphql_lacks_the_fields() -> Non
     assert runner.owner == ("prod", "build")
     assert fake.paths[0] == "/api/graphql"
     assert fake.paths[1] == "/api/v4/runners/all"
+
+
+def test_sudo_refused_makes_the_host_unreadable() -> None:
+    fl = fleet(rdef("build", "vm-a"), hosts=("vm-a",))
+    host = FakeHost("", {})
+    host.sudo = lambda *_a, **_k: CommandResult(1, "", "sudo: a password is required\n")  # type: ignore[method-assign]
+    (h,) = observe(fl, gitlab=FakeGitLab(), connect=lambda _s: host, now=lambda: NOW).hosts
+    assert (h.reachable, h.error) == (
+        False,
+        "vm-a: cannot read gitlab-runner's state as root: sudo: a password is required",
+    )
