@@ -109,6 +109,13 @@ def _details(ctx: Ctx, row: Row) -> dict[str, Any]:
     return doc
 
 
+def _answer(ctx: Ctx, schedule_id: int, status: int = 200) -> Response:
+    """The schedule as it is now, with its details."""
+    row = ctx.store.one("SELECT * FROM pipeline_schedules WHERE id = ?", [schedule_id])
+    assert row is not None
+    return json_response(_details(ctx, row), status)
+
+
 def _load(ctx: Ctx, project: Row) -> Row:
     sid = to_int(ctx.params["schedule_id"], "pipeline_schedule_id")
     row = ctx.store.one(
@@ -226,9 +233,7 @@ def create_schedule(ctx: Ctx, ident: Identity, project: Row) -> Response:
                 "owner_id": ident.user_id,
             },
         )
-    row = store.one("SELECT * FROM pipeline_schedules WHERE id = ?", [sid])
-    assert row is not None
-    return json_response(_details(ctx, row), 201)
+    return _answer(ctx, sid, 201)
 
 
 @routes.put(ONE)
@@ -242,9 +247,7 @@ def update_schedule(ctx: Ctx, ident: Identity, project: Row) -> Response:
     values["next_run_at"] = now_iso(next_run(values["cron"], values["cron_timezone"], now))
     values["updated_at"] = now_iso(now)
     store.update("pipeline_schedules", row["id"], values)
-    fresh = store.one("SELECT * FROM pipeline_schedules WHERE id = ?", [row["id"]])
-    assert fresh is not None
-    return json_response(_details(ctx, fresh))
+    return _answer(ctx, row["id"])
 
 
 @routes.post(ONE + "/take_ownership")
@@ -259,9 +262,7 @@ def take_ownership(ctx: Ctx, ident: Identity, project: Row) -> Response:
         row["id"],
         {"owner_id": ident.user_id, "updated_at": now_iso(_clock(ctx).now())},
     )
-    fresh = store.one("SELECT * FROM pipeline_schedules WHERE id = ?", [row["id"]])
-    assert fresh is not None
-    return json_response(_details(ctx, fresh), 201)
+    return _answer(ctx, row["id"], 201)
 
 
 @routes.delete(ONE)
@@ -334,13 +335,18 @@ def create_variable(ctx: Ctx, ident: Identity, project: Row) -> Response:
     return json_response(_variable_doc(_load_variable(ctx, row, key)), 201)
 
 
+def _editable_variable(ctx: Ctx, ident: Identity, project: Row) -> tuple[Row, Row]:
+    """The schedule and its variable ``:key``, once the caller may edit them."""
+    row = _load(ctx, project)
+    _may_update(ctx, ident, project, row)
+    return row, _load_variable(ctx, row)
+
+
 @routes.put(ONE + "/variables/{key}")
 @project_route(DEVELOPER)
 def update_variable(ctx: Ctx, ident: Identity, project: Row) -> Response:
     store = ctx.store
-    row = _load(ctx, project)
-    _may_update(ctx, ident, project, row)
-    var = _load_variable(ctx, row)
+    row, var = _editable_variable(ctx, ident, project)
     value = str(ctx.arg("value")) if ctx.arg("value") is not None else var["value"]
     vtype = _variable_type(ctx, var["variable_type"])
     store.run(
@@ -354,11 +360,8 @@ def update_variable(ctx: Ctx, ident: Identity, project: Row) -> Response:
 @routes.delete(ONE + "/variables/{key}")
 @project_route(DEVELOPER)
 def delete_variable(ctx: Ctx, ident: Identity, project: Row) -> Response:
-    store = ctx.store
-    row = _load(ctx, project)
-    _may_update(ctx, ident, project, row)
-    var = _load_variable(ctx, row)
-    store.run(
+    row, var = _editable_variable(ctx, ident, project)
+    ctx.store.run(
         "DELETE FROM pipeline_schedule_variables WHERE schedule_id = ? AND key = ?",
         [row["id"], var["key"]],
     )
