@@ -427,3 +427,18 @@ def run_due(store: Store, now: datetime) -> int:
         if run_schedule(store, row, user_id=row["owner_id"]) is not None:
             created += 1
     return created
+
+
+def realign(store: Store, now: datetime) -> None:
+    """Bring back ``next_run_at`` times that lie beyond the cron's next time after ``now``.
+
+    A fast clock (``--schedule-tick``) runs ahead of real time, and the next start's clock
+    begins at real time again: without this, the schedules of a data dir used with a fast tick
+    would not fire for as long as that clock had run ahead. A time in the past stays, so that
+    a schedule missed while the sandbox was stopped fires once, as GitLab's would.
+    """
+    for row in store.all("SELECT * FROM pipeline_schedules"):
+        fresh = next_run(row["cron"], row["cron_timezone"], now)
+        stored = parse_iso(row["next_run_at"])
+        if stored is None or stored > fresh:
+            store.update("pipeline_schedules", row["id"], {"next_run_at": now_iso(fresh)})
