@@ -95,7 +95,7 @@ def _pipeline_ids(store: Store, schedule_id: int) -> list[int]:
     ]
 
 
-def _details(ctx: Ctx, row: Row) -> dict[str, Any]:
+def _details(ctx: Ctx, row: Row, *, with_variables: bool = True) -> dict[str, Any]:
     store = ctx.store
     doc = _schedule_doc(ctx, row)
     ids = _pipeline_ids(store, row["id"])
@@ -105,7 +105,8 @@ def _details(ctx: Ctx, row: Row) -> dict[str, Any]:
         "SELECT * FROM pipeline_schedule_variables WHERE schedule_id = ? ORDER BY rowid",
         [row["id"]],
     )
-    doc["variables"] = [_variable_doc(v) for v in variables]
+    if with_variables:
+        doc["variables"] = [_variable_doc(v) for v in variables]
     return doc
 
 
@@ -193,8 +194,15 @@ def list_schedules(ctx: Ctx, _ident: Identity, project: Row) -> Response:
 
 @routes.get(ONE)
 @project_route(REPORTER)
-def get_schedule(ctx: Ctx, _ident: Identity, project: Row) -> Response:
-    return json_response(_details(ctx, _load(ctx, project)))
+def get_schedule(ctx: Ctx, ident: Identity, project: Row) -> Response:
+    row = _load(ctx, project)
+    # GitLab exposes `variables` only with `read_pipeline_schedule_variables`, which goes
+    # with `admin_pipeline_schedule`: a maintainer, or the owner.
+    try:
+        _may_admin(ctx, ident, project, row)
+    except ApiError:
+        return json_response(_details(ctx, row, with_variables=False))
+    return json_response(_details(ctx, row))
 
 
 @routes.get(ONE + "/pipelines")

@@ -184,6 +184,12 @@ def test_variables_and_ownership(sandbox: RunningSandbox) -> None:
 
     maintainer = _user(sandbox, project, 40)
     developer = _user(sandbox, project, 30)
+    # Variables are shown to the owner and to maintainers only.
+    seen = requests.get(base, headers=_api(sandbox, developer), timeout=30).json()
+    assert seen["description"] == "apply"
+    assert "variables" not in seen
+    shown = requests.get(base, headers=_api(sandbox, maintainer), timeout=30).json()
+    assert len(shown["variables"]) == 2
     # Only the owner edits a schedule; a maintainer takes it over first.
     refused = requests.put(
         base, json={"description": "mine"}, headers=_api(sandbox, maintainer), timeout=30
