@@ -112,6 +112,7 @@ class SandboxApp:
         self.extras: dict[str, Any] = {}
         self.requests = RequestCounter()
         self.schedule_clock = ScheduleClock(tick=options.schedule_tick)
+        api_schedules.realign(self.store, self.schedule_clock.now())
         self.scheduler = Scheduler(
             self.schedule_clock, lambda now: api_schedules.run_due(self.store, now)
         )

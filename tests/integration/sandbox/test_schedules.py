@@ -4,7 +4,7 @@ scheduler creating ``source=schedule`` pipelines at (fast-forwarded) cron times.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,12 @@ def test_variables_and_ownership(sandbox: RunningSandbox) -> None:
 
     maintainer = _user(sandbox, project, 40)
     developer = _user(sandbox, project, 30)
+    # Variables are shown to the owner and to maintainers only.
+    seen = requests.get(base, headers=_api(sandbox, developer), timeout=30).json()
+    assert seen["description"] == "apply"
+    assert "variables" not in seen
+    shown = requests.get(base, headers=_api(sandbox, maintainer), timeout=30).json()
+    assert len(shown["variables"]) == 2
     # Only the owner edits a schedule; a maintainer takes it over first.
     refused = requests.put(
         base, json={"description": "mine"}, headers=_api(sandbox, maintainer), timeout=30
@@ -294,3 +300,44 @@ def test_the_scheduler_fires_due_schedules(fast: RunningSandbox) -> None:
     assert variables["DEPLOY_KEY"]["file"] is True
     assert variables["DEPLOY_KEY"]["value"] == "k"
     assert variables["CI_PIPELINE_SOURCE"]["value"] == "schedule"
+
+
+def test_a_restart_at_real_time_brings_fast_forwarded_times_back(tmp_path: Path) -> None:
+    from provisioner.sandbox import start_background
+
+    data = tmp_path / "data"
+    with start_background(data, port=0, schedule_tick=0.001) as handle:
+        fast = RunningSandbox(handle.url, handle.root_token, handle.data_dir, handle)
+        project = fast.new_project()
+        sid = (
+            fast.gitlab()
+            .projects.get(project.id)
+            .pipelineschedules.create({"description": "d", "ref": "main", "cron": "0 3 * * *"})
+            .id
+        )
+        # At 60000 cron seconds per real second, the clock is a day ahead within 1.5 s.
+        wait_until(
+            lambda: handle.app.schedule_clock.now() > datetime.now(UTC) + timedelta(days=1),
+            timeout=30,
+            interval=0.1,
+            message="the fast clock did not run ahead",
+        )
+        ahead = requests.put(
+            f"{handle.url}/api/v4/projects/{project.id}/pipeline_schedules/{sid}",
+            json={"active": True},
+            headers=_api(fast),
+            timeout=30,
+        ).json()["next_run_at"]
+    with start_background(data, port=0) as handle:
+        doc = requests.get(
+            f"{handle.url}/api/v4/projects/{project.id}/pipeline_schedules/{sid}",
+            headers={"PRIVATE-TOKEN": handle.root_token},
+            timeout=30,
+        ).json()
+    expected = next_run("0 3 * * *", "UTC", datetime.now(UTC))
+    assert doc["next_run_at"] < ahead
+    assert abs(_parse(doc["next_run_at"]) - expected) < timedelta(minutes=1)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
