@@ -89,6 +89,7 @@ def test_the_sandbox_parser_picks_the_job_of_each_pipeline_source(
     assert [job.name for job in spec.jobs] == jobs
     (job,) = spec.jobs
     assert job.tags == ("fleet",)
+    assert job.resource_group == ("fleet" if source == "schedule" else None)
 
 
 @pytest.mark.parametrize(
