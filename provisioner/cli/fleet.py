@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from provisioner.cli import fleet_apply
 from provisioner.cli.context import command_group, get_app
 from provisioner.cli.options import GitLabOptions, SSHChoices, with_gitlab_options, with_ssh_options
 from provisioner.errors import ProvisionerError
@@ -47,7 +46,7 @@ EnvName = Annotated[
     typer.Option(
         "--env",
         metavar="NAME",
-        help="Merge the file's [env.NAME] tables over it (staging, prod...).",
+        help="Merge the file's \\[env.NAME] tables over it (staging, prod...).",
         show_default=False,
     ),
 ]
@@ -197,5 +196,7 @@ def plan(  # noqa: PLR0917 (Typer passes options as parameters)
         raise typer.Exit(code=UNREACHABLE_EXIT)
 
 
-# `apply` and `ci` live in their own module.
+# `apply` and `ci` live in their own module, which uses the options above.
+from provisioner.cli import fleet_apply  # noqa: E402
+
 fleet_apply.attach(app)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import AppContext, get_app
+from provisioner.cli.fleet import EnvName, FleetFile
 from provisioner.cli.options import (
     GitLabOptions,
     SSHChoices,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 NOT_CONVERGED = 12
 
-FleetFile = Annotated[Path, typer.Argument(help="The fleet's desired state (FLEET.toml).")]
 Adopt = Annotated[
     list[str] | None,
     typer.Option(
@@ -69,6 +69,7 @@ def apply_command(  # noqa: PLR0917 (Typer passes options as parameters)
         Path | None, typer.Option("--junit", help="Write a JUnit report: one case per action.")
     ] = None,
     adopt: Adopt = None,
+    env: EnvName = None,
     *,
     connection: GitLabOptions,
     ssh: SSHChoices,
@@ -102,6 +103,7 @@ def apply_command(  # noqa: PLR0917 (Typer passes options as parameters)
         )
     live = live_fleet(
         fleet_file,
+        env=env,
         gitlab=lambda url: app.gitlab(replace(connection, url=connection.url or url)),
         ssh=ssh.resolve(app),
         connect=app.ssh,

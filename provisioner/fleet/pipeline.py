@@ -48,17 +48,18 @@ class LiveFleet:
 def live_fleet(
     path: Path,
     *,
+    env: str | None = None,
     gitlab: Callable[[str], GitLabAPI],
     ssh: SSHOptions,
     connect: ConnectFn,
     on_secret: Callable[[str], None] | None = None,
 ) -> LiveFleet:
-    """Load ``path`` and bind the real GitLab client and SSH hosts to it.
+    """Load ``path`` (with its ``[env.NAME]`` overlay) and bind the real adapters to it.
 
     ``gitlab`` builds the client from the fleet's ``gitlab_url`` (the default when no URL is
     given on the command line or in the environment).
     """
-    fleet = load_fleet(path)
+    fleet = load_fleet(path, env=env)
     return LiveFleet(
         fleet=fleet,
         gitlab=gitlab(fleet.gitlab_url),
