@@ -92,6 +92,14 @@ def up(
     show_token: Annotated[
         bool, typer.Option("--show-token", help="Also print the root token itself on stdout.")
     ] = False,
+    schedule_tick: Annotated[
+        float,
+        typer.Option(
+            "--schedule-tick",
+            help="Real seconds that count as one minute for pipeline schedules "
+            "(60 = real time; 0.5 fires a '* * * * *' schedule every half second).",
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve the sandbox in the foreground until Ctrl-C.
 
@@ -103,6 +111,7 @@ def up(
 
       runnerctl sandbox up --port 8929 --data-dir /tmp/gitlab-sandbox
       runnerctl sandbox up --fault-rate 0.3 --latency-ms 200 --show-token
+      runnerctl sandbox up --schedule-tick 0.5
     """
     state = get_app(ctx)
     for name, rate in (("--fault-rate", fault_rate), ("--lost-answer-rate", lost_answer_rate)):
@@ -112,6 +121,10 @@ def up(
         _check_external_url(external_url)
     if latency_ms < 0:
         raise UsageError("--latency-ms must not be negative", hint="use 0 for no added delay")
+    if not schedule_tick > 0:
+        raise UsageError(
+            f"--schedule-tick {schedule_tick} must be positive", hint="use 60 for real time"
+        )
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is out of range", hint="use 1-65535, or 0 for any")
     if (tls_cert is None) != (tls_key is None):
@@ -151,6 +164,7 @@ def up(
             external_url=external_url,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            schedule_tick=schedule_tick,
         ),
         ready,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -24,7 +26,7 @@ from provisioner.sandbox.auth import (
     require_user,
     user_route,
 )
-from provisioner.sandbox.state import digest, new_token, now_iso
+from provisioner.sandbox.state import digest, new_token, now_iso, parse_iso
 from provisioner.sandbox.web import (
     ApiError,
     Ctx,
@@ -176,6 +178,7 @@ def _insert_runner(
             "access_level": attrs.get("access_level", "not_protected"),
             "maintenance_note": attrs.get("maintenance_note"),
             "created_at": now_iso(),
+            "updated_at": now_iso(),
             "created_by": creator,
             "group_id": group_id,
             "legacy": 1 if legacy else 0,
@@ -302,6 +305,28 @@ def verify(ctx: Ctx) -> Response:
     )
 
 
+def check_unmodified_since(ctx: Ctx, last_modified: str | None) -> None:
+    """GitLab's ``check_unmodified_since!``: 412 when the resource changed after the header's time.
+
+    An unparsable header is ignored, as Ruby's ``Time.parse`` failing is.
+    """
+    header = ctx.header("if-unmodified-since")
+    changed = parse_iso(last_modified)
+    if not header or changed is None:
+        return
+    try:
+        since = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        try:
+            since = datetime.fromisoformat(header.replace("Z", "+00:00"))
+        except ValueError:
+            return
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    if changed > since:
+        raise ApiError(412, "412 Precondition Failed")
+
+
 def _delete_runner_rows(store: Store, rid: int) -> None:
     with store.tx():
         store.run("DELETE FROM runners WHERE id = ?", [rid])
@@ -346,7 +371,8 @@ def reset_with_token(ctx: Ctx) -> Response:
 def _reset(store: Store, runner: Row) -> dict[str, Any]:
     prefix = "" if runner["legacy"] else "glrt-"
     token = prefix + PARTITION[runner["runner_type"]] + new_token("", 20)
-    store.update("runners", runner["id"], {"digest": digest(token)})
+    # GitLab saves the runner, so the reset moves ``updated_at`` (If-Unmodified-Since).
+    store.update("runners", runner["id"], {"digest": digest(token), "updated_at": now_iso()})
     return {"token": token, "token_expires_at": runner["token_expires_at"]}
 
 
@@ -588,6 +614,10 @@ def update_runner(ctx: Ctx) -> Response:
             values[key] = 1 if value else 0
         else:
             values[key] = value
+    # Rails moves ``updated_at`` only when an attribute really changes; heartbeats
+    # (``contacted_at``) never do.
+    if any(runner[key] != value for key, value in values.items()):
+        values["updated_at"] = now_iso()
     store.update("runners", runner["id"], values)
     fresh = store.one("SELECT * FROM runners WHERE id = ?", [runner["id"]])
     assert fresh is not None
@@ -599,6 +629,7 @@ def delete_runner(ctx: Ctx) -> Response:
     store, ident, runner = _load_runner(ctx, admin=True)
     if not ident.is_admin and len(_runner_projects(store, runner["id"])) > 1:
         raise forbidden("Runner associated with more than one project")
+    check_unmodified_since(ctx, runner["updated_at"] or runner["created_at"])
     _delete_runner_rows(store, runner["id"])
     return Response(status_code=204)
 

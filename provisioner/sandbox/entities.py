@@ -419,6 +419,7 @@ def runner_details(store: Store, base: str, row: Row) -> dict[str, Any]:
 # pipelines and jobs -------------------------------------------------------------------------
 
 _STATUS_LABELS = {
+    "waiting_for_resource": ("waiting-for-resource", "Waiting", "waiting for resource"),
     "created": ("created", "Created", "created"),
     "pending": ("pending", "Pending", "pending"),
     "running": ("running", "Running", "running"),

@@ -1,6 +1,7 @@
 """The sandbox's GraphQL subset (``POST /api/graphql``), served by graphql-core.
 
-It covers what runnerctl's monitor asks: ``currentUser``, ``group(fullPath)`` with
+It covers what runnerctl's monitor and fleet ask: ``currentUser``, ``runners`` (admin only,
+:mod:`.graphql_runners`), ``group(fullPath)`` with
 ``projects(includeSubgroups, first, after)``, ``project(fullPath)``, their ``pipelines`` and
 ``queryComplexity``. Shapes follow GitLab:
 
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.sandbox.graphql_jobs import project_jobs
 from provisioner.sandbox.graphql_pipelines import EXTENSION_SDL, project_fields
+from provisioner.sandbox.graphql_runners import RUNNER_CONNECTIONS, runners_resolver
 
 if TYPE_CHECKING:
     from graphql import (
@@ -292,7 +294,7 @@ _RESOLVER_COMPLEXITY: dict[str, Callable[[Mapping[str, Any]], int]] = {
     "Group.projects": lambda _args: 10,
     "Project.pipelines": lambda args: 2 * sum(1 for key in ("ref", "sha") if args.get(key)),
 }
-_CONNECTIONS = frozenset({"Group.projects", "Project.pipelines"})
+_CONNECTIONS = frozenset({"Group.projects", "Project.pipelines"}) | RUNNER_CONNECTIONS
 
 
 def _gid(kind: str, ident: int) -> str:
@@ -399,6 +401,7 @@ class _Resolvers:
             "group": lambda _info, fullPath: self.group(self.source.group(str(fullPath))),
             "project": lambda _info, fullPath: self.project(self.source.project(str(fullPath))),
             "queryComplexity": dict(self.complexity),
+            "runners": runners_resolver(self.source, _connection, self.group, self.project),
         }
 
     @staticmethod
@@ -617,8 +620,9 @@ def _schema() -> GraphQLSchema:
         from graphql import GraphQLScalarType, build_schema
 
         from provisioner.sandbox.graphql_jobs import JOBS_SDL
+        from provisioner.sandbox.graphql_runners import RUNNERS_SDL
 
-        schema = build_schema(SCHEMA_SDL + EXTENSION_SDL + JOBS_SDL)
+        schema = build_schema(SCHEMA_SDL + EXTENSION_SDL + JOBS_SDL + RUNNERS_SDL)
         time_type = schema.type_map["Time"]
         assert isinstance(time_type, GraphQLScalarType)
         # graphql-core 3.2 calls `serialize`, 3.3 `coerce_output_value` (fixed at init).

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from provisioner.sandbox.state import Row, Store
 
 TERMINAL = frozenset({"success", "failed", "canceled", "skipped"})
-ACTIVE = frozenset({"created", "pending", "running", "manual"})
+ACTIVE = frozenset({"created", "waiting_for_resource", "pending", "running", "manual"})
 
 
 class PipelineError(Exception):
@@ -329,6 +329,8 @@ def process(store: Store, pipeline_id: int) -> None:
                     continue
                 failed = any(_failed(p) for p in prereqs)
                 status = _next_status(job["when_"], failed)
+                if status == "pending" and json.loads(job["spec"]).get("resource_group"):
+                    status = "waiting_for_resource"  # assign_resources() makes it pending
                 values: dict[str, Any] = {"status": status}
                 if status == "pending":
                     values["queued_at"] = now_iso()
@@ -337,6 +339,45 @@ def process(store: Store, pipeline_id: int) -> None:
                 store.update("jobs", job["id"], values)
                 changed = True
         update_status(store, pipeline_id)
+        assign_resources(store, pipeline_id)
+
+
+# Statuses in which a job holds its resource group: handed to a runner, or about to be.
+_HOLDS_RESOURCE = ("pending", "running", "canceling")
+
+
+def assign_resources(store: Store, pipeline_id: int) -> None:
+    """Give each free resource group of the pipeline's project to one waiting job.
+
+    GitLab's ``resource_group`` (``process_mode: unordered``): a job whose turn has come waits
+    in ``waiting_for_resource`` while another job of the same group in the project is pending or
+    running, and becomes ``pending`` (available to runners) once the group is free. The oldest
+    waiting job gets it, whichever pipeline it is in.
+    """
+    project_id = store.scalar("SELECT project_id FROM pipelines WHERE id = ?", [pipeline_id])
+    with store.tx():
+        waiting = store.all(
+            "SELECT * FROM jobs WHERE project_id = ? AND status = 'waiting_for_resource' "
+            "AND retried = 0 ORDER BY id",
+            [project_id],
+        )
+        if not waiting:
+            return
+        marks = ",".join("?" * len(_HOLDS_RESOURCE))
+        held = {
+            json.loads(row["spec"]).get("resource_group")
+            for row in store.all(
+                f"SELECT spec FROM jobs WHERE project_id = ? AND status IN ({marks})",  # noqa: S608
+                [project_id, *_HOLDS_RESOURCE],
+            )
+        }
+        for job in waiting:
+            group = json.loads(job["spec"]).get("resource_group")
+            if group in held:
+                continue
+            held.add(group)
+            store.update("jobs", job["id"], {"status": "pending", "queued_at": now_iso()})
+            update_status(store, job["pipeline_id"])
 
 
 def _next_status(when: str, failed: bool) -> str:
@@ -358,6 +399,8 @@ def composite_status(jobs: list[Row]) -> str:
     if "pending" in statuses:
         started = any(s in ("success", "failed") for s in statuses)
         return "running" if started else "pending"
+    if "waiting_for_resource" in statuses:
+        return "waiting_for_resource"
     if "created" in statuses:
         return (
             "manual"
@@ -430,6 +473,7 @@ def cancel_pipeline(store: Store, pipeline_id: int) -> None:
             if job["status"] in ACTIVE:
                 store.update("jobs", job["id"], {"status": "canceled", "finished_at": now_iso()})
         update_status(store, pipeline_id)
+        assign_resources(store, pipeline_id)
 
 
 def retry_job(store: Store, job: Row, user_id: int) -> int:
@@ -472,5 +516,8 @@ def retry_pipeline(store: Store, pipeline_id: int, user_id: int) -> None:
 
 def play_job(store: Store, job: Row) -> None:
     with store.tx():
-        store.update("jobs", job["id"], {"status": "pending", "queued_at": now_iso()})
+        if json.loads(job["spec"]).get("resource_group"):
+            store.update("jobs", job["id"], {"status": "waiting_for_resource"})
+        else:
+            store.update("jobs", job["id"], {"status": "pending", "queued_at": now_iso()})
         process(store, job["pipeline_id"])

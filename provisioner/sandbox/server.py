@@ -29,6 +29,7 @@ from provisioner.sandbox import (
     api_projects,
     api_repository,
     api_runners,
+    api_schedules,
     api_users,
     api_variables,
     control,
@@ -38,6 +39,7 @@ from provisioner.sandbox import (
     runner_protocol,
 )
 from provisioner.sandbox.faults import LOST_502, LOST_DROP, Faults
+from provisioner.sandbox.schedules import ScheduleClock, Scheduler
 from provisioner.sandbox.state import Store
 from provisioner.sandbox.web import (
     ApiError,
@@ -70,6 +72,7 @@ class SandboxOptions:
     tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) and key
     tls_key: Path | None = None
     lost_answer_rate: float = 0.0
+    schedule_tick: float = 60.0  # real seconds per minute of cron time (pipeline schedules)
 
 
 class SandboxApp:
@@ -99,6 +102,7 @@ class SandboxApp:
             api_repository,
             api_runners,
             api_pipelines,
+            api_schedules,
             runner_protocol,
             api_packages,
             idtokens,
@@ -107,6 +111,11 @@ class SandboxApp:
             self.router.extend(module.routes)
         self.extras: dict[str, Any] = {}
         self.requests = RequestCounter()
+        self.schedule_clock = ScheduleClock(tick=options.schedule_tick)
+        api_schedules.realign(self.store, self.schedule_clock.now())
+        self.scheduler = Scheduler(
+            self.schedule_clock, lambda now: api_schedules.run_due(self.store, now)
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -348,6 +357,7 @@ class SandboxHandle:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.app.scheduler.stop()
         self.app.store.close()
 
     def __enter__(self) -> SandboxHandle:
@@ -374,6 +384,7 @@ def start_background(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     lost_answer_rate: float = 0.0,
+    schedule_tick: float = 60.0,
 ) -> SandboxHandle:
     """Start the sandbox in a daemon thread and return once it accepts connections."""
     options = SandboxOptions(
@@ -387,6 +398,7 @@ def start_background(
         tls_cert=tls_cert,
         tls_key=tls_key,
         lost_answer_rate=lost_answer_rate,
+        schedule_tick=schedule_tick,
     )
     sock = bind(host, port)
     try:
@@ -408,6 +420,7 @@ def start_background(
         threading.Event().wait(0.01)
     else:
         raise SandboxError("the sandbox server did not start within 10 s")
+    app.scheduler.start()
     return SandboxHandle(
         url=external_url or _url(host, actual, tls=tls_cert is not None),
         root_token=app.root_token,
@@ -431,7 +444,9 @@ def serve_forever(options: SandboxOptions, on_ready: Callable[[str, str, Path], 
         options.host, sock.getsockname()[1], tls=options.tls_cert is not None
     )
     on_ready(url, app.root_token, options.data_dir / "root_token")
+    app.scheduler.start()
     try:
         server.run(sockets=[sock])
     finally:
+        app.scheduler.stop()
         app.store.close()

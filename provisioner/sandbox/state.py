@@ -91,6 +91,17 @@ CREATE TABLE IF NOT EXISTS jobs (
   retried INTEGER NOT NULL DEFAULT 0, user_id INTEGER, checksum TEXT, coverage REAL);
 CREATE INDEX IF NOT EXISTS jobs_pipeline ON jobs (pipeline_id, id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, id);
+CREATE TABLE IF NOT EXISTS pipeline_schedules (
+  id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL, description TEXT NOT NULL,
+  ref TEXT NOT NULL, cron TEXT NOT NULL, cron_timezone TEXT NOT NULL,
+  next_run_at TEXT NOT NULL, active INTEGER NOT NULL, created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL, owner_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pipeline_schedule_variables (
+  schedule_id INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+  variable_type TEXT NOT NULL, PRIMARY KEY (schedule_id, key));
+CREATE TABLE IF NOT EXISTS pipeline_schedule_pipelines (
+  schedule_id INTEGER NOT NULL, pipeline_id INTEGER NOT NULL,
+  PRIMARY KEY (schedule_id, pipeline_id));
 CREATE TABLE IF NOT EXISTS artifacts (
   id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, file_type TEXT NOT NULL,
   filename TEXT NOT NULL, file_format TEXT NOT NULL, size INTEGER NOT NULL,
@@ -119,6 +130,7 @@ SEQUENCED_TABLES = frozenset(
         "runners",
         "runner_managers",
         "pipelines",
+        "pipeline_schedules",
         "jobs",
         "artifacts",
         "packages",
@@ -127,7 +139,10 @@ SEQUENCED_TABLES = frozenset(
 )
 
 # (table, column, declaration) added after the first release of the schema.
-MIGRATIONS = (("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),)
+MIGRATIONS = (
+    ("variables", "hidden", "INTEGER NOT NULL DEFAULT 0"),
+    ("runners", "updated_at", "TEXT"),
+)
 
 ROOT_TOKEN_FILE = "root_token"  # noqa: S105 - a file name, not a secret
 

@@ -165,6 +165,9 @@ def _build_job(name: str, job: dict[str, Any], ctx: _Context) -> list[JobSpec]:
     if isinstance(environment, dict):
         environment = environment.get("name")
     coverage = job.get("coverage")
+    resource_group = job.get("resource_group")
+    if resource_group is not None and not isinstance(resource_group, str):
+        raise CiConfigError(f"{where}:resource_group config should be a string")
     base = JobSpec(
         name=name,
         stage=str(job.get("stage", "test")),
@@ -198,6 +201,10 @@ def _build_job(name: str, job: dict[str, Any], ctx: _Context) -> list[JobSpec]:
         image_entrypoint=entrypoint,
         trigger=MappingProxyType(_trigger(trigger)) if trigger is not None else None,
         environment=None if environment is None else str(environment),
+        # GitLab expands CI/CD variables in the group's name.
+        resource_group=_expand_tags((resource_group,), {**env, **rule_variables})[0]
+        if resource_group
+        else None,
     )
     return _expand_parallel(base, job.get("parallel"), where)
 

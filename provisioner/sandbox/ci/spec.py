@@ -50,6 +50,7 @@ class JobSpec:
     image_entrypoint: tuple[str, ...] | None = None
     trigger: Mapping[str, Any] | None = None
     environment: str | None = None
+    resource_group: str | None = None  # jobs of one group in a project never run at once
 
 
 @dataclass(frozen=True)

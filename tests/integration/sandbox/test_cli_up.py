@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import RUNNERCTL as RUNNERCTL_PATH
 from tests.conftest import run_runnerctl
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -128,6 +129,7 @@ def test_port_in_use_is_a_sandbox_error(tmp_path: Path) -> None:
         (("--external-url", "notaurl"), "Error: --external-url 'notaurl' is not an http(s) URL"),
         (("--external-url", "http://h:99999"), "Error: --external-url 'http://h:99999'"),
         (("--lost-answer-rate", "-1"), "Error: --lost-answer-rate -1.0 is out of range"),
+        (("--schedule-tick", "0"), "Error: --schedule-tick 0.0 must be positive"),
     ],
 )
 def test_bad_urls_and_rates_are_usage_errors(
@@ -160,3 +162,37 @@ def test_bad_host_is_a_sandbox_error_about_the_address(tmp_path: Path, host: str
     assert f"Error: cannot listen on '{host}'" in result.stderr
     assert "Hint: pass --host an IP address" in result.stderr
     assert "--port" not in result.stderr
+
+
+def test_schedule_tick_fast_forwards_pipeline_schedules(tmp_path: Path) -> None:
+    proc, url, token_path = _start(tmp_path / "gitlab", "--schedule-tick", "0.5")
+    try:
+        gl = gitlab.Gitlab(url, private_token=Path(token_path).read_text().strip())
+        gl.auth()
+        project = gl.projects.create({"name": "scheduled"})
+        project.commits.create(
+            {
+                "branch": "main",
+                "commit_message": "ci",
+                "actions": [
+                    {
+                        "action": "create",
+                        "file_path": ".gitlab-ci.yml",
+                        "content": "job:\n  script: [echo]\n",
+                    }
+                ],
+            }
+        )
+        schedule = project.pipelineschedules.create(
+            {"description": "every minute", "ref": "main", "cron": "* * * * *"}
+        )
+        found = wait_until(
+            lambda: project.pipelines.list(source="schedule"),
+            timeout=30,
+            interval=0.2,
+            message="no scheduled pipeline within 30 s at --schedule-tick 0.5",
+        )
+        assert found[0].ref == "main"
+        assert project.pipelineschedules.get(schedule.id).last_pipeline["id"] >= found[0].id
+    finally:
+        _stop(proc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import gitlab
@@ -228,3 +230,82 @@ def test_pagination_across_250_runners(sandbox: RunningSandbox) -> None:
     assert resp.headers["X-Total-Pages"] == "3"
     lazy = group.runners.list(type="group_type", per_page=100, iterator=True)
     assert sum(1 for _ in lazy) == 250
+
+
+def test_delete_honours_if_unmodified_since(sandbox: RunningSandbox) -> None:
+    from email.utils import format_datetime
+
+    gl = sandbox.gitlab()
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    created = gl.http_post(
+        "/user/runners", post_data={"runner_type": "instance_type", "description": "old"}
+    )
+    url = f"{sandbox.url}/api/v4/runners/{created['id']}"
+    time.sleep(1.1)  # HTTP dates have whole seconds
+    # A heartbeat is not a change: the runner stays deletable under a plan made before it.
+    beat = requests.post(
+        f"{sandbox.url}/api/v4/runners/verify",
+        json={"token": created["token"], "system_id": "s_beat"},
+        timeout=30,
+    )
+    assert beat.status_code == 200
+    planned = datetime.now(UTC)
+    time.sleep(1.1)
+    note = "managed-by: runnerctl fleet prod"
+    updated = requests.put(url, json={"maintenance_note": note}, headers=headers, timeout=30)
+    assert updated.status_code == 200
+    assert updated.json()["maintenance_note"] == note
+
+    stale = {**headers, "If-Unmodified-Since": format_datetime(planned, usegmt=True)}
+    refused = requests.delete(url, headers=stale, timeout=30)
+    assert (refused.status_code, refused.json()) == (412, {"message": "412 Precondition Failed"})
+    assert requests.get(url, headers=headers, timeout=30).status_code == 200
+
+    # The same value again (no attribute changes) does not move updated_at.
+    fresh = datetime.now(UTC) + timedelta(seconds=1)
+    time.sleep(2.1)
+    again = requests.put(url, json={"maintenance_note": note}, headers=headers, timeout=30)
+    assert again.status_code == 200
+    current = {**headers, "If-Unmodified-Since": format_datetime(fresh, usegmt=True)}
+    assert requests.delete(url, headers=current, timeout=30).status_code == 204
+    assert requests.get(url, headers=headers, timeout=30).status_code == 404
+
+
+def test_reset_token_counts_as_a_change(sandbox: RunningSandbox) -> None:
+    from email.utils import format_datetime
+
+    gl = sandbox.gitlab()
+    headers = {"PRIVATE-TOKEN": sandbox.root_token}
+    created = gl.http_post("/user/runners", post_data={"runner_type": "instance_type"})
+    planned = datetime.now(UTC)
+    time.sleep(1.1)
+    gl.http_post(f"/runners/{created['id']}/reset_authentication_token")
+    stale = {**headers, "If-Unmodified-Since": format_datetime(planned, usegmt=True)}
+    url = f"{sandbox.url}/api/v4/runners/{created['id']}"
+    assert requests.delete(url, headers=stale, timeout=30).status_code == 412
+    garbage = {**headers, "If-Unmodified-Since": "not a date"}
+    assert requests.delete(url, headers=garbage, timeout=30).status_code == 204
+
+
+def test_manager_contacted_at_moves_with_job_requests(sandbox: RunningSandbox) -> None:
+    gl = sandbox.gitlab()
+    # A tag no job has, so that this runner never takes another test's job.
+    created = gl.http_post(
+        "/user/runners",
+        post_data={
+            "runner_type": "instance_type",
+            "tag_list": [sandbox.unique("poller")],
+            "run_untagged": False,
+        },
+    )
+    body = {"token": created["token"], "system_id": "s_poller", "info": {"version": "18.0.0"}}
+    first = requests.post(f"{sandbox.url}/api/v4/jobs/request", json=body, timeout=30)
+    assert first.status_code == 204
+    [manager] = gl.http_get(f"/runners/{created['id']}/managers")
+    time.sleep(0.01)
+    second = requests.post(f"{sandbox.url}/api/v4/jobs/request", json=body, timeout=30)
+    assert second.status_code == 204
+    [again] = gl.http_get(f"/runners/{created['id']}/managers")
+    assert manager["system_id"] == again["system_id"] == "s_poller"
+    assert again["version"] == "18.0.0"
+    assert again["contacted_at"] > manager["contacted_at"]
