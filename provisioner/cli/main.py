@@ -20,6 +20,7 @@ from provisioner import __version__
 from provisioner.cli import config as config_cli
 from provisioner.cli import demo as demo_cli
 from provisioner.cli import doctor as doctor_cli
+from provisioner.cli import fleet as fleet_cli
 from provisioner.cli import host as host_cli
 from provisioner.cli import image as image_cli
 from provisioner.cli import k8s as k8s_cli
@@ -121,6 +122,7 @@ app.command("demo")(demo_cli.demo)
 app.command("smoke")(smoke_cli.smoke)
 app.command("pipelines")(pipelines_cli.pipelines)
 app.command("doctor")(doctor_cli.doctor)
+app.add_typer(fleet_cli.app, name="fleet")
 
 
 def _version(value: bool) -> None:

@@ -142,6 +142,8 @@ class ObservedRunner:
     contacted_at: datetime | None = None
     token_expires_at: datetime | None = None
     managers: tuple[ObservedManager, ...] = ()
+    # Full paths of the groups or projects a group/project runner is attached to (when known).
+    scope_paths: tuple[str, ...] = ()
 
     @property
     def owner(self) -> tuple[str, str] | None:

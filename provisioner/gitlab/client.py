@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from provisioner.gitlab.fleet import FleetRunnersMixin
 from provisioner.gitlab.graphql import GraphQL
 from provisioner.gitlab.jobs import JobsMixin
 from provisioner.gitlab.models import ConnectionSettings
@@ -32,7 +33,13 @@ __all__ = ["MARKER_PREFIX", "NEW_WORKFLOW_HINT", "RETRYABLE_STATUS", "GitLabAPI"
 
 
 class GitLabAPI(
-    RunnersMixin, ProjectsMixin, PipelinesMixin, PackagesMixin, MonitoringMixin, JobsMixin
+    RunnersMixin,
+    ProjectsMixin,
+    PipelinesMixin,
+    PackagesMixin,
+    MonitoringMixin,
+    JobsMixin,
+    FleetRunnersMixin,
 ):
     """Typed access to the part of GitLab's REST and GraphQL APIs runnerctl uses."""
 
