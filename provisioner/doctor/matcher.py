@@ -28,6 +28,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MARKER = re.compile(r"^section_(?:start|end):\d+:\S*[^\S\n]*", re.MULTILINE)
 
 
+#: Where a finding's evidence line comes from.
+JOB_LOG = "job-log"
+RUNNER_LOG = "runner-log"
+
+
 class Confidence(StrEnum):
     """How sure doctor is of a finding."""
 
@@ -62,6 +67,7 @@ class Finding:
     evidence: Evidence
     confidence: Confidence
     probes: tuple[ProbeEvidence, ...] = ()
+    source: str = JOB_LOG
 
     @property
     def id(self) -> str:
@@ -111,6 +117,7 @@ def classify(
     *,
     failure_reason: FailureReason | None = None,
     catalogue: Catalogue | None = None,
+    source: str = JOB_LOG,
 ) -> tuple[Finding, ...]:
     """The findings of ``trace``, best first; one per signature, at its first line.
 
@@ -118,7 +125,8 @@ def classify(
     (:class:`~provisioner.doctor.literal_search.LiteralSearch`), and only the lines holding one
     are cleaned and matched, so a large log is never cleaned whole (a literal split by a colour
     code inside it would be missed; gitlab-runner and the tools it runs colour whole lines). A
-    generic wrapper is dropped when a specific finding quotes the same line.
+    generic wrapper is dropped when a specific finding quotes the same line. ``source`` names
+    where ``trace`` comes from (the job's log, or the runner's own journal).
     """
     catalogue = catalogue or load_catalogue()
     text = trace.replace("\r\n", "\n") if "\r\n" in trace else trace
@@ -128,7 +136,8 @@ def classify(
         index = scan.first_line(signature)
         if index is not None:
             confidence = Confidence.INFERRED if signature.generic else Confidence.MATCHED
-            found.append(Finding(signature, Evidence(index + 1, scan.clean(index)), confidence))
+            evidence = Evidence(index + 1, scan.clean(index))
+            found.append(Finding(signature, evidence, confidence, source=source))
     specific_lines = {f.evidence.line for f in found if not f.signature.generic}
     found = [f for f in found if not f.signature.generic or f.evidence.line not in specific_lines]
     found.sort(

@@ -259,6 +259,29 @@ def _verify(facts: Facts) -> CheckResult:
     return CheckResult("verify", Verdict.PASS, f"POST /runners/verify: {text}")
 
 
+def _journal(facts: Facts) -> CheckResult:
+    journal = facts.data.get("journal")
+    if journal is None:
+        return CheckResult(
+            "journal", Verdict.SKIP, f"the runner's journal is not read on the {facts.where}"
+        )
+    if "skipped" in journal:
+        return CheckResult("journal", Verdict.SKIP, str(journal["skipped"]))
+    lines = journal.get("lines", [])
+    last = f"; last: {lines[-1]}" if lines else ""
+    return CheckResult(
+        "journal",
+        Verdict.PASS,
+        f"read {len(lines)} lines of {journal.get('unit')} ({journal.get('command')}){last}",
+    )
+
+
+def journal_lines(facts: Facts) -> list[str]:
+    """The runner's journal lines the probe script read (empty when it could not)."""
+    journal = facts.data.get("journal") or {}
+    return [str(line) for line in journal.get("lines", [])]
+
+
 PROBES: tuple[_Probe, ...] = (
     _Probe("dns", _dns),
     _Probe("tcp", _tcp),
@@ -271,6 +294,7 @@ PROBES: tuple[_Probe, ...] = (
     _Probe("docker_socket", _docker_socket),
     _Probe("selinux", _selinux),
     _Probe("clock", _clock),
+    _Probe("journal", _journal),
 )
 PROBE_NAMES = frozenset(p.name for p in PROBES)
 
