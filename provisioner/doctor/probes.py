@@ -218,9 +218,12 @@ def _docker_socket(facts: Facts) -> CheckResult:
     text = f"{info['path']} {info['owner']}:{info['group']} {info['mode']}"
     denied = sorted(u for u, ok in usable.items() if ok is False)
     if denied:
+        allowed = sorted(u for u, ok in usable.items() if ok)
         return _fail(
             "docker_socket",
-            f"{text}; cannot be used by {', '.join(denied)}",
+            f"{text}; "
+            + (f"usable by {', '.join(allowed)}; " if allowed else "")
+            + f"cannot be used by {', '.join(denied)}",
             f"usermod -aG {info['group']} {denied[0]} (then restart the runner)",
         )
     return CheckResult("docker_socket", Verdict.PASS, f"{text}; usable by {', '.join(usable)}")
