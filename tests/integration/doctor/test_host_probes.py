@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,59 @@ def test_doctor_probes_a_real_host_over_ssh(
     best = document["findings"][0]
     assert (best["id"], best["source"]) == ("docker-sock-permission-denied", "job-log")
     assert best["confidence"] == "probe-confirmed"
+
+
+def test_the_container_probe_runs_on_the_remote_host(
+    lab: Lab,  # noqa: F811 (the hostlab fixture)
+    vm: VmHost,
+    scratch: str,
+    bridge_sandbox: Any,
+    tmp_path: Path,
+) -> None:
+    """docker executor: the probe's container is run by the VM's docker, over SSH."""
+    image = "runnerctl/base:bookworm"  # has python3; loaded into the VM's docker, then removed
+    loaded = vm.sh(f"docker image inspect {image} >/dev/null 2>&1 && echo yes", check=False)
+    if loaded != "yes":
+        with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
+            subprocess.run(
+                ["docker", "exec", "-i", vm.container, "docker", "load", "-q"],
+                stdin=save.stdout,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+        assert save.returncode == 0
+    try:
+        config = (
+            "concurrent = 1\n\n[[runners]]\n"
+            f'name = "vm-docker"\nurl = "{bridge_sandbox.url}"\ntoken = "glrt-NotRegistered0000"\n'
+            f'executor = "docker"\n[runners.docker]\nimage = "{image}"\nnetwork_mode = "host"\n'
+        )
+        vm.sh(f"cat > {scratch}/config.toml <<'EOF'\n{config}EOF\nchmod 600 {scratch}/config.toml")
+        log = tmp_path / "job.log"
+        log.write_text(LOG)
+        proc = run_runnerctl(
+            "-o", "json", "doctor", "--log", str(log), "--host", vm.target(),
+            "--config", f"{scratch}/config.toml", "--ssh-key", str(lab.key),
+            env={**os.environ, "HOME": str(lab.home)}, timeout=90,
+        )  # fmt: skip
+        assert proc.returncode == 10, proc.stderr
+        probes = {p["probe"]: p for p in json.loads(proc.stdout)["probes"]}
+        # The VMs' docker (vfs, no bridge, no iptables, inside a container) cannot create a
+        # container's network sandbox: the run got that far on the VM, with config.toml's image
+        # and network, through sudo (ops is not in the docker group), and is reported as a
+        # skipped probe with docker's own message; the host is probed all the same.
+        skipped = probes["container"]
+        assert skipped["verdict"] == "skip"
+        assert skipped["evidence"].startswith(
+            f"the container probe failed on {vm.target()} "
+            f"(docker run --rm -i --network host {image} python3 -): "
+            "docker: Error response from daemon: "
+        ), skipped
+        assert not [p for p in probes if p.endswith("@container")]
+        assert probes["dns@host"]["verdict"] == "pass"
+        assert probes["verify@host"]["verdict"] == "fail"  # that token was never registered
+        assert vm.sh("docker ps -aq") == ""  # nothing left behind
+    finally:
+        if loaded != "yes":
+            vm.sh(f"docker rmi -f {image} >/dev/null")
