@@ -6,10 +6,11 @@ runner on both executors, and failed ones with their noise), repeated determinis
 * one 4 MiB log: successful-job lines, a clone failure near the top and an OOM kill at the end;
 * 1,000 logs of 20 KiB, each with one failure window from the fixtures somewhere inside.
 
-doctor cleans each log (ANSI, ``\\r``, section markers), finds the catalogue's required literals
-with ``str.find`` and runs a signature's regex only on the lines holding one (a multi-pattern
-prefilter), then ranks. The baseline is GNU grep given every pattern at once (``grep -E -f``,
-which builds one automaton) over the same files; doctor's time includes Python reading the file.
+doctor finds every required literal of the catalogue in one pass (an Aho-Corasick DFA,
+provisioner/doctor/literal_search.py), cleans (ANSI, ``\\r``, section markers) and runs a
+signature's regex only on the lines holding one of its literals, then ranks. The baseline is
+GNU grep given every pattern at once (``grep -E -f``, which builds one automaton) over the same
+files; doctor's time includes Python reading the file.
 A naive classifier (every regex on every line) is timed on the 4 MiB log for reference.
 Goals (issue 13): a 4 MiB log in under 1 s, and within 5x of grep.
 

@@ -22,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.hosts.conftest import (  # noqa: E402 (after the path setup)
+from tests.integration.hostlab import (  # noqa: E402 (after the path setup)
     BASE,
     COSIGN,
     HERE,

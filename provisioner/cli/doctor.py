@@ -180,8 +180,12 @@ def _probe_plan(  # noqa: PLR0917
         verify = app.factories.gitlab(ConnectionSettings(url=entry.url, token="")).verify
     host_runner = local_runner if session is None else _ssh_runner(session, str(host))
     container = None
-    if host is None and entry.executor == "docker":
-        container = _container_runner(app, entry)
+    if entry.executor == "docker":
+        container = (
+            _container_runner(app, entry)
+            if session is None
+            else _remote_container_runner(session, entry, str(host))
+        )
     return ProbePlan(entry=entry, host=host_runner, container=container, verify=verify, users=users)
 
 
@@ -198,13 +202,60 @@ def _ssh_runner(session: Any, host: str) -> Any:
 
 
 def _container_runner(app: AppContext, entry: Any) -> Any:
-    docker = app.docker()
-    image = PROBE_IMAGE if docker.image_exists(PROBE_IMAGE) else entry.docker.image
-    network = (entry.docker.network_mode if entry.docker else None) or "bridge"
+    from provisioner.errors import HostError, ImageError
 
     def run(script: str) -> str:
-        result = docker.run(image, ["python3", "-c", script], network_mode=network, timeout=120)
+        try:
+            docker = app.docker()
+            image = PROBE_IMAGE if docker.image_exists(PROBE_IMAGE) else entry.docker.image
+            result = docker.run(
+                image, ["python3", "-c", script], network_mode=_network(entry), timeout=120
+            )
+        except ImageError as exc:  # the docker adapter's DockerError
+            raise HostError(exc.message, hint=exc.hint) from None
         return result.output
+
+    return run
+
+
+def _network(entry: Any) -> str:
+    return (entry.docker.network_mode if entry.docker else None) or "bridge"
+
+
+def _remote_container_runner(session: Any, entry: Any, host: str) -> Any:
+    """The probe script in a throwaway container on ``host``, on the runner's network.
+
+    ``docker`` runs as the login user, and through sudo when the socket refuses that user.
+    """
+    import shlex
+
+    from provisioner.errors import HostError
+
+    def docker(command: str, script: bytes | None = None) -> Any:
+        result = session.run(command, stdin=script, timeout=180)
+        if result.exit_code != 0 and "permission denied" in result.stderr.lower():
+            result = session.sudo(command, stdin=script, timeout=180)
+        return result
+
+    def run(script: str) -> str:
+        image = entry.docker.image if entry.docker is not None else None
+        if docker(f"docker image inspect {shlex.quote(PROBE_IMAGE)}").exit_code == 0:
+            image = PROBE_IMAGE
+        if not image:
+            raise HostError(
+                f"no image to probe in on {host}", hint="Set image in [runners.docker]."
+            )
+        command = (
+            f"docker run --rm -i --network {shlex.quote(_network(entry))} "
+            f"{shlex.quote(image)} python3 -"
+        )
+        result = docker(command, script.encode())
+        if result.exit_code != 0:
+            raise HostError(
+                f"the container probe failed on {host} ({command})",
+                hint=result.stderr.strip()[-300:] or None,
+            )
+        return str(result.stdout)
 
     return run
 
@@ -223,6 +274,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "causes": list(signature.causes),
         "fix": list(signature.fixes),
         "confidence": finding.confidence.value,
+        "source": finding.source,
         "probes": [
             {"probe": p.probe, "confirms": p.confirms, "evidence": p.evidence}
             for p in finding.probes
@@ -289,10 +341,13 @@ def _render(app: AppContext, diagnosis: Diagnosis) -> None:
 
 
 def _finding_text(number: int, finding: Finding) -> list[str]:
+    from provisioner.doctor.matcher import RUNNER_LOG
+
     signature = finding.signature
     lines = [
         f"{number}. [{finding.category.value}] {signature.title} ({finding.confidence.value})",
-        f"   line {finding.evidence.line}: {finding.evidence.text}",
+        f"   {'runner log line' if finding.source == RUNNER_LOG else 'line'} "
+        f"{finding.evidence.line}: {finding.evidence.text}",
         "   causes:",
     ]
     lines.extend(f"     - {c}" for c in signature.causes)

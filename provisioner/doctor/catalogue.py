@@ -58,6 +58,7 @@ class Signature:
     probes: tuple[str, ...] = ()
     failure_reasons: frozenset[FailureReason] = frozenset()
     generic: bool = False
+    runner_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class Catalogue:
     """Every signature, in file order."""
 
     signatures: tuple[Signature, ...]
+
+    def runner_log(self) -> Catalogue:
+        """The signatures of lines gitlab-runner itself logs (matched against its journal)."""
+        return Catalogue(tuple(s for s in self.signatures if s.runner_log))
 
     def get(self, signature_id: str) -> Signature:
         """The signature called ``signature_id``."""
@@ -83,6 +88,12 @@ def load_catalogue() -> Catalogue:
     """The catalogue shipped with the package (read once per process)."""
     text = resources.files("provisioner.doctor").joinpath(CATALOGUE_FILE).read_text("utf-8")
     return parse_catalogue(text)
+
+
+@cache
+def runner_log_catalogue() -> Catalogue:
+    """The shipped catalogue's runner-log signatures (built once per process)."""
+    return load_catalogue().runner_log()
 
 
 def parse_catalogue(text: str) -> Catalogue:
@@ -146,4 +157,5 @@ def _signature(entry: dict[str, Any], literals: Any) -> Signature:
             FailureReason(r) for r in _strings(entry, "failure_reasons", required=False)
         ),
         generic=bool(entry.get("generic", False)),
+        runner_log=bool(entry.get("runner_log", False)),
     )

@@ -2,8 +2,9 @@
 
 The log is cleaned as a terminal shows it (:mod:`provisioner.joblog`: colours, ``\\r`` redraws
 and section markers removed), keeping one entry per raw line so line numbers are the log's own.
-Signatures are found by their required literals first (:mod:`provisioner.doctor.anchors`), and
-each regular expression only runs on the few lines that contain one of its literals.
+Signatures are found by their required literals first (:mod:`provisioner.doctor.anchors`), all
+of them in one pass (:mod:`provisioner.doctor.literal_search`), and each regular expression
+only runs on the few lines that contain one of its literals.
 
 Ranking, best first: a specific signature before a generic wrapper (``Job failed (system
 failure): …``), then one that explains the job's ``failure_reason`` before one that does not
@@ -14,17 +15,22 @@ cause, later ones are its echoes).
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from provisioner.doctor.catalogue import Catalogue, Category, Signature, load_catalogue
+from provisioner.doctor.literal_search import LiteralSearch
 from provisioner.gitlab.models import FailureReason
 from provisioner.joblog import clean_line
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _MARKER = re.compile(r"^section_(?:start|end):\d+:\S*[^\S\n]*", re.MULTILINE)
+
+
+#: Where a finding's evidence line comes from.
+JOB_LOG = "job-log"
+RUNNER_LOG = "runner-log"
 
 
 class Confidence(StrEnum):
@@ -61,6 +67,7 @@ class Finding:
     evidence: Evidence
     confidence: Confidence
     probes: tuple[ProbeEvidence, ...] = ()
+    source: str = JOB_LOG
 
     @property
     def id(self) -> str:
@@ -110,25 +117,27 @@ def classify(
     *,
     failure_reason: FailureReason | None = None,
     catalogue: Catalogue | None = None,
+    source: str = JOB_LOG,
 ) -> tuple[Finding, ...]:
     """The findings of ``trace``, best first; one per signature, at its first line.
 
-    Literals are looked for in the raw trace and only the lines holding one are cleaned and
-    matched, so a large log is never cleaned whole (a literal split by a colour code inside it
-    would be missed; gitlab-runner and the tools it runs colour whole lines). A generic wrapper
-    is dropped when a specific finding quotes the same line.
+    Every required literal of the catalogue is looked for in one pass over the raw trace
+    (:class:`~provisioner.doctor.literal_search.LiteralSearch`), and only the lines holding one
+    are cleaned and matched, so a large log is never cleaned whole (a literal split by a colour
+    code inside it would be missed; gitlab-runner and the tools it runs colour whole lines). A
+    generic wrapper is dropped when a specific finding quotes the same line. ``source`` names
+    where ``trace`` comes from (the job's log, or the runner's own journal).
     """
     catalogue = catalogue or load_catalogue()
-    raw = trace.replace("\r\n", "\n").split("\n")
-    text = "\n".join(raw)
-    starts = _line_starts(raw)
-    scan = _Scan(text, raw, starts)
+    text = trace.replace("\r\n", "\n") if "\r\n" in trace else trace
+    scan = _Scan(text.encode("utf-8", "surrogatepass"), _prefilter(catalogue))
     found: list[Finding] = []
     for signature in catalogue.signatures:
         index = scan.first_line(signature)
         if index is not None:
             confidence = Confidence.INFERRED if signature.generic else Confidence.MATCHED
-            found.append(Finding(signature, Evidence(index + 1, scan.clean(index)), confidence))
+            evidence = Evidence(index + 1, scan.clean(index))
+            found.append(Finding(signature, evidence, confidence, source=source))
     specific_lines = {f.evidence.line for f in found if not f.signature.generic}
     found = [f for f in found if not f.signature.generic or f.evidence.line not in specific_lines]
     found.sort(
@@ -137,41 +146,57 @@ def classify(
     return tuple(found)
 
 
-def _line_starts(lines: Sequence[str]) -> list[int]:
-    starts, offset = [], 0
-    for line in lines:
-        starts.append(offset)
-        offset += len(line) + 1
-    return starts
+_PREFILTERS: dict[int, tuple[Catalogue, LiteralSearch]] = {}
+
+
+def _prefilter(catalogue: Catalogue) -> LiteralSearch:
+    """One automaton of every required literal of ``catalogue`` (built once per catalogue)."""
+    cached = _PREFILTERS.get(id(catalogue))
+    if cached is not None and cached[0] is catalogue:
+        return cached[1]
+    literals = sorted({a for signature in catalogue.signatures for a in signature.anchors})
+    search = LiteralSearch(literals)
+    if len(_PREFILTERS) >= 8:
+        _PREFILTERS.clear()
+    _PREFILTERS[id(catalogue)] = (catalogue, search)
+    return search
 
 
 class _Scan:
-    """One log being searched: where each literal occurs, and clean lines on demand."""
+    """One log being searched: the lines each literal occurs on, and clean lines on demand.
 
-    def __init__(self, text: str, raw: list[str], starts: list[int]) -> None:
-        self.text, self.raw, self.starts = text, raw, starts
-        self._hits: dict[str, list[int]] = {}
+    ``data`` is the log in UTF-8 with ``\\r\\n`` already made ``\\n``; line indexes count
+    ``\\n`` from its start, so they are the raw log's own line numbers minus one.
+    """
+
+    def __init__(self, data: bytes, search: LiteralSearch) -> None:
+        self.data = data
+        self._hits: dict[str, list[int]] = {literal: [] for literal in search.literals}
+        self._spans: dict[int, tuple[int, int]] = {}
         self._clean: dict[int, str] = {}
+        line, counted = 0, 0
+        for literal, offset in sorted(search.occurrences(data), key=lambda hit: hit[1]):
+            line += data.count(b"\n", counted, offset)
+            counted = offset
+            lines = self._hits[search.literals[literal]]
+            if not lines or lines[-1] != line:
+                lines.append(line)
+            if line not in self._spans:
+                end = data.find(b"\n", offset)
+                self._spans[line] = (
+                    data.rfind(b"\n", 0, offset) + 1,
+                    len(data) if end < 0 else end,
+                )
 
     def clean(self, index: int) -> str:
         if index not in self._clean:
-            self._clean[index] = clean_line(self.raw[index])
+            start, end = self._spans[index]
+            self._clean[index] = clean_line(self.data[start:end].decode("utf-8", "surrogatepass"))
         return self._clean[index]
 
     def lines_with(self, anchor: str) -> list[int]:
         """Indexes of the raw lines containing ``anchor``, in order."""
-        if anchor not in self._hits:
-            found: list[int] = []
-            pos = self.text.find(anchor)
-            while pos != -1:
-                index = bisect_right(self.starts, pos) - 1
-                found.append(index)
-                following = index + 1
-                if following >= len(self.starts):
-                    break
-                pos = self.text.find(anchor, self.starts[following])
-            self._hits[anchor] = found
-        return self._hits[anchor]
+        return self._hits.get(anchor, [])
 
     def first_line(self, signature: Signature) -> int | None:
         """The first line whose clean text matches ``signature``."""

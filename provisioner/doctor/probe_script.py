@@ -13,6 +13,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import socket
 import ssl
 import subprocess
@@ -181,10 +182,11 @@ def _selinux() -> str | None:
         return None
 
 
-def _clock(url: str | None, ca_file: str | None) -> dict[str, Any] | None:
+def _clock(url: str | None) -> dict[str, Any] | None:
     if not url:
         return None
-    context = ssl.create_default_context(cafile=ca_file or None)
+    # Only the Date header is read: no verification, so a missing tls-ca-file cannot stop it.
+    context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     if not url.startswith(("http://", "https://")):
@@ -217,6 +219,43 @@ def _proxy() -> dict[str, str]:
     return seen
 
 
+def _journal(request: dict[str, Any]) -> dict[str, Any]:
+    """The runner's own log: the last lines of its systemd unit's journal."""
+    unit = request.get("unit", "gitlab-runner.service")
+    if shutil.which("journalctl") is None:
+        return {"skipped": "journalctl is not installed (no systemd journal to read)"}
+    if shutil.which("systemctl") is not None:
+        shown = subprocess.run(
+            ["systemctl", "show", "--property=LoadState", "--value", unit],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if shown.returncode != 0:
+            reason = (shown.stderr.strip() or f"exit {shown.returncode}").splitlines()[0]
+            return {"skipped": f"systemd cannot be asked about {unit}: {reason}"}
+        state = shown.stdout.strip()
+        if state in {"not-found", "masked"}:
+            return {"skipped": f"the unit {unit} does not exist on this host ({state})"}
+    command = ["journalctl", f"--unit={unit}", "-n", str(request.get("lines", 200))]
+    command += ["--no-pager", "--output=short-iso"]
+    command += [f"--{key}={request[key]}" for key in ("since", "until") if request.get(key)]
+    # The journal of a system unit is readable by root and the adm/systemd-journal groups.
+    attempts = [command]
+    if os.geteuid() != 0 and shutil.which("sudo") is not None:
+        attempts.insert(0, ["sudo", "-n", *command])
+    error = ""
+    for attempt in attempts:
+        done = subprocess.run(attempt, capture_output=True, text=True, timeout=30, check=False)
+        limited = "insufficient permissions" in done.stderr or "not seeing messages" in done.stderr
+        if done.returncode == 0 and not limited:
+            lines = [ln for ln in done.stdout.splitlines() if not ln.startswith("-- ")]
+            return {"command": " ".join(command), "unit": unit, "lines": lines}
+        error = (done.stderr.strip() or f"exit {done.returncode}").splitlines()[0]
+    return {"skipped": f"cannot read the journal of {unit}: {error}"}
+
+
 def main() -> None:
     endpoints = _endpoints()
     facts: dict[str, Any] = {
@@ -236,7 +275,9 @@ def main() -> None:
         facts["endpoints"][key] = entry
     facts["dirs"] = {k: _dir(v) for k, v in REQUEST.get("dirs", {}).items()}
     facts["docker_socket"] = _docker_socket(REQUEST.get("socket", "/var/run/docker.sock"))
-    facts["clock"] = _clock(REQUEST.get("url"), REQUEST.get("ca_file"))
+    facts["clock"] = _clock(REQUEST.get("url"))
+    if REQUEST.get("journal"):
+        facts["journal"] = _journal(REQUEST["journal"])
     print(json.dumps(facts))
 
 

@@ -218,9 +218,12 @@ def _docker_socket(facts: Facts) -> CheckResult:
     text = f"{info['path']} {info['owner']}:{info['group']} {info['mode']}"
     denied = sorted(u for u, ok in usable.items() if ok is False)
     if denied:
+        allowed = sorted(u for u, ok in usable.items() if ok)
         return _fail(
             "docker_socket",
-            f"{text}; cannot be used by {', '.join(denied)}",
+            f"{text}; "
+            + (f"usable by {', '.join(allowed)}; " if allowed else "")
+            + f"cannot be used by {', '.join(denied)}",
             f"usermod -aG {info['group']} {denied[0]} (then restart the runner)",
         )
     return CheckResult("docker_socket", Verdict.PASS, f"{text}; usable by {', '.join(usable)}")
@@ -259,6 +262,29 @@ def _verify(facts: Facts) -> CheckResult:
     return CheckResult("verify", Verdict.PASS, f"POST /runners/verify: {text}")
 
 
+def _journal(facts: Facts) -> CheckResult:
+    journal = facts.data.get("journal")
+    if journal is None:
+        return CheckResult(
+            "journal", Verdict.SKIP, f"the runner's journal is not read on the {facts.where}"
+        )
+    if "skipped" in journal:
+        return CheckResult("journal", Verdict.SKIP, str(journal["skipped"]))
+    lines = journal.get("lines", [])
+    last = f"; last: {lines[-1]}" if lines else ""
+    return CheckResult(
+        "journal",
+        Verdict.PASS,
+        f"read {len(lines)} lines of {journal.get('unit')} ({journal.get('command')}){last}",
+    )
+
+
+def journal_lines(facts: Facts) -> list[str]:
+    """The runner's journal lines the probe script read (empty when it could not)."""
+    journal = facts.data.get("journal") or {}
+    return [str(line) for line in journal.get("lines", [])]
+
+
 PROBES: tuple[_Probe, ...] = (
     _Probe("dns", _dns),
     _Probe("tcp", _tcp),
@@ -271,6 +297,7 @@ PROBES: tuple[_Probe, ...] = (
     _Probe("docker_socket", _docker_socket),
     _Probe("selinux", _selinux),
     _Probe("clock", _clock),
+    _Probe("journal", _journal),
 )
 PROBE_NAMES = frozenset(p.name for p in PROBES)
 

@@ -9,14 +9,15 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from provisioner.checks import CheckResult
-from provisioner.doctor.matcher import Finding, ProbeEvidence, classify
-from provisioner.doctor.probes import Facts, Runner, gather, judge, run_probes
-from provisioner.errors import ProvisionerError, UsageError
+from provisioner.checks import CheckResult, Verdict
+from provisioner.doctor.catalogue import runner_log_catalogue
+from provisioner.doctor.matcher import RUNNER_LOG, Finding, ProbeEvidence, classify
+from provisioner.doctor.probes import Facts, Runner, gather, journal_lines, judge, run_probes
+from provisioner.errors import HostError, ProvisionerError, UsageError
 from provisioner.gitlab.jobs import JobDetail
 
 if TYPE_CHECKING:
@@ -151,6 +152,24 @@ def probe_request(entry: RunnerEntry, users: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+#: The runner's systemd unit, and how much of its journal doctor reads.
+RUNNER_UNIT = "gitlab-runner.service"
+JOURNAL_LINES = 200
+#: With a job's end time: its runner log from this long before it to a little after.
+JOURNAL_BEFORE = timedelta(hours=1)
+JOURNAL_AFTER = timedelta(minutes=5)
+
+
+def journal_request(job: JobDetail | None) -> dict[str, Any]:
+    """What the probe script reads of the runner's journal (around the job, when known)."""
+    request: dict[str, Any] = {"unit": RUNNER_UNIT, "lines": JOURNAL_LINES}
+    if job is not None and job.finished_at is not None:
+        moment = job.finished_at.astimezone(UTC)
+        request["since"] = f"{moment - JOURNAL_BEFORE:%Y-%m-%d %H:%M:%S} UTC"
+        request["until"] = f"{moment + JOURNAL_AFTER:%Y-%m-%d %H:%M:%S} UTC"
+    return request
+
+
 def _socket_path(entry: RunnerEntry) -> str:
     host = entry.docker.host if entry.docker is not None else None
     if host and host.startswith("unix://"):
@@ -159,7 +178,11 @@ def _socket_path(entry: RunnerEntry) -> str:
 
 
 def probe(diagnosis: Diagnosis, plan: ProbePlan) -> Diagnosis:
-    """Run the probes on the runner host (and in a container for docker) and judge findings."""
+    """Run the probes on the runner host (and in a container for docker) and judge findings.
+
+    The runner's own journal, read on the host, is matched against the catalogue's runner-log
+    signatures; those findings follow the job log's, quoting the journal line.
+    """
     request = probe_request(plan.entry, plan.users)
     places: list[Facts] = []
     tokens: dict[str, bool | None] = {}
@@ -168,16 +191,24 @@ def probe(diagnosis: Diagnosis, plan: ProbePlan) -> Diagnosis:
             tokens[plan.entry.label] = plan.verify(plan.entry.token).valid
         except ProvisionerError:  # GitLab unreachable: the network probes say why
             tokens[plan.entry.label] = None
-    host = gather(plan.host, request, where="host")
+    host = gather(plan.host, {**request, "journal": journal_request(diagnosis.job)}, where="host")
     places.append(replace(host, token_checks=tokens))
+    runner_findings = classify(
+        "\n".join(journal_lines(host)), catalogue=runner_log_catalogue(), source=RUNNER_LOG
+    )
+    skipped: list[CheckResult] = []
     if plan.container is not None:
-        places.append(gather(plan.container, request, where="container"))
-    results = tuple(r for facts in places for r in run_probes(facts))
+        try:
+            places.append(gather(plan.container, request, where="container"))
+        except HostError as exc:  # no container could run: say so, probe the host anyway
+            reason = f"{exc.message}: {exc.hint}" if exc.hint else exc.message
+            skipped.append(CheckResult("container", Verdict.SKIP, reason))
+    results = (*(r for facts in places for r in run_probes(facts)), *skipped)
     findings = tuple(
         f.with_probes(
             [ProbeEvidence(name, ok, text) for name, ok, text in judge(f.signature.probes, results)]
         )
-        for f in diagnosis.findings
+        for f in (*diagnosis.findings, *runner_findings)
     )
     return replace(diagnosis, findings=findings, probes=results, runner=plan.entry.label)
 

@@ -277,3 +277,111 @@ def test_a_token_in_the_log_is_masked_in_the_evidence(cli: Cli) -> None:
     assert secret not in out + err
     evidence = json.loads(out)["findings"][0]["evidence"]
     assert evidence == {"line": 1, "text": line.replace(secret, "[MASKED]")}
+
+
+class DockerHostSession(FakeSession):
+    """A runner host whose docker refuses the login user: ``docker run`` works through sudo."""
+
+    def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 120) -> Any:
+        from provisioner.ssh import CommandResult
+
+        if not command.startswith("docker "):
+            return super().run(command, stdin=stdin, timeout=timeout)
+        self.commands.append((command, stdin))
+        denied = "permission denied while trying to connect to the Docker daemon socket"
+        return CommandResult(1, "", denied)
+
+    def sudo(self, command: str, *, stdin: bytes | None = None, timeout: float = 120) -> Any:
+        import subprocess
+        import sys
+
+        from provisioner.ssh import CommandResult
+
+        self.commands.append((f"sudo {command}", stdin))
+        if command.startswith("docker image inspect"):
+            return CommandResult(1, "", "Error: No such image: runnerctl/python:3.11")
+        assert command.endswith(" python3 -")
+        done = subprocess.run(
+            [sys.executable, "-"], input=stdin, capture_output=True, timeout=60, check=False
+        )
+        return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def test_the_container_probe_runs_on_the_remote_host_on_the_runners_network(
+    cli: Cli, tmp_path: Path
+) -> None:
+    config_text = (
+        "concurrent = 1\n\n[[runners]]\n"
+        'name = "dock-1"\nurl = "http://127.0.0.1:9"\ntoken = "glrt-DockerHostToken0123456"\n'
+        'executor = "docker"\n[runners.docker]\nimage = "alpine:3.20"\nnetwork_mode = "ci-net"\n'
+    )
+    session = DockerHostSession(config_text)
+    app = AppContext(
+        factories=Factories(
+            ssh=lambda _target, _options: session,  # type: ignore[arg-type,return-value]
+            gitlab=lambda _settings: FakeVerifier(),  # type: ignore[arg-type,return-value]
+        )
+    )
+    log = tmp_path / "job.log"
+    log.write_text(LOG)
+    code, out, err = cli(
+        "doctor", "--log", str(log), "--host", "ops@vm-1", "-o", "json", app=app, env=ENV
+    )
+    assert code == 10, err
+    document = json.loads(out)
+    assert document["findings"][0]["source"] == "job-log"
+    probes = {p["probe"]: p for p in document["probes"]}
+    assert probes["dns@container"]["verdict"] == "pass"
+    assert probes["journal@container"]["verdict"] == "skip"
+    docker_commands = [c for c, _ in session.commands if "docker" in c]
+    assert docker_commands == [
+        "docker image inspect runnerctl/python:3.11",
+        "sudo docker image inspect runnerctl/python:3.11",
+        "docker run --rm -i --network ci-net alpine:3.20 python3 -",
+        "sudo docker run --rm -i --network ci-net alpine:3.20 python3 -",
+    ]
+    script = dict(session.commands)[
+        "sudo docker run --rm -i --network ci-net alpine:3.20 python3 -"
+    ]
+    assert script is not None
+    assert b'"where": "container"' in script
+    assert b"glrt-" not in script
+
+
+def test_a_container_that_cannot_run_is_a_skipped_probe(cli: Cli, tmp_path: Path) -> None:
+    config_text = (
+        "concurrent = 1\n\n[[runners]]\n"
+        'name = "dock-1"\nurl = "http://127.0.0.1:9"\ntoken = "glrt-DockerHostToken0123456"\n'
+        'executor = "docker"\n[runners.docker]\nimage = "alpine:3.20"\n'
+    )
+
+    class NoDocker(FakeSession):
+        def run(self, command: str, *, stdin: bytes | None = None, timeout: float = 120) -> Any:
+            from provisioner.ssh import CommandResult
+
+            if command.startswith("docker "):
+                return CommandResult(127, "", "sh: 1: docker: not found")
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+    app = AppContext(
+        factories=Factories(
+            ssh=lambda _target, _options: NoDocker(config_text),  # type: ignore[arg-type,return-value]
+            gitlab=lambda _settings: FakeVerifier(),  # type: ignore[arg-type,return-value]
+        )
+    )
+    code, out, err = cli(
+        "doctor", "--log", "-", "--host", "ops@vm-1", "-o", "json", app=app, env=ENV, input=LOG
+    )
+    assert code == 10, err
+    probes = {p["probe"]: p for p in json.loads(out)["probes"]}
+    assert probes["container"]["verdict"] == "skip"
+    assert probes["container"]["evidence"] == (
+        "the container probe failed on ops@vm-1 "
+        "(docker run --rm -i --network bridge alpine:3.20 python3 -): sh: 1: docker: not found"
+    )
+    assert probes["dns@host"]["verdict"] == "pass"
+
+
+class FakeVerifier:
+    def verify(self, sent: str) -> VerifyResult:
+        return VerifyResult(valid=sent.startswith("glrt-"), runner_id=7)

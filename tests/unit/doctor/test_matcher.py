@@ -94,3 +94,22 @@ def test_one_finding_per_signature_at_its_first_line() -> None:
 def test_a_log_without_known_failure() -> None:
     assert classify("") == ()
     assert classify("$ make test\nERROR: Job failed: exit code 1\n") == ()
+
+
+def test_literal_search_reports_every_occurrence_in_bytes() -> None:
+    from provisioner.doctor.literal_search import LiteralSearch
+
+    search = LiteralSearch(["abab", "bab", "x"])
+    hits = sorted(search.occurrences("ababab é x".encode()))
+    assert hits == [(0, 0), (0, 2), (1, 1), (1, 3), (2, 10)]
+
+
+def test_line_numbers_survive_crlf_and_non_ascii_text() -> None:
+    """Offsets are UTF-8 bytes: lines of multi-byte text before the evidence keep its number."""
+    noise = ["Übersetzung läuft… ✓ 日本語", "\x1b[31mrot\x1b[0m", "progress 10%\rprogress 100%"]
+    line = "fatal: unable to access 'http://h.invalid/g/p.git/': Could not resolve host: h.invalid"
+    trace = "\r\n".join([*noise * 40, "\x1b[31;1m" + line + "\x1b[0m", "after"])
+    findings = classify(trace)
+    assert findings[0].id == "could-not-resolve-host"
+    assert findings[0].evidence.line == len(noise) * 40 + 1
+    assert findings[0].evidence.text == line

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from provisioner.checks import Verdict
 from provisioner.doctor.matcher import Confidence, classify
-from provisioner.doctor.probes import Facts, gather, judge, probe_source, run_probes
-from provisioner.doctor.service import Diagnosis, ProbePlan, probe, probe_request
-from provisioner.gitlab.models import VerifyResult
+from provisioner.doctor.probes import (
+    Facts,
+    gather,
+    judge,
+    local_runner,
+    probe_source,
+    run_probes,
+)
+from provisioner.doctor.service import (
+    Diagnosis,
+    ProbePlan,
+    journal_request,
+    probe,
+    probe_request,
+)
+from provisioner.gitlab.jobs import JobDetail
+from provisioner.gitlab.models import JobStatus, VerifyResult
 from provisioner.runner_config import build_model
 
 CONFIG = {
@@ -146,3 +165,119 @@ def test_gather_parses_the_last_line_of_output() -> None:
     facts = gather(lambda _s: "noise\n" + json.dumps(FACTS) + "\n", {}, where="container")
     assert facts.where == "container"
     assert facts.endpoint("clone_url") is not None
+
+
+# --------------------------------------------------------------------------- runner journal
+
+VERIFY_LINE = (
+    "2026-12-03T10:00:01+0000 vm-1 gitlab-runner[812]: "
+    "ERROR: Verifying runner... is not valid  runner=AbCdEf12"
+)
+
+
+def _tool(folder: Path, name: str, script: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def _journal_facts(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, tools: dict[str, str], job: JobDetail | None
+) -> tuple[Facts, list[str]]:
+    """Run the real probe script here with ``tools`` standing in for systemd's commands."""
+    for name, script in tools.items():
+        _tool(folder, name, script)
+    _tool(folder, "python3", f'exec {sys.executable} "$@"\n')
+    monkeypatch.setenv("PATH", str(folder))  # nothing else: no real journalctl or systemctl
+    request = {"journal": journal_request(job)}
+    facts = gather(local_runner, request, where="host")
+    argv = (folder / "argv").read_text().splitlines() if (folder / "argv").exists() else []
+    return facts, argv
+
+
+def test_the_runner_journal_is_read_around_the_job_and_matched(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    log = "-- Journal begins at Thu 2026-12-03 09:00:00 UTC. --\n" + (
+        "2026-12-03T10:00:00+0000 vm-1 systemd[1]: Started gitlab-runner.service.\n"
+        + VERIFY_LINE
+        + "\n"
+    )
+    job = JobDetail(
+        1,
+        "g/p",
+        "build",
+        "build",
+        JobStatus.FAILED,
+        finished_at=datetime(2026, 12, 3, 10, 30, tzinfo=UTC),
+    )
+    facts, argv = _journal_facts(
+        monkeypatch,
+        tmp_path,
+        {
+            "systemctl": "echo loaded\n",
+            "journalctl": f'printf "%s\\n" "$@" > {tmp_path}/argv\n/bin/cat <<"EOF"\n{log}EOF\n',
+        },
+        job,
+    )
+    assert argv == [
+        "--unit=gitlab-runner.service",
+        "-n",
+        "200",
+        "--no-pager",
+        "--output=short-iso",
+        "--since=2026-12-03 09:30:00 UTC",
+        "--until=2026-12-03 10:35:00 UTC",
+    ]
+    results = {r.check: r for r in run_probes(facts)}
+    assert results["journal@host"].verdict is Verdict.PASS
+    assert results["journal@host"].evidence.startswith("read 2 lines of gitlab-runner.service")
+    local = {"name": "vm-1", "url": "http://127.0.0.1:9", "token": "glrt-x", "executor": "shell"}
+    entry = build_model({"concurrent": 1, "runners": [local]}).runners[0]
+    judged = probe(
+        Diagnosis("job.log", ()),
+        ProbePlan(entry=entry, host=local_runner, verify=lambda _t: VerifyResult(False)),
+    )
+    finding = judged.findings[0]
+    assert (finding.id, finding.source) == ("verify-not-valid", "runner-log")
+    assert finding.evidence.line == 2
+    assert finding.evidence.text == VERIFY_LINE
+    assert finding.confidence is Confidence.PROBE_CONFIRMED  # POST /runners/verify says invalid
+
+
+@pytest.mark.parametrize(
+    ("tools", "reason"),
+    [
+        ({}, "journalctl is not installed"),
+        (
+            {"journalctl": "exit 0\n", "systemctl": "echo not-found\n"},
+            "the unit gitlab-runner.service does not exist on this host (not-found)",
+        ),
+        (
+            {
+                "journalctl": "exit 0\n",
+                "systemctl": "echo 'System has not been booted with systemd' >&2; exit 1\n",
+            },
+            "systemd cannot be asked about gitlab-runner.service: System has not been booted",
+        ),
+        (
+            {
+                "journalctl": "echo 'Failed to open journal: boom' >&2; exit 1\n",
+                "systemctl": "echo loaded\n",
+            },
+            "cannot read the journal of gitlab-runner.service: Failed to open journal: boom",
+        ),
+    ],
+    ids=["no-journalctl", "no-unit", "no-systemd", "journal-error"],
+)
+def test_no_journal_is_a_skipped_probe_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tools: dict[str, str], reason: str
+) -> None:
+    facts, _ = _journal_facts(monkeypatch, tmp_path, tools, None)
+    result = {r.check: r for r in run_probes(facts)}["journal@host"]
+    assert result.verdict is Verdict.SKIP
+    assert result.evidence.startswith(reason)
+
+
+def test_without_a_job_time_the_journal_is_its_last_lines() -> None:
+    assert journal_request(None) == {"unit": "gitlab-runner.service", "lines": 200}

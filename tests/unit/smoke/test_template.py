@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -174,8 +175,12 @@ def test_no_job_puts_the_job_token_on_a_command_line() -> None:
     for job in _pipeline().jobs:
         for line in (*job.before_script, *job.script):
             if "CI_JOB_TOKEN" in line and "curl" in line:
-                assert "-H @-" in line
-                assert "printf 'JOB-TOKEN: %s" in line
+                # The token reaches curl on stdin: as a header (-H @-) or as Basic-auth
+                # credentials in a config read from stdin (-K -).
+                header = "-H @-" in line and "printf 'JOB-TOKEN: %s" in line
+                config = "-K -" in line and "printf 'user = \"gitlab-ci-token:%s" in line
+                assert header or config, line
+                assert not re.search(r"(-u|--user|-H|--header) [\"']?[^@ -]*CI_JOB_TOKEN", line)
 
 
 def test_stamp_changes_exactly_three_keys_and_keeps_the_authors() -> None:
