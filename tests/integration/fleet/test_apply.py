@@ -283,7 +283,6 @@ def test_a_second_apply_plans_and_does_nothing(fleet: FleetLab) -> None:
 
 
 def test_the_runners_run_jobs(fleet: FleetLab) -> None:
-    project = fleet.sandbox.new_project(group=fleet.group)
     jobs = {
         "on-a": f"{fleet.prefix}-a",
         "on-c": f"{fleet.prefix}-c",
@@ -294,13 +293,7 @@ def test_the_runners_run_jobs(fleet: FleetLab) -> None:
         f'    - echo "{job} ran on $(hostname) FLEET_HOST=$FLEET_HOST"\n'
         for job, tag in jobs.items()
     )
-    project.commits.create(
-        {
-            "branch": "main",
-            "commit_message": "ci",
-            "actions": [{"action": "create", "file_path": ".gitlab-ci.yml", "content": ci}],
-        }
-    )
+    project = fleet.sandbox.new_project(group=fleet.group, files={".gitlab-ci.yml": ci})
     pipeline = project.pipelines.create({"ref": "main"})
 
     def finished() -> bool:
