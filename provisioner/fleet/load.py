@@ -123,7 +123,11 @@ class HostModel(_Strict):
     name: str = Field(pattern=HOST_NAME_PATTERN)
     address: str = Field(min_length=1, description="host or host:port")
     user: str | None = None
-    roles: list[str] = Field(default_factory=list)
+    roles: list[Literal["docker", "python", "cosign"]] | None = Field(
+        default=None,
+        description="the optional playbook roles for this host (all when not given); "
+        "common, gitlab_runner and runner_config always run",
+    )
     vars: dict[str, Any] = Field(default_factory=dict)
     config_path: str = Field(default=DEFAULT_CONFIG_PATH, pattern=r"^/")
 
@@ -424,7 +428,7 @@ class _Checker:
                     address=address,
                     user=user,
                     port=port,
-                    roles=tuple(h.roles),
+                    roles=tuple(h.roles) if h.roles is not None else None,
                     vars={**fleet_vars, **h.vars},
                     config_path=h.config_path,
                 )
@@ -476,8 +480,22 @@ class _Checker:
                 )
             if hosts is None:
                 continue
+            if r.executor == "docker":
+                self._docker_hosts(r.name, hosts, path, model)
             runners.append(self._runner_def(r, hosts, scope))
         return runners
+
+    def _docker_hosts(
+        self, name: str, hosts: tuple[str, ...], path: Path_, model: FleetFileModel
+    ) -> None:
+        """A docker-executor runner needs the docker role on each of its hosts."""
+        for host in model.hosts:
+            if host.name in hosts and host.roles is not None and "docker" not in host.roles:
+                self.error(
+                    path,
+                    f"runner {name!r}: the docker executor on host {host.name!r}, "
+                    "whose roles leave out docker",
+                )
 
     def _runner_hosts(self, r: RunnerModel, path: Path_, known: set[str]) -> tuple[str, ...] | None:
         if (r.host is None) == (r.hosts is None):

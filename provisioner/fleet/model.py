@@ -67,7 +67,7 @@ class HostSpec:
     address: str
     user: str
     port: int = 22
-    roles: tuple[str, ...] = ()
+    roles: tuple[str, ...] | None = None  # optional playbook roles; None: all of them
     vars: Mapping[str, Any] = field(default_factory=dict)
     config_path: str = "/etc/gitlab-runner/config.toml"
 

@@ -100,6 +100,8 @@ def write_inventory(directory: Path, hosts: Sequence[HostSpec], ssh: SSHOptions)
             "ansible_port": host.port,
             "ansible_user": host.user,
         }
+        if host.roles is not None:
+            entry["runnerctl_roles"] = list(host.roles)
         if ssh.key_file is not None:
             entry["ansible_ssh_private_key_file"] = str(ssh.key_file.expanduser())
         entries[host.name] = entry

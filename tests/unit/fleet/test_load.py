@@ -36,7 +36,7 @@ token_rotation = { before_expiry = "7d" }
 [[hosts]]
 name = "vm-a"
 address = "10.0.0.5"
-roles = ["docker", "gitlab_runner"]
+roles = ["docker", "python"]
 
 [[hosts]]
 name = "vm-b"
@@ -81,8 +81,9 @@ def test_good_file_loads_with_defaults_merged() -> None:
         "10.0.0.5",
         22,
         "ops",
-        ("docker", "gitlab_runner"),
+        ("docker", "python"),
     )
+    assert b.roles is None  # not given: every optional role
     assert (b.address, b.port, b.user) == ("10.0.0.6", 2222, "admin")
     assert b.vars == {"docker_daemon_options": {"storage-driver": "vfs"}}
     assert a.config_path == "/etc/gitlab-runner/config.toml"
@@ -404,3 +405,48 @@ def test_validate_command_with_env(cli: Cli, tmp_path: Path) -> None:
     path.write_text(GOOD + OVERLAY)
     code, out, _ = cli("fleet", "validate", str(path), "--env", "staging")
     assert (code, out) == (0, f"valid: {path}: fleet staging, 2 hosts, 2 runners\n")
+
+
+def test_roles_are_the_optional_playbook_roles_and_a_docker_runner_needs_docker(
+    tmp_path: Path,
+) -> None:
+    from provisioner.fleet.load import check_file
+
+    unknown = GOOD.replace('roles = ["docker", "python"]', 'roles = ["gitlab_runner"]')
+    path = tmp_path / "FLEET.toml"
+    path.write_text(unknown)
+    report = check_file(path)
+    assert not report.valid
+    line = GOOD.splitlines().index('roles = ["docker", "python"]') + 1
+    assert [i.render("F") for i in report.issues] == [
+        f"F:{line}:1: hosts[0].roles[0]: Input should be 'docker', 'python' or 'cosign'"
+    ]
+
+    no_docker = GOOD.replace('roles = ["docker", "python"]', "roles = []")
+    path.write_text(no_docker)
+    report = check_file(path)
+    assert not report.valid
+    messages = [i.message for i in report.issues]
+    assert any(
+        "docker executor on host 'vm-a', whose roles leave out docker" in m for m in messages
+    )
+
+
+def test_the_inventory_limits_the_optional_roles_only_when_roles_are_given(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from provisioner.fleet.model import HostSpec
+    from provisioner.fleet.remote import write_inventory
+    from provisioner.ssh import SSHOptions
+
+    hosts = [
+        HostSpec(name="vm-a", address="10.0.0.5", user="ops", roles=()),
+        HostSpec(name="vm-b", address="10.0.0.6", user="ops", roles=("cosign",)),
+        HostSpec(name="vm-c", address="10.0.0.7", user="ops"),
+    ]
+    inventory = json.loads(write_inventory(tmp_path, hosts, SSHOptions()).read_text())["all"]
+    assert inventory["hosts"]["vm-a"]["runnerctl_roles"] == []
+    assert inventory["hosts"]["vm-b"]["runnerctl_roles"] == ["cosign"]
+    assert "runnerctl_roles" not in inventory["hosts"]["vm-c"]
