@@ -332,15 +332,7 @@ def settings_changes(runner_def: RunnerDef, r: ObservedRunner) -> dict[str, dict
     }
     if runner_def.maximum_timeout is not None:
         wanted["maximum_timeout"] = runner_def.maximum_timeout
-    current: dict[str, Any] = {
-        "description": r.description,
-        "tags": sorted(r.tags),
-        "paused": r.paused,
-        "locked": r.locked,
-        "run_untagged": r.run_untagged,
-        "access_level": r.access_level,
-        "maximum_timeout": r.maximum_timeout,
-    }
+    current = r.settings()
     return {k: {"from": current[k], "to": v} for k, v in wanted.items() if current[k] != v}
 
 

@@ -145,6 +145,18 @@ class ObservedRunner:
     # Full paths of the groups or projects a group/project runner is attached to (when known).
     scope_paths: tuple[str, ...] = ()
 
+    def settings(self) -> dict[str, Any]:
+        """The settings a fleet declares, as plan compares them (tags sorted)."""
+        return {
+            "description": self.description,
+            "tags": sorted(self.tags),
+            "paused": self.paused,
+            "locked": self.locked,
+            "run_untagged": self.run_untagged,
+            "access_level": self.access_level,
+            "maximum_timeout": self.maximum_timeout,
+        }
+
     @property
     def owner(self) -> tuple[str, str] | None:
         """``(fleet, runner name)`` when marked, else ``None``."""
@@ -201,13 +213,7 @@ class Observed:
 def _runner_key(r: ObservedRunner) -> dict[str, Any]:
     return {
         "id": r.id,
-        "description": r.description,
-        "tags": sorted(r.tags),
-        "paused": r.paused,
-        "locked": r.locked,
-        "run_untagged": r.run_untagged,
-        "access_level": r.access_level,
-        "maximum_timeout": r.maximum_timeout,
+        **r.settings(),
         "maintenance_note": r.maintenance_note,
         "token_expires_at": r.token_expires_at,
     }
