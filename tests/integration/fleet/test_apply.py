@@ -454,27 +454,43 @@ def test_a_host_cut_mid_apply_fails_alone_and_the_rerun_converges(fleet: FleetLa
     runner.paused = True
     runner.save()
     victim = fleet.host("vm-c")
-    # One host at a time, vm-a before vm-c: vm-a's write leaves time for the pause to land.
+    # One host at a time, vm-a before vm-c. The test holds vm-a's config.toml lock, so the
+    # apply waits there; vm-c is paused while it waits and the lock is released only then:
+    # vm-c is cut off before the apply reaches it, whatever the machine's load.
+    holder = subprocess.Popen(
+        ["docker", "exec", "-i", fleet.host("vm-a").container, "flock",
+         "/etc/gitlab-runner/config.toml.lock", "sh", "-c", "echo locked; exec cat >/dev/null"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    assert holder.stdout.readline().strip() == "locked"
     argv = [str(RUNNERCTL), "fleet", "apply", *fleet.args(), "--auto-approve", "--parallel", "1"]
     argv += ["-o", "json"]
     paused = False
-    with subprocess.Popen(
-        argv, env=fleet.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stderr is not None
-        err_lines = []
-        try:
-            for line in proc.stderr:
-                err_lines.append(line)
-                # GitLab's part is done and the hosts' part has not begun: cut vm-c off.
-                if not paused and f"update-runner:{p}-shared" in line:
-                    docker("pause", victim.container)
-                    paused = True
-            out = proc.stdout.read() if proc.stdout else ""
-            code = proc.wait(timeout=300)
-        finally:
-            if paused:
-                docker("unpause", victim.container)
+    try:
+        with subprocess.Popen(
+            argv, env=fleet.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stderr is not None
+            err_lines = []
+            try:
+                for line in proc.stderr:
+                    err_lines.append(line)
+                    # GitLab's part is done; vm-a's write waits for the lock: cut vm-c off.
+                    if not paused and f"update-runner:{p}-shared" in line:
+                        docker("pause", victim.container)
+                        paused = True
+                        holder.stdin.close()  # vm-a's write may go on
+                out = proc.stdout.read() if proc.stdout else ""
+                code = proc.wait(timeout=300)
+            finally:
+                if paused:
+                    docker("unpause", victim.container)
+    finally:
+        if not holder.stdin.closed:
+            holder.stdin.close()
+        holder.wait(timeout=60)
     assert paused, "".join(err_lines)
     assert code == 12, "".join(err_lines) + out
     result = json.loads(out)
