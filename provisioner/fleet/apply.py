@@ -236,7 +236,8 @@ class _Run:
         # Hosts the plan could not reach count as failed: nothing is sent their way.
         self.failed_hosts: dict[str, str] = dict(plan.unreachable)
         self.tokens: dict[str, RunnerCredentials] = {}  # runner name -> new credentials
-        self.reset_at: dict[_Ident, datetime] = {}
+        # Each rotated runner's managers' last contact before the reset, in GitLab's own clock.
+        self.contact_before: dict[_Ident, dict[str, datetime | None]] = {}
         self.pending: dict[str, list[tuple[Action, EntryChange]]] = {}
 
     # -- bookkeeping
@@ -358,13 +359,13 @@ class _Run:
             return
         runner = self.fleet.runner(str(action.runner))
         try:
-            moment = self.now()
+            before = {m.system_id: m.contacted_at for m in self.gitlab.managers(action.runner_id)}
             creds = self.gitlab.reset_token(action.runner_id)
         except ProvisionerError as exc:
             self.finish(action, ActionStatus.FAILED, exc.message)
             return
         self.tokens[runner.name] = creds
-        self.reset_at[_ident(action)] = moment
+        self.contact_before[_ident(action)] = before
         for host in targets:
             self.queue(host, action, self.token_writer(runner, creds))
 
@@ -512,12 +513,10 @@ class _Run:
     def silent_hosts(self, action: Action) -> list[str]:
         """The hosts of a rotated runner whose manager has not contacted GitLab since the reset."""
         assert action.runner_id is not None
-        since = self.reset_at[_ident(action)].replace(microsecond=0)
-        fresh = [
-            m
-            for m in self.gitlab.managers(action.runner_id)
-            if m.contacted_at is not None and m.contacted_at >= since
-        ]
+        # A contact newer than the manager's last one before the reset can only have used the
+        # new token (GitLab refuses the old one): both times are GitLab's, whatever our clock.
+        before = self.contact_before[_ident(action)]
+        fresh = [m for m in self.gitlab.managers(action.runner_id) if _newer(m, before)]
         fresh_ids = {m.system_id for m in fresh}
         targets = self.runner_hosts(action)
         system_ids = {h.name: h.system_id for h in self.observed.hosts}
@@ -589,3 +588,9 @@ def _spec(runner: RunnerDef, gitlab: FleetGitLab) -> RunnerSpec:
         access_level=runner.access_level,
         maximum_timeout=runner.maximum_timeout,
     )
+
+
+def _newer(manager: RunnerManager, before: Mapping[str, datetime | None]) -> bool:
+    """True when ``manager`` contacted GitLab after its last contact in ``before``."""
+    last = before.get(manager.system_id)
+    return manager.contacted_at is not None and (last is None or manager.contacted_at > last)

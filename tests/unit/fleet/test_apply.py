@@ -163,6 +163,46 @@ def test_rotation_writes_every_host_and_waits_for_each_manager(
     assert set(gitlab.managers_seen[9]) == {"s_vm-a", "s_vm-b"}
 
 
+def test_reconnect_is_judged_in_gitlabs_clock_whatever_ours_says(
+    gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
+) -> None:
+    old = gitlab.add(9, note=marker("prod", "shared"))
+    for host in ("vm-a", "vm-b"):
+        seed_entry(
+            hosts,
+            host,
+            f'[[runners]]\nname = "shared"\nurl = "{URL}"\nid = 9\ntoken = "{old}"\n'
+            'token_obtained_at = 2026-01-01T00:00:00Z\nexecutor = "shell"\n',
+        )
+        gitlab.contact(f"s_{host}", old)  # both managers ran before the reset
+    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
+    action = Action(
+        ActionKind.ROTATE_TOKEN,
+        "expires soon",
+        runner="shared",
+        runner_id=9,
+        hosts=("vm-a", "vm-b"),
+    )
+    skewed = Clock()
+    skewed.wall = clock.wall + timedelta(hours=1)  # this machine's clock runs an hour ahead
+
+    result = apply(
+        fleet,
+        plan_of(action),
+        hosts.observe(fleet, clock),
+        gitlab=gitlab,
+        hosts=hosts,
+        settings=ApplySettings(parallel=2, reconnect_timeout=30, poll_interval=5),
+        now=skewed.now,
+        clock=clock.monotonic,
+        sleep=clock.sleep,
+    )
+
+    assert statuses(result) == {"rotate-token:shared": ("ok", "every manager reconnected")}
+    new = gitlab.runners[9].token
+    assert all(entry["token"] == new for h in ("vm-a", "vm-b") for entry in hosts.entries(h))
+
+
 def test_rotation_fails_when_a_manager_never_reconnects(
     gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
 ) -> None:
