@@ -59,6 +59,9 @@ class ProbeEvidence:
     evidence: str
 
 
+_PATH_CATEGORIES = frozenset({Category.DNS_NETWORK, Category.TLS_CERTS})
+
+
 @dataclass(frozen=True)
 class Finding:
     """One known failure found in a log."""
@@ -80,11 +83,20 @@ class Finding:
         return self.signature.category
 
     def with_probes(self, results: Sequence[ProbeEvidence]) -> Finding:
-        """This finding judged by probe results: any refutation wins over confirmations."""
+        """This finding judged by probe results.
+
+        For a network or TLS failure the probes are the steps of one connection (DNS, TCP,
+        TLS): one failing step confirms it, and it is refuted only when every step passed. For
+        the other categories a probe of the very thing the log blames (the token, the socket,
+        the directory) refutes it by passing, whatever else failed.
+        """
         if not results:
             return self
-        refuted = any(not r.confirms for r in results)
-        confidence = Confidence.PROBE_REFUTED if refuted else Confidence.PROBE_CONFIRMED
+        if self.signature.category in _PATH_CATEGORIES:
+            confirmed = any(r.confirms for r in results)
+        else:
+            confirmed = all(r.confirms for r in results)
+        confidence = Confidence.PROBE_CONFIRMED if confirmed else Confidence.PROBE_REFUTED
         return replace(self, probes=tuple(results), confidence=confidence)
 
 

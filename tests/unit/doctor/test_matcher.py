@@ -113,3 +113,19 @@ def test_line_numbers_survive_crlf_and_non_ascii_text() -> None:
     assert findings[0].id == "could-not-resolve-host"
     assert findings[0].evidence.line == len(noise) * 40 + 1
     assert findings[0].evidence.text == line
+
+
+def test_one_failing_probe_on_the_path_confirms_and_only_all_passing_refute() -> None:
+    from provisioner.doctor.matcher import ProbeEvidence
+
+    (finding,) = classify(
+        "ERROR: Checking for jobs... failed  runner=abc status=couldn't execute POST\n"
+    )
+    dns_ok = ProbeEvidence("dns@host", confirms=False, evidence="gitlab.example.com resolves")
+    tcp_down = ProbeEvidence("tcp@host", confirms=True, evidence="connect to :443 refused")
+    tcp_ok = ProbeEvidence("tcp@host", confirms=False, evidence="connected to :443")
+    # DNS works but TCP does not: the network path is broken where the log says.
+    assert finding.with_probes([dns_ok, tcp_down]).confidence is Confidence.PROBE_CONFIRMED
+    assert finding.with_probes([tcp_down, dns_ok]).confidence is Confidence.PROBE_CONFIRMED
+    assert finding.with_probes([dns_ok, tcp_ok]).confidence is Confidence.PROBE_REFUTED
+    assert finding.with_probes([]).confidence is finding.confidence
