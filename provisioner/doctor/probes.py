@@ -275,7 +275,8 @@ def _journal(facts: Facts) -> CheckResult:
     return CheckResult(
         "journal",
         Verdict.PASS,
-        f"read {len(lines)} lines of {journal.get('unit')} ({journal.get('command')}){last}",
+        f"read {len(lines)} line{'' if len(lines) == 1 else 's'} of {journal.get('unit')} "
+        f"({journal.get('command')}){last}",
     )
 
 
