@@ -196,10 +196,6 @@ def main() -> int:
             f"  plan wall time: median {plan_time:.2f} s "
             f"(min {min(times):.2f}, max {max(times):.2f})"
         )
-        apply_exists = run(["fleet", "apply", "--help"], env)[1].returncode == 0
-        if not apply_exists:
-            print("  TODO: no-change apply vs plan: `fleet apply` is not in this tree yet")
-            return 0
         elapsed, proc = run(["fleet", "apply", str(fleet_file), "--auto-approve", *ssh], env)
         if proc.returncode != 0:
             print(f"  no-change apply failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
