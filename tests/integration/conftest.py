@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.hostlab import bridge_sandbox, lab  # noqa: F401 (shared fixtures)
+from tests.integration.hostlab import bridge_sandbox, lab, vm_lab  # noqa: F401 (shared fixtures)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,9 +21,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
 
     def on_the_vms(item: pytest.Item) -> bool:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.get("lab", ()) if info is not None else ()
-        return bool(defs) and defs[-1].func.__module__ == "tests.integration.hostlab"
+        return "vm_lab" in getattr(item, "fixturenames", ())
 
     def rank(item: pytest.Item) -> int:
         if not on_the_vms(item):

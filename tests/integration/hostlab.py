@@ -108,7 +108,8 @@ def _wait_for_sshd(host: VmHost, deadline: float) -> None:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def vm_lab() -> Iterator[Lab]:
+    """The three VMs, started once per session (``lab`` where no other fixture is so named)."""
     from provisioner.ssh import generate_key
 
     _ensure_base()
@@ -157,6 +158,12 @@ def lab() -> Iterator[Lab]:
         for host in hosts:
             docker("rm", "-f", host.container, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab(vm_lab: Lab) -> Lab:
+    """The session's VMs under their usual name (packages with a `lab` of their own use vm_lab)."""
+    return vm_lab
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,8 @@ import requests
 
 from tests.conftest import run_runnerctl
 
-# This module's `lab` is the session's VMs, not the stand-in runner lab of the package conftest.
-from tests.integration.hostlab import (
-    Lab,
-    VmHost,
-    lab,  # noqa: F401 (pytest fixture)
-)
+# The session's VMs are `vm_lab` here: the package conftest's `lab` is the stand-in runner lab.
+from tests.integration.hostlab import Lab, VmHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -60,13 +56,15 @@ def _provision(vms: Lab, host: VmHost) -> None:
 
 
 @pytest.fixture(scope="module")
-def vm(lab: Lab) -> VmHost:  # noqa: F811 (the hostlab fixture)
+def vm(vm_lab: Lab) -> VmHost:
     """Host b, a runner host (provisioned here only when this module runs alone)."""
-    host = lab.hosts[1]
+    host = vm_lab.hosts[1]
     if not _provisioned(host):
-        _provision(lab, host)
+        _provision(vm_lab, host)
     # known_hosts in the lab's HOME, where runnerctl --host looks (accepting the key once).
-    proc = run_runnerctl("host", "check", host.target(), *lab.ssh_args(), "-o", "json", timeout=120)
+    proc = run_runnerctl(
+        "host", "check", host.target(), *vm_lab.ssh_args(), "-o", "json", timeout=120
+    )
     assert '"hosts"' in proc.stdout, proc.stderr
     return host
 
@@ -114,7 +112,7 @@ def _journal_line(vm: VmHost, text: str) -> None:
 
 
 def test_doctor_probes_a_real_host_over_ssh(
-    lab: Lab,  # noqa: F811 (the hostlab fixture)
+    vm_lab: Lab,
     vm: VmHost,
     scratch: str,
     bridge_sandbox: Any,
@@ -133,10 +131,10 @@ def test_doctor_probes_a_real_host_over_ssh(
     _journal_line(vm, f"ERROR: Checking for jobs... forbidden  runner={marker}")
     log = tmp_path / "job.log"
     log.write_text(LOG)
-    env = {**os.environ, "HOME": str(lab.home)}
+    env = {**os.environ, "HOME": str(vm_lab.home)}
     proc = run_runnerctl(
         "-o", "json", "doctor", "--log", str(log), "--host", vm.target(),
-        "--config", f"{scratch}/config.toml", "--ssh-key", str(lab.key),
+        "--config", f"{scratch}/config.toml", "--ssh-key", str(vm_lab.key),
         "--job-user", "gitlab-runner", "--job-user", "nosudo",
         env=env, timeout=90,
     )  # fmt: skip
@@ -192,7 +190,7 @@ def test_doctor_probes_a_real_host_over_ssh(
 
 
 def test_the_container_probe_runs_on_the_remote_host(
-    lab: Lab,  # noqa: F811 (the hostlab fixture)
+    vm_lab: Lab,
     vm: VmHost,
     scratch: str,
     bridge_sandbox: Any,
@@ -222,8 +220,8 @@ def test_the_container_probe_runs_on_the_remote_host(
         log.write_text(LOG)
         proc = run_runnerctl(
             "-o", "json", "doctor", "--log", str(log), "--host", vm.target(),
-            "--config", f"{scratch}/config.toml", "--ssh-key", str(lab.key),
-            env={**os.environ, "HOME": str(lab.home)}, timeout=90,
+            "--config", f"{scratch}/config.toml", "--ssh-key", str(vm_lab.key),
+            env={**os.environ, "HOME": str(vm_lab.home)}, timeout=90,
         )  # fmt: skip
         assert proc.returncode == 10, proc.stderr
         probes = {p["probe"]: p for p in json.loads(proc.stdout)["probes"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,13 +35,15 @@ def test_plan_reads_each_host_once_and_writes_nothing(
 ) -> None:
     gl = sandbox.gitlab()
     fleet_name = sandbox.unique("plan").replace("-", ".")
-    owned = _runner(gl, "build", marker(fleet_name, "build"), ["linux"])
-    foreign = _runner(gl, "build", None, ["linux"])
+    # Names and tags of this test alone: the session's sandbox holds other tests' runners.
+    build, tag = sandbox.unique("build"), sandbox.unique("linux")
+    owned = _runner(gl, build, marker(fleet_name, build), [tag])
+    foreign = _runner(gl, build, None, [tag])
     vm_a, vm_b = lab.hosts[:2]
     where = f"/tmp/{fleet_name}"
     config = f"{where}/config.toml"
     vm_a.sh(
-        f"mkdir -p {where} && printf '%s' '[[runners]]\n  name = \"build\"\n"
+        f"mkdir -p {where} && printf '%s' '[[runners]]\n  name = \"{build}\"\n"
         f'  url = "{sandbox.url}"\n  id = {owned["id"]}\n  token = "{owned["token"]}"\n'
         f'  executor = "shell"\n\' > {config} && chmod 600 {config}'
     )
@@ -50,8 +53,8 @@ def test_plan_reads_each_host_once_and_writes_nothing(
         f'[fleet]\nname = "{fleet_name}"\ngitlab_url = "{sandbox.url}"\nssh_user = "ops"\n\n'
         f'[[hosts]]\nname = "vm-a"\naddress = "{vm_a.ip}"\nconfig_path = "{config}"\n\n'
         f'[[hosts]]\nname = "vm-b"\naddress = "{vm_b.ip}"\nconfig_path = "{config}"\n\n'
-        '[[runners]]\nname = "build"\nhosts = ["vm-a", "vm-b"]\nexecutor = "shell"\n'
-        'tags = ["linux"]\n'
+        f'[[runners]]\nname = "{build}"\nhosts = ["vm-a", "vm-b"]\nexecutor = "shell"\n'
+        f'tags = ["{tag}"]\n'
     )
     runners_before = gl.http_list("/runners/all", get_all=True)
     env = {**os.environ, "GITLAB_TOKEN": sandbox.root_token, "HOME": str(lab.home)}
@@ -61,11 +64,13 @@ def test_plan_reads_each_host_once_and_writes_nothing(
         )
         assert proc.returncode == 0, proc.stderr
         plan = json.loads(proc.stdout)
-        assert plan["api_requests"] == 1  # one GraphQL page
+        # One GraphQL request per page of 100 runners (the session's sandbox holds the
+        # runners of every test before this one).
+        assert plan["api_requests"] == math.ceil(len(runners_before) / 100)
         assert plan["ssh_sessions"] == 2  # one per host
         actions = {a["id"]: a for a in plan["actions"]}
-        assert actions["write-entry:build@vm-b"]["runner_id"] == owned["id"]
-        assert "create-runner:build" not in actions
+        assert actions[f"write-entry:{build}@vm-b"]["runner_id"] == owned["id"]
+        assert f"create-runner:{build}" not in actions
         assert [u["runner_id"] for u in plan["unmanaged"]] == [foreign["id"]]
         for name, vm in (("vm-a", vm_a), ("vm-b", vm_b)):
             installed = vm.sh("command -v gitlab-runner >/dev/null && echo yes", check=False)

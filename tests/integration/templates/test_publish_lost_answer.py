@@ -105,12 +105,17 @@ def test_publish_passes_when_its_upload_was_stored_but_the_answer_lost(
     lossy: RunningSandbox, tmp_path: Path
 ) -> None:
     gl = lossy.gitlab()
+    tag = lossy.unique("lost-answer")
     project = lossy.new_project(
-        files={".gitlab-ci.yml": "publish:\n  tags: [lost-answer]\n  script: [echo]\n"}
+        files={".gitlab-ci.yml": f"publish:\n  tags: [{tag}]\n  script: [echo]\n"}
     )
-    runner = gl.user.runners.create({"runner_type": "instance_type", "tag_list": ["lost-answer"]})
+    runner = gl.user.runners.create(
+        {"runner_type": "instance_type", "tag_list": [tag], "run_untagged": False}
+    )
     job = RunnerClient(lossy.url, runner.token).request_job()
     assert job.status_code == 201, job.text
+    # This project's job: other tests' pending jobs never reach this runner (its own tag).
+    assert job.json()["job_info"]["project_id"] == project.id
     job_token = job.json()["token"]
     _wheel(tmp_path / "dist", "VALUE = 1\n")
     _sdist(tmp_path / "dist")
