@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,13 @@ def plan_of(*actions: Action, unreachable: dict[str, str] | None = None) -> Flee
 
 
 def run(
-    fleet: Fleet, plan: FleetPlan, gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
+    fleet: Fleet,
+    plan: FleetPlan,
+    gitlab: FakeGitLab,
+    hosts: FakeHosts,
+    clock: Clock,
+    *,
+    now: Callable[[], datetime] | None = None,
 ) -> ApplyResult:
     return apply(
         fleet,
@@ -47,7 +54,7 @@ def run(
         gitlab=gitlab,
         hosts=hosts,
         settings=ApplySettings(parallel=2, reconnect_timeout=30, poll_interval=5),
-        now=clock.now,
+        now=now or clock.now,
         clock=clock.monotonic,
         sleep=clock.sleep,
     )
@@ -60,6 +67,23 @@ def statuses(result: ApplyResult) -> dict[str, tuple[str, str]]:
 def seed_entry(hosts: FakeHosts, host: str, text: str) -> None:
     hosts.path(host).parent.mkdir(parents=True, exist_ok=True)
     hosts.path(host).write_text(text)
+
+
+def shared_rotation(gitlab: FakeGitLab, hosts: FakeHosts) -> tuple[str, Fleet, Action]:
+    """Runner 9, ``shared`` on vm-a and vm-b with one token, and the action rotating it."""
+    old = gitlab.add(9, note=marker("prod", "shared"))
+    for host in ("vm-a", "vm-b"):
+        seed_entry(
+            hosts,
+            host,
+            f'[[runners]]\nname = "shared"\nurl = "{URL}"\nid = 9\ntoken = "{old}"\n'
+            'token_obtained_at = 2026-01-01T00:00:00Z\nexecutor = "shell"\n',
+        )
+    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
+    action = Action(
+        ActionKind.ROTATE_TOKEN, "due", runner="shared", runner_id=9, hosts=("vm-a", "vm-b")
+    )
+    return old, fleet, action
 
 
 def test_create_writes_one_entry_per_host_with_the_marker_and_settings(
@@ -134,22 +158,7 @@ def test_order_follows_the_action_kinds_and_each_host_gets_one_transaction(
 def test_rotation_writes_every_host_and_waits_for_each_manager(
     gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
 ) -> None:
-    old = gitlab.add(9, note=marker("prod", "shared"))
-    for host in ("vm-a", "vm-b"):
-        seed_entry(
-            hosts,
-            host,
-            f'[[runners]]\nname = "shared"\nurl = "{URL}"\nid = 9\ntoken = "{old}"\n'
-            'token_obtained_at = 2026-01-01T00:00:00Z\nexecutor = "shell"\n',
-        )
-    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
-    action = Action(
-        ActionKind.ROTATE_TOKEN,
-        "expires soon",
-        runner="shared",
-        runner_id=9,
-        hosts=("vm-a", "vm-b"),
-    )
+    old, fleet, action = shared_rotation(gitlab, hosts)
 
     result = run(fleet, plan_of(action), gitlab, hosts, clock)
 
@@ -166,37 +175,13 @@ def test_rotation_writes_every_host_and_waits_for_each_manager(
 def test_reconnect_is_judged_in_gitlabs_clock_whatever_ours_says(
     gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
 ) -> None:
-    old = gitlab.add(9, note=marker("prod", "shared"))
+    old, fleet, action = shared_rotation(gitlab, hosts)
     for host in ("vm-a", "vm-b"):
-        seed_entry(
-            hosts,
-            host,
-            f'[[runners]]\nname = "shared"\nurl = "{URL}"\nid = 9\ntoken = "{old}"\n'
-            'token_obtained_at = 2026-01-01T00:00:00Z\nexecutor = "shell"\n',
-        )
         gitlab.contact(f"s_{host}", old)  # both managers ran before the reset
-    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
-    action = Action(
-        ActionKind.ROTATE_TOKEN,
-        "expires soon",
-        runner="shared",
-        runner_id=9,
-        hosts=("vm-a", "vm-b"),
-    )
     skewed = Clock()
     skewed.wall = clock.wall + timedelta(hours=1)  # this machine's clock runs an hour ahead
 
-    result = apply(
-        fleet,
-        plan_of(action),
-        hosts.observe(fleet, clock),
-        gitlab=gitlab,
-        hosts=hosts,
-        settings=ApplySettings(parallel=2, reconnect_timeout=30, poll_interval=5),
-        now=skewed.now,
-        clock=clock.monotonic,
-        sleep=clock.sleep,
-    )
+    result = run(fleet, plan_of(action), gitlab, hosts, clock, now=skewed.now)
 
     assert statuses(result) == {"rotate-token:shared": ("ok", "every manager reconnected")}
     new = gitlab.runners[9].token
@@ -206,16 +191,8 @@ def test_reconnect_is_judged_in_gitlabs_clock_whatever_ours_says(
 def test_rotation_fails_when_a_manager_never_reconnects(
     gitlab: FakeGitLab, hosts: FakeHosts, clock: Clock
 ) -> None:
-    old = gitlab.add(9, note=marker("prod", "shared"))
-    for host in ("vm-a", "vm-b"):
-        seed_entry(
-            hosts, host, f'[[runners]]\nname = "shared"\nurl = "{URL}"\nid = 9\ntoken = "{old}"\n'
-        )
+    _old, fleet, action = shared_rotation(gitlab, hosts)
     hosts.silent.add("vm-b")
-    fleet = fleet_of(runner_def("shared", "vm-a", "vm-b"))
-    action = Action(
-        ActionKind.ROTATE_TOKEN, "due", runner="shared", runner_id=9, hosts=("vm-a", "vm-b")
-    )
 
     result = run(fleet, plan_of(action), gitlab, hosts, clock)
 
