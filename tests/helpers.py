@@ -43,6 +43,28 @@ def wait_until(
         time.sleep(interval)
 
 
+def wait_for_pipeline(
+    pipeline: Any, *, timeout: float, context: Callable[[], str] = lambda: ""
+) -> str:
+    """Refresh a python-gitlab ``pipeline`` each second until it has finished; its status.
+
+    After ``timeout`` seconds the wait fails with the status and ``context()`` (a runner's
+    log, say), built only then.
+    """
+
+    def finished() -> bool:
+        pipeline.refresh()
+        return pipeline.status in ("success", "failed", "canceled")
+
+    wait_until(
+        finished,
+        timeout=timeout,
+        interval=1,
+        message=lambda: f"pipeline still {pipeline.status} after {timeout:.0f} s: {context()}",
+    )
+    return str(pipeline.status)
+
+
 def zip_bytes(files: Mapping[str, bytes | str]) -> bytes:
     """A zip (wheel, artifacts archive) of ``files`` whose bytes do not depend on the clock.
 

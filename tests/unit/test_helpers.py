@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from tests.helpers import ZIP_EPOCH, tar_gz_bytes, wait_until, zip_bytes
+from tests.helpers import ZIP_EPOCH, tar_gz_bytes, wait_for_pipeline, wait_until, zip_bytes
 
 
 def test_wait_until_returns_the_first_truthy_value() -> None:
@@ -55,3 +55,28 @@ def test_archives_are_the_same_bytes_whatever_the_clock(monkeypatch: pytest.Monk
         extracted = tf.extractfile(member)
         assert extracted is not None
         assert extracted.read() == b"b"
+
+
+class _Pipeline:
+    """A python-gitlab pipeline whose status moves one step per refresh."""
+
+    def __init__(self, *statuses: str) -> None:
+        self._next = iter(statuses)
+        self.status = "created"
+        self.refreshes = 0
+
+    def refresh(self) -> None:
+        self.refreshes += 1
+        self.status = next(self._next, self.status)
+
+
+def test_wait_for_pipeline_refreshes_until_it_finishes() -> None:
+    pipeline = _Pipeline("pending", "failed")
+    assert wait_for_pipeline(pipeline, timeout=30) == "failed"
+    assert pipeline.refreshes == 2
+
+
+def test_wait_for_pipeline_fails_with_its_status_and_the_context() -> None:
+    pipeline = _Pipeline("running")
+    with pytest.raises(AssertionError, match=r"^pipeline still running after 0 s: runner log$"):
+        wait_for_pipeline(pipeline, timeout=0, context=lambda: "runner log")

@@ -23,7 +23,7 @@ import pytest
 from provisioner.fleet.model import marker
 from provisioner.runner_config import ConfigDocument, RunnerRef
 from tests.conftest import RUNNERCTL, run_runnerctl
-from tests.helpers import wait_until
+from tests.helpers import wait_for_pipeline
 from tests.integration.conftest import RunningSandbox
 from tests.integration.fleet.vms import edit_config, remove_entries
 from tests.integration.hostlab import Lab, VmHost, docker, install_runnerctl
@@ -296,17 +296,11 @@ def test_the_runners_run_jobs(fleet: FleetLab) -> None:
     project = fleet.sandbox.new_project(group=fleet.group, files={".gitlab-ci.yml": ci})
     pipeline = project.pipelines.create({"ref": "main"})
 
-    def finished() -> bool:
-        pipeline.refresh()
-        return pipeline.status in ("success", "failed", "canceled")
-
-    wait_until(
-        finished,
+    wait_for_pipeline(
+        pipeline,
         timeout=180,
-        interval=1,
-        message=lambda: (
-            f"pipeline still {pipeline.status}: "
-            + fleet.host("vm-a").sh("tail -20 /var/log/gitlab-runner-standin.log", check=False)
+        context=lambda: fleet.host("vm-a").sh(
+            "tail -20 /var/log/gitlab-runner-standin.log", check=False
         ),
     )
     traces = {

@@ -23,7 +23,7 @@ from provisioner.fleet.ci import CiOptions, ci_config
 from provisioner.fleet.model import marker
 from provisioner.runner_config import ConfigDocument, ConfigStore, RunnerRef
 from tests.conftest import run_runnerctl
-from tests.helpers import wait_until
+from tests.helpers import wait_for_pipeline, wait_until
 from tests.integration.conftest import RunningSandbox
 from tests.integration.fleet.vms import remove_entries
 from tests.integration.hostlab import Lab
@@ -119,11 +119,7 @@ def test_a_schedule_runs_fleet_apply_and_the_fleet_converges(
         schedule.save()
         first = project.pipelines.get(min(p.id for p in pipelines))
 
-        def finished() -> bool:
-            first.refresh()
-            return first.status in ("success", "failed", "canceled")
-
-        wait_until(finished, timeout=300, interval=1, message=lambda: f"still {first.status}")
+        wait_for_pipeline(first, timeout=300)
         (job,) = first.jobs.list(get_all=True)
         trace = project.jobs.get(job.id).trace().decode()
         assert job.name == "fleet-apply"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_runnerctl
-from tests.helpers import wait_until
+from tests.helpers import wait_for_pipeline
 from tests.integration.hostlab import COSIGN, Lab, VmHost, docker, install_runnerctl
 from tests.integration.sandbox_runner.conftest import API_ONLY
 
@@ -476,18 +476,10 @@ def test_jobs_run_on_the_provisioned_host(
     )
     pipeline = project.pipelines.create({"ref": "main"})
 
-    def finished() -> bool:
-        pipeline.refresh()
-        return pipeline.status in ("success", "failed", "canceled")
-
-    wait_until(
-        finished,
+    wait_for_pipeline(
+        pipeline,
         timeout=120,
-        interval=1,
-        message=lambda: (
-            f"pipeline still {pipeline.status} after 120 s: "
-            + host.sh("tail -30 /var/log/gitlab-runner-standin.log")
-        ),
+        context=lambda: host.sh("tail -30 /var/log/gitlab-runner-standin.log"),
     )
     (job,) = pipeline.jobs.list(get_all=True)
     trace = project.jobs.get(job.id).trace().decode()
