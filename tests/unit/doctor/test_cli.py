@@ -225,6 +225,19 @@ class FakeSession:
         return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
+def _doctor_on_host(cli: Cli, session: Any, verifier: Any) -> tuple[int, str, str]:
+    """``doctor --log - --host ops@vm-1 -o json`` with a fake SSH session and token verifier."""
+    app = AppContext(
+        factories=Factories(
+            ssh=lambda _target, _options: session,
+            gitlab=lambda _settings: verifier,
+        )
+    )
+    return cli(
+        "doctor", "--log", "-", "--host", "ops@vm-1", "-o", "json", app=app, env=ENV, input=LOG
+    )
+
+
 def test_host_probes_run_over_ssh_and_never_send_the_token(cli: Cli, tmp_path: Path) -> None:
     token = "glrt-HostRunnerToken0123456789"
     config_text = (
@@ -240,17 +253,7 @@ def test_host_probes_run_over_ssh_and_never_send_the_token(cli: Cli, tmp_path: P
             verified.append(sent)
             return VerifyResult(valid=False)
 
-    app = AppContext(
-        factories=Factories(
-            ssh=lambda _target, _options: session,  # type: ignore[arg-type,return-value]
-            gitlab=lambda _settings: Verifier(),  # type: ignore[arg-type,return-value]
-        )
-    )
-    log = tmp_path / "job.log"
-    log.write_text(LOG)
-    code, out, err = cli(
-        "doctor", "--log", str(log), "--host", "ops@vm-1", "-o", "json", app=app, env=ENV
-    )
+    code, out, err = _doctor_on_host(cli, session, Verifier())
     assert code == 10, err
     document = json.loads(out)
     assert document["runner"] == "vm-1"
@@ -307,26 +310,14 @@ class DockerHostSession(FakeSession):
         return CommandResult(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
-def test_the_container_probe_runs_on_the_remote_host_on_the_runners_network(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_the_container_probe_runs_on_the_remote_host_on_the_runners_network(cli: Cli) -> None:
     config_text = (
         "concurrent = 1\n\n[[runners]]\n"
         'name = "dock-1"\nurl = "http://127.0.0.1:9"\ntoken = "glrt-DockerHostToken0123456"\n'
         'executor = "docker"\n[runners.docker]\nimage = "alpine:3.20"\nnetwork_mode = "ci-net"\n'
     )
     session = DockerHostSession(config_text)
-    app = AppContext(
-        factories=Factories(
-            ssh=lambda _target, _options: session,  # type: ignore[arg-type,return-value]
-            gitlab=lambda _settings: FakeVerifier(),  # type: ignore[arg-type,return-value]
-        )
-    )
-    log = tmp_path / "job.log"
-    log.write_text(LOG)
-    code, out, err = cli(
-        "doctor", "--log", str(log), "--host", "ops@vm-1", "-o", "json", app=app, env=ENV
-    )
+    code, out, err = _doctor_on_host(cli, session, FakeVerifier())
     assert code == 10, err
     document = json.loads(out)
     assert document["findings"][0]["source"] == "job-log"
@@ -348,7 +339,7 @@ def test_the_container_probe_runs_on_the_remote_host_on_the_runners_network(
     assert b"glrt-" not in script
 
 
-def test_a_container_that_cannot_run_is_a_skipped_probe(cli: Cli, tmp_path: Path) -> None:
+def test_a_container_that_cannot_run_is_a_skipped_probe(cli: Cli) -> None:
     config_text = (
         "concurrent = 1\n\n[[runners]]\n"
         'name = "dock-1"\nurl = "http://127.0.0.1:9"\ntoken = "glrt-DockerHostToken0123456"\n'
@@ -363,15 +354,7 @@ def test_a_container_that_cannot_run_is_a_skipped_probe(cli: Cli, tmp_path: Path
                 return CommandResult(127, "", "sh: 1: docker: not found")
             return super().run(command, stdin=stdin, timeout=timeout)
 
-    app = AppContext(
-        factories=Factories(
-            ssh=lambda _target, _options: NoDocker(config_text),  # type: ignore[arg-type,return-value]
-            gitlab=lambda _settings: FakeVerifier(),  # type: ignore[arg-type,return-value]
-        )
-    )
-    code, out, err = cli(
-        "doctor", "--log", "-", "--host", "ops@vm-1", "-o", "json", app=app, env=ENV, input=LOG
-    )
+    code, out, err = _doctor_on_host(cli, NoDocker(config_text), FakeVerifier())
     assert code == 10, err
     probes = {p["probe"]: p for p in json.loads(out)["probes"]}
     assert probes["container"]["verdict"] == "skip"
