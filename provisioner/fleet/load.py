@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from provisioner.errors import ProvisionerError, UsageError
 from provisioner.fleet.model import Fleet, HostSpec, RunnerDef, TokenRotation
 from provisioner.gitlab.models import AccessLevel
+from provisioner.mappings import deep_merge
 from provisioner.registration.scope import parse_scope
 from provisioner.runner_config.document import (
     ConfigSyntaxError,
@@ -54,18 +55,6 @@ DEFAULT_CONFIG_PATH = "/etc/gitlab-runner/config.toml"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # GitLab refuses a maximum_timeout below ten minutes.
 MIN_TIMEOUT = 600
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``base``: tables merge key by key, anything else is replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        current = merged.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = _deep_merge(current, value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def parse_duration(text: str) -> timedelta:
@@ -315,7 +304,7 @@ class _Checker:
         base: Path_ = ("env", env)
         data = dict(self.data)
         if isinstance(overlay.get("fleet"), dict) and isinstance(data.get("fleet"), dict):
-            data["fleet"] = _deep_merge(data["fleet"], overlay["fleet"])
+            data["fleet"] = deep_merge(data["fleet"], overlay["fleet"])
             self.origins.update({("fleet", k): (*base, "fleet", k) for k in overlay["fleet"]})
         for section in ("hosts", "runners"):
             changes = overlay.get(section)
@@ -335,7 +324,7 @@ class _Checker:
                         where, f"{display_path(where)}: no {section[:-1]} {name!r} in the file"
                     )
                     continue
-                items[index] = _deep_merge(items[index], values)
+                items[index] = deep_merge(items[index], values)
                 self.origins.update({(section, index, k): (*where, k) for k in values})
             data[section] = items
         self.data = data

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from provisioner.mappings import deep_merge
 from provisioner.sandbox.ci.errors import CiConfigError
-from provisioner.sandbox.ci.include import deep_merge
 from provisioner.sandbox.ci.keys import MAX_EXTENDS_DEPTH, MAX_REFERENCE_DEPTH
 from provisioner.sandbox.ci.loading import Reference
 

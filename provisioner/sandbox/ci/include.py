@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from provisioner.mappings import deep_merge
 from provisioner.sandbox.ci.errors import CiConfigError
 from provisioner.sandbox.ci.inputs import load_with_inputs
 from provisioner.sandbox.ci.keys import MAX_INCLUDES
@@ -69,18 +70,6 @@ class _Location:
     def key(self) -> str:
         inputs = json.dumps(self.inputs, sort_keys=True, default=str)
         return f"{self.kind}\0{self.project}\0{self.ref}\0{self.path}\0{inputs}"
-
-
-def deep_merge(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
-    """Rails' ``Hash#deep_merge``: hashes merge recursively, anything else is replaced."""
-    merged = dict(base)
-    for key, value in other.items():
-        current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            merged[key] = deep_merge(current, value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def expand_variables(text: str, env: Mapping[str, str]) -> str:
