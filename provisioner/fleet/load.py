@@ -28,12 +28,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner.errors import ProvisionerError, UsageError
 from provisioner.fleet.model import Fleet, HostSpec, RunnerDef, TokenRotation
 from provisioner.gitlab.models import AccessLevel
+from provisioner.hosts.provision import load_vars
 from provisioner.mappings import deep_merge
 from provisioner.registration.scope import parse_scope
 from provisioner.runner_config.document import (
@@ -378,17 +378,10 @@ class _Checker:
             return {}
         path = Path(name) if self.base_dir is None else self.base_dir / name
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            self.error(("fleet", "vars_file"), f"fleet.vars_file: cannot read {name}: {reason}")
+            return load_vars(path)  # the same reading and checks as `host provision --vars`
+        except UsageError as exc:
+            self.error(("fleet", "vars_file"), f"fleet.vars_file: {exc.message}")
             return {}
-        if loaded is None:
-            return {}
-        if not isinstance(loaded, dict):
-            self.error(("fleet", "vars_file"), f"fleet.vars_file: {name} is not a YAML mapping")
-            return {}
-        return loaded
 
     def _hosts(self, model: FleetFileModel, fleet_vars: Mapping[str, Any]) -> list[HostSpec]:
         hosts: list[HostSpec] = []
